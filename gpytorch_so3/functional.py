@@ -1,0 +1,149 @@
+r"""Parameter-free covariance maths shared by every code path (dense kernel, KeOps, Pyro model).
+
+A stationary anisotropic kernel with metric ``M = A A^T`` is an isotropic kernel of *whitened* inputs
+``z = x A``: ``(x - x')^T M (x - x') = |z - z'|^2``. For the SO(3) kernel ``A = R diag(1/l)`` (columns of
+``R`` scaled by the inverse length-scales); for the full-SPD baseline ``A = L``. Whitening costs one
+``3 x 3`` matmul per point, after which gpytorch's own distance code (or KeOps) does the pairwise work.
+
+No function here holds parameters or closes over them: linear_operator's ``KernelLinearOperator`` and KeOps
+need covariance functions of tensors only (linear_operator PR #62).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SUPPORTED_NU",
+    "base_correlation",
+    "covariance",
+    "metric",
+    "metric_to_principal",
+    "so3_whitening_matrix",
+    "whiten",
+]
+
+#: Smoothness values of the supported base kernels (``None`` is the squared exponential / RBF).
+SUPPORTED_NU = (None, 0.5, 1.5, 2.5)
+
+# gpytorch's `dist` clamps squared distances at 1e-30 before sqrt so that d sqrt(r2) / d r2 stays finite on the
+# diagonal (r2 = 0); we do the same so the Matern branches match gpytorch to the last bit.
+_SQRT_CLAMP = 1e-30
+
+
+def check_nu(nu: float | None) -> float | None:
+    """Validate a smoothness parameter; returns it as a float (or None)."""
+    if nu is None:
+        return None
+    if isinstance(nu, bool) or not isinstance(nu, int | float) or float(nu) not in (0.5, 1.5, 2.5):
+        raise ValueError(f"nu must be None (squared exponential) or one of 0.5, 1.5, 2.5; got {nu!r}")
+    return float(nu)
+
+
+def so3_whitening_matrix(lengthscale: Tensor, R: Tensor) -> Tensor:
+    """``A = R diag(1 / lengthscale)``: the whitening matrix of the SO(3) metric.
+
+    Args:
+        lengthscale: ``(..., 3)`` principal length-scales.
+        R: ``(..., 3, 3)`` rotations; column ``i`` goes with ``lengthscale[..., i]``.
+
+    Returns:
+        ``(..., 3, 3)`` matrix ``A`` with ``A A^T = R diag(l^-2) R^T``.
+    """
+    return R / lengthscale.unsqueeze(-2)
+
+
+def whiten(x: Tensor, A: Tensor) -> Tensor:
+    """Whitened inputs ``z = x A``.
+
+    Args:
+        x: ``(..., n, 3)`` inputs (centre them first for accuracy: the metric is translation invariant).
+        A: ``(..., 3, 3)`` whitening matrix (broadcast against the batch dimensions of ``x``).
+
+    Returns:
+        ``(..., n, 3)`` whitened inputs, so that ``|z_i - z_j|^2 = (x_i - x_j)^T A A^T (x_i - x_j)``.
+    """
+    return x @ A
+
+
+def metric(lengthscale: Tensor, R: Tensor) -> Tensor:
+    """``M = R diag(lengthscale^-2) R^T``.
+
+    Args:
+        lengthscale: ``(..., 3)`` principal length-scales.
+        R: ``(..., 3, 3)`` rotations.
+
+    Returns:
+        ``(..., 3, 3)`` symmetric positive-definite metric.
+    """
+    A = so3_whitening_matrix(lengthscale, R)
+    return A @ A.transpose(-1, -2)
+
+
+def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Principal length-scales and directions of an SPD metric, in canonical form.
+
+    Args:
+        M: ``(..., 3, 3)`` symmetric positive-definite metrics.
+
+    Returns:
+        ``(lengthscale, R)``: ascending length-scales ``(..., 3)`` (``eigval^-1/2``) and canonical rotations
+        ``(..., 3, 3)`` (see :func:`gpytorch_so3.so3.canonicalize`) with ``M = R diag(l^-2) R^T``.
+    """
+    from gpytorch_so3.so3 import canonicalize
+
+    evals, evecs = torch.linalg.eigh(0.5 * (M + M.transpose(-1, -2)))
+    return canonicalize(evals.clamp_min(torch.finfo(M.dtype).tiny).rsqrt(), evecs)
+
+
+def base_correlation(sq_dist: Tensor, nu: float | None) -> Tensor:
+    r"""Isotropic base correlation at unit length-scale as a function of the squared distance.
+
+    Exactly gpytorch's forms: RBF ``exp(-r^2 / 2)``; Matern ``exp(-sqrt(2 nu) r) p(r)`` with ``p = 1``,
+    ``1 + sqrt(3) r`` and ``1 + sqrt(5) r + 5 r^2 / 3`` for ``nu = 0.5, 1.5, 2.5``.
+
+    Args:
+        sq_dist: squared distances of whitened inputs (any shape).
+        nu: ``None`` (RBF) or 0.5, 1.5, 2.5.
+
+    Returns:
+        correlations, same shape as ``sq_dist``.
+    """
+    if nu is None:
+        return torch.exp(-0.5 * sq_dist)
+    r = sq_dist.clamp_min(_SQRT_CLAMP).sqrt()
+    exp_component = torch.exp(-math.sqrt(2.0 * nu) * r)
+    if nu == 0.5:
+        return exp_component
+    if nu == 1.5:
+        return (1.0 + math.sqrt(3.0) * r) * exp_component
+    if nu == 2.5:
+        return (1.0 + math.sqrt(5.0) * r + (5.0 / 3.0) * sq_dist) * exp_component
+    raise ValueError(f"nu must be None, 0.5, 1.5 or 2.5; got {nu!r}")
+
+
+def covariance(x1: Tensor, x2: Tensor, A: Tensor, nu: float | None, diag: bool = False) -> Tensor:
+    """Dense correlation matrix of the anisotropic kernel with whitening matrix ``A`` (unit output-scale).
+
+    A reference implementation for small inputs (explicit differences, ``O(n m)`` memory); the kernels use
+    gpytorch's distance code on the same whitened inputs.
+
+    Args:
+        x1: ``(..., n, 3)`` inputs.
+        x2: ``(..., m, 3)`` inputs (``m == n`` if ``diag``).
+        A: ``(..., 3, 3)`` whitening matrix.
+        nu: ``None`` or 0.5, 1.5, 2.5.
+        diag: return only the diagonal ``k(x1_i, x2_i)``.
+
+    Returns:
+        ``(..., n, m)`` or, with ``diag``, ``(..., n)``.
+    """
+    z1, z2 = whiten(x1, A), whiten(x2, A)
+    if diag:
+        sq = ((z1 - z2) ** 2).sum(-1)
+    else:
+        sq = ((z1.unsqueeze(-2) - z2.unsqueeze(-3)) ** 2).sum(-1)
+    return base_correlation(sq, nu)

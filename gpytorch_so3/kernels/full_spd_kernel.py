@@ -1,0 +1,121 @@
+r"""Baseline of the paper: a full SPD metric ``M = L L^T`` with a free lower-triangular Cholesky factor."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from gpytorch.constraints import Interval, Positive
+from gpytorch.priors import Prior
+from torch import Tensor
+
+from gpytorch_so3 import functional as F
+from gpytorch_so3.kernels.base import Anisotropic3DKernel
+
+__all__ = ["FullSPDKernel"]
+
+# Lower-triangular positions (row, col) below the diagonal, in the order stored in `cholesky_offdiag`.
+_TRIL_ROWS, _TRIL_COLS = (1, 2, 2), (0, 0, 1)
+
+
+class FullSPDKernel(Anisotropic3DKernel):
+    r"""Stationary kernel on 3-D inputs with a full (six-parameter) SPD metric.
+
+    .. math::
+        k(x, x') = \kappa_\nu(r), \qquad r^2 = (x - x')^\top L L^\top (x - x'),
+
+    with ``L`` lower-triangular: a positive diagonal (``cholesky_diag``, constrained like a length-scale)
+    and three free entries below it (``cholesky_offdiag``, order ``(1,0), (2,0), (2,1)``). It spans the same
+    metrics as :class:`~gpytorch_so3.SO3AnisotropicKernel` but its parameters are not interpretable one by one;
+    :meth:`principal` recovers length-scales and directions.
+
+    The initial ``L`` is ``I / ln 2``: the metric of gpytorch's default length-scale ``softplus(0) = ln 2``.
+
+    Example:
+        >>> k = FullSPDKernel(nu=1.5)
+        >>> k(torch.rand(5, 3)).to_dense().shape
+        torch.Size([5, 5])
+    """
+
+    def __init__(
+        self,
+        nu: float | None = None,
+        *,
+        cholesky_diag_prior: Prior | None = None,
+        cholesky_diag_constraint: Interval | None = None,
+        cholesky_offdiag_prior: Prior | None = None,
+        batch_shape: torch.Size | None = None,
+        active_dims: tuple[int, ...] | None = None,
+    ) -> None:
+        """Build the kernel.
+
+        Args:
+            nu: ``None`` (squared exponential, default) or 0.5, 1.5, 2.5.
+            cholesky_diag_prior: prior on the ``batch_shape x 3`` positive diagonal of ``L``.
+            cholesky_diag_constraint: its constraint (default ``Positive()``).
+            cholesky_offdiag_prior: prior on the ``batch_shape x 3`` entries below the diagonal.
+            batch_shape: batch shape of the hyperparameters.
+            active_dims: three input columns the kernel acts on.
+        """
+        super().__init__(nu, batch_shape, active_dims)
+        constraint = Positive() if cholesky_diag_constraint is None else cholesky_diag_constraint
+        self.register_parameter("raw_cholesky_diag", torch.nn.Parameter(torch.zeros(*self.batch_shape, 3)))
+        self.register_parameter("cholesky_offdiag", torch.nn.Parameter(torch.zeros(*self.batch_shape, 3)))
+        self.register_constraint("raw_cholesky_diag", constraint)
+        for name, prior, param, closure in (
+            ("cholesky_diag_prior", cholesky_diag_prior, self._diag_param, self._diag_closure),
+            ("cholesky_offdiag_prior", cholesky_offdiag_prior, self._offdiag_param, self._offdiag_closure),
+        ):
+            if prior is not None:
+                if not isinstance(prior, Prior):
+                    raise TypeError(f"Expected gpytorch.priors.Prior for {name}, got {type(prior).__name__}")
+                self.register_prior(name, prior, param, closure)
+        self.cholesky_diag = torch.full_like(self.raw_cholesky_diag, 1.0 / math.log(2.0))
+
+    @property
+    def cholesky_diag(self) -> Tensor:
+        """Positive diagonal of ``L``, ``batch_shape x 3``."""
+        return self.raw_cholesky_diag_constraint.transform(self.raw_cholesky_diag)
+
+    @cholesky_diag.setter
+    def cholesky_diag(self, value: Tensor | float) -> None:
+        self._set_cholesky_diag(value)
+
+    def _set_cholesky_diag(self, value: Tensor | float) -> None:
+        value = torch.as_tensor(value).to(self.raw_cholesky_diag)
+        raw = self.raw_cholesky_diag_constraint.inverse_transform(value)
+        self.initialize(raw_cholesky_diag=raw.expand_as(self.raw_cholesky_diag))
+
+    def _diag_param(self, m: FullSPDKernel) -> Tensor:
+        return m.cholesky_diag
+
+    def _diag_closure(self, m: FullSPDKernel, v: Tensor) -> None:
+        m._set_cholesky_diag(v)
+
+    def _offdiag_param(self, m: FullSPDKernel) -> Tensor:
+        return m.cholesky_offdiag
+
+    def _offdiag_closure(self, m: FullSPDKernel, v: Tensor) -> None:
+        m.initialize(cholesky_offdiag=torch.as_tensor(v).to(m.cholesky_offdiag).expand_as(m.cholesky_offdiag))
+
+    @property
+    def cholesky_factor(self) -> Tensor:
+        """Lower-triangular ``L``, ``batch_shape x 3 x 3``, with ``metric = L L^T``."""
+        d = self.cholesky_diag
+        L = torch.diag_embed(d)
+        off = torch.zeros_like(L)
+        off[..., _TRIL_ROWS, _TRIL_COLS] = self.cholesky_offdiag
+        return L + off
+
+    @property
+    def whitening_matrix(self) -> Tensor:
+        """``A = L``: ``|(x - x') L|^2 = (x - x')^T L L^T (x - x')``."""
+        return self.cholesky_factor
+
+    def principal(self) -> tuple[Tensor, Tensor]:
+        """Canonical principal length-scales (``batch_shape x 3``, ascending) and directions (columns)."""
+        with torch.no_grad():
+            return F.metric_to_principal(self.metric)
+
+    def extra_repr(self) -> str:
+        return f"base={self._nu_repr()}, batch_shape={tuple(self.batch_shape)}"
