@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from gpytorch_so3 import functional, so3
+from gpytorch_so3.fit import fit_map
 from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
 
 try:
@@ -14,6 +15,7 @@ __all__ = [
     "FullSPDKernel",
     "SO3AnisotropicKernel",
     "__version__",
+    "fit_map",
     "functional",
     "so3",
 ]

@@ -66,7 +66,10 @@ def whiten(x: Tensor, A: Tensor) -> Tensor:
     Returns:
         ``(..., n, 3)`` whitened inputs, so that ``|z_i - z_j|^2 = (x_i - x_j)^T A A^T (x_i - x_j)``.
     """
-    return x @ A
+    # Broadcast-multiply-and-sum rather than `x @ A`: an (n x 3) @ (3 x 3) product is too small for BLAS, whose
+    # threaded dispatch (forward, and x^T @ grad for A's gradient) took ~50 ms per call on a loaded 2-core machine
+    # in benchmarks/bench_kernel.py; the elementwise form is ATen-only, O(9 n), and broadcasts like matmul.
+    return (x.unsqueeze(-1) * A.unsqueeze(-3)).sum(-2)
 
 
 def metric(lengthscale: Tensor, R: Tensor) -> Tensor:

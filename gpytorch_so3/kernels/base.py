@@ -13,11 +13,11 @@ from gpytorch_so3 import functional as F
 __all__ = ["Anisotropic3DKernel", "validate_inputs"]
 
 
-def _check_input(name: str, x: Tensor) -> None:
+def _check_input(kernel_name: str, name: str, x: Tensor) -> None:
     if not torch.is_tensor(x):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{kernel_name}: {name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
+        raise TypeError(f"{kernel_name}: {name} must have a floating dtype (float32 or float64), got {x.dtype}")
 
 
 def validate_inputs(
@@ -36,10 +36,10 @@ def validate_inputs(
         active_dims: the kernel's ``active_dims`` (length 3) or ``None`` (then ``d`` must be 3).
         param_dtype: dtype of the kernel's parameters; inputs must match it.
     """
-    _check_input("x1", x1)
+    _check_input(kernel_name, "x1", x1)
     xs = [("x1", x1)]
     if x2 is not None:
-        _check_input("x2", x2)
+        _check_input(kernel_name, "x2", x2)
         if x2.dtype != x1.dtype:
             raise TypeError(f"{kernel_name}: x1 and x2 must have the same dtype, got {x1.dtype} and {x2.dtype}")
         xs.append(("x2", x2))
@@ -134,12 +134,16 @@ class Anisotropic3DKernel(Kernel):
             x2: ``batch_shape x m x 3`` inputs.
             diag: return only the diagonal (requires ``n == m``).
             last_dim_is_batch: not supported (raises ``ValueError``).
+            **params: passed on to :meth:`gpytorch.kernels.Kernel.covar_dist`.
 
         Returns:
             ``batch_shape x n x m`` (``batch_shape x n`` with ``diag=True``).
         """
         if last_dim_is_batch:
             raise ValueError(f"{type(self).__name__} does not support last_dim_is_batch=True")
+        # Wrappers such as ScaleKernel call `base_kernel.forward` directly and bypass our `__call__`, so the checks
+        # run here too (on the already active-dim-selected inputs). Cost: one isfinite over n x 3 per call.
+        validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype())
         # Centring first keeps |z|^2 small so the expanded-norm distance formula loses no digits (as MaternKernel).
         mean = x1.mean(dim=-2, keepdim=True)
         A = self.whitening_matrix
@@ -147,11 +151,17 @@ class Anisotropic3DKernel(Kernel):
         z2 = z1 if x2 is x1 else F.whiten(x2 - mean, A)
         sq = self.covar_dist(z1, z2, diag=diag, square_dist=True, **params)
         if self.nu is not None and not diag and sq.shape[-1] == sq.shape[-2] and torch.equal(x1, x2):
-            # The expanded-norm distance leaves ~1e-16 of rounding on the diagonal of a self-covariance, which
-            # sqrt inflates to ~1e-8 in the Matern branches (gpytorch's own MaternKernel shows it). The exact
-            # value is 0 with zero derivative, so set it: k(x, x) == 1 exactly and no noisy gradient.
+            # The expanded-norm distance leaves rounding (~eps |z|^2) on the diagonal of a self-covariance, which
+            # sqrt inflates to ~1e-8 (float64) or ~1e-3 (float32) in the Matern branches (gpytorch's own MaternKernel
+            # shows it when gradients are on). The exact value is 0 with zero derivative, so set it: k(x, x) == 1
+            # (to 1e-15, the sqrt clamp) and no noisy gradient.
             eye = torch.eye(sq.shape[-1], dtype=torch.bool, device=sq.device)
             sq = sq.masked_fill(eye, 0.0)
+        if self.nu is None:
+            # `sq` is a fresh n x m tensor owned here: scale and exponentiate it in place, as gpytorch's
+            # `postprocess_rbf` does (same values as F.base_correlation). Two fewer n x m allocations; this was
+            # most of the gap to RBFKernel(ard_num_dims=3) in benchmarks/bench_kernel.py.
+            return sq.mul_(-0.5).exp_()
         return F.base_correlation(sq, self.nu)
 
     def _nu_repr(self) -> str:

@@ -118,4 +118,5 @@ class FullSPDKernel(Anisotropic3DKernel):
             return F.metric_to_principal(self.metric)
 
     def extra_repr(self) -> str:
+        """Base form and batch shape, shown by ``repr``."""
         return f"base={self._nu_repr()}, batch_shape={tuple(self.batch_shape)}"

@@ -86,7 +86,9 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
         self.register_parameter("raw_rotation", torch.nn.Parameter(torch.zeros(*self.batch_shape, 3)))
         if rotation_prior is not None:
             if not isinstance(rotation_prior, Prior):
-                raise TypeError(f"Expected gpytorch.priors.Prior for rotation_prior, got {type(rotation_prior).__name__}")
+                raise TypeError(
+                    f"Expected gpytorch.priors.Prior for rotation_prior, got {type(rotation_prior).__name__}"
+                )
             self.register_prior("rotation_prior", rotation_prior, self._rotation_param, self._rotation_closure)
 
     # -- rotation: an unconstrained parameter, exposed through the usual property/setter pair ------------------
@@ -131,9 +133,10 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
         return F.metric(self.lengthscale.squeeze(-2), self.rotation_matrix)
 
     def canonical(self) -> tuple[Tensor, Tensor]:
-        """Canonical ``(lengthscale, R)`` (``batch_shape x 3``, ``batch_shape x 3 x 3``); see :func:`so3.canonicalize`."""
+        """Canonical ``(lengthscale, R)``: ``batch_shape x 3``, ``batch_shape x 3 x 3`` (see ``so3.canonicalize``)."""
         with torch.no_grad():
             return so3.canonicalize(self.lengthscale.squeeze(-2), self.rotation_matrix)
 
     def extra_repr(self) -> str:
+        """Base form and batch shape, shown by ``repr``."""
         return f"base={self._nu_repr()}, batch_shape={tuple(self.batch_shape)}"
