@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from gpytorch_so3 import functional, so3
+from gpytorch_so3 import datasets, functional, priors, so3
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
 
@@ -15,7 +15,9 @@ __all__ = [
     "FullSPDKernel",
     "SO3AnisotropicKernel",
     "__version__",
+    "datasets",
     "fit_map",
     "functional",
+    "priors",
     "so3",
 ]

@@ -29,7 +29,7 @@ class CLIError(Exception):
 # ----------------------------------------------------------------------------------------------- reporting
 def _fmt_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=True))
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
@@ -139,7 +139,7 @@ def _read_csv(path: str, columns: Sequence[str], what: str) -> torch.Tensor:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from gpytorch_so3.compare import IsotropicScaling, evaluate
+    from gpytorch_so3.compare import IsotropicScaling
 
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     if len(args.coords) != 3:
@@ -162,7 +162,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     X = scaling(X_raw)
     g = torch.Generator().manual_seed(args.seed)
     perm = torch.randperm(len(X), generator=g)
-    n_test = int(round(args.test_fraction * len(X)))
+    n_test = round(args.test_fraction * len(X))
     if len(X) - n_test < MIN_ROWS:
         raise CLIError(f"only {len(X) - n_test} training rows after the split; lower --test-fraction")
     test_idx, train_idx = perm[:n_test], perm[n_test:]

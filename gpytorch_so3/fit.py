@@ -109,6 +109,20 @@ def _initialise(kernel: SO3AnisotropicKernel | FullSPDKernel, spread: Tensor, ge
             kernel.initialize(cholesky_offdiag=L[..., (1, 2, 2), (0, 0, 1)])
 
 
+def _wrap_rotations(kernels: list) -> None:
+    """Rewrite each fitted axis-angle vector as the equivalent one with ``|w| <= pi`` (same rotation, same kernel).
+
+    L-BFGS may leave ``|w| > pi`` (the map ``w -> exp(hat(w))`` is many-to-one); reporting the principal-ball
+    representative makes fitted rotations comparable. The kernel is unchanged and a rotation prior's value can
+    only rise: the Haar prior weights the two preimages by ``h(theta) >= 1/2 >= h(2 pi - theta)`` (same volume
+    factor), and a centred Gaussian prefers the shorter vector.
+    """
+    with torch.no_grad():
+        for k in kernels:
+            if isinstance(k, SO3AnisotropicKernel):
+                k.rotation = so3.log_map(so3.exp_map(k.rotation))
+
+
 def _exact_loss(mll: ExactMarginalLogLikelihood) -> float:
     model = mll.model
     with torch.no_grad():
@@ -201,6 +215,7 @@ def fit_map(
                 # Our own loop replaces BoTorch's retries; its convergence chatter per restart is noise here.
                 warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
                 fit_gpytorch_mll_scipy(mll, options=optimizer_options)
+                _wrap_rotations(kernels)
                 loss = _exact_loss(mll)
             if not math.isfinite(loss):
                 raise ValueError(f"non-finite objective {loss}")

@@ -57,7 +57,7 @@ def _expect_error(capsys, argv, match):
 
 
 def test_bad_inputs(tmp_path, data_csv, capsys):
-    fit = lambda f, *extra: ["fit", f, "--coords", "east", "north", "elev", "--target", "grade", *extra]  # noqa: E731
+    fit = lambda f, *extra: ["fit", f, "--coords", "east", "north", "elev", "--target", "grade", *extra]
     _expect_error(capsys, fit(str(tmp_path / "nope.csv")), "not found")
     _expect_error(capsys, ["fit", data_csv, "--coords", "east", "north", "z", "--target", "grade"], "missing column")
     _expect_error(capsys, ["fit", data_csv, "--coords", "east", "north", "--target", "grade"], "exactly 3")

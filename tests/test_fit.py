@@ -58,6 +58,8 @@ def test_best_restart_kept_and_eval_mode():
     assert len(info.losses) == 3 and len(info.times) == 3
     finite = [v for v in info.losses if math.isfinite(v)]
     assert info.best_restart == info.losses.index(min(finite))
+    # fitted rotations are reported in the principal ball |w| <= pi
+    assert float(model.covar_module.base_kernel.rotation.norm()) <= math.pi + 1e-9
     # the restored state is the best restart's: recomputing its objective gives the recorded best loss
     assert _loss(model) == pytest.approx(info.best_loss, rel=1e-8, abs=1e-10)
 
