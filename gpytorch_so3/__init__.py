@@ -2,9 +2,12 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from gpytorch_so3 import datasets, functional, priors, so3
+from gpytorch_so3 import datasets, functional, geo, priors, so3
 from gpytorch_so3.fit import fit_map
+from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
 from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
+from gpytorch_so3.nuts import fit_nuts
+from gpytorch_so3.summary import PosteriorSummary, summarize_posterior
 
 try:
     __version__ = version("gpytorch-so3")
@@ -13,11 +16,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "FullSPDKernel",
+    "PosteriorSummary",
     "SO3AnisotropicKernel",
+    "SO3FullyBayesianGP",
+    "SO3PyroModel",
     "__version__",
     "datasets",
     "fit_map",
+    "fit_nuts",
     "functional",
+    "geo",
     "priors",
     "so3",
+    "summarize_posterior",
 ]

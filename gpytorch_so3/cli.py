@@ -89,6 +89,11 @@ def _run_comparison(train_X, train_Y, test_X, test_Y, args, say) -> list:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gpytorch_so3.datasets import make_rotated_field
 
+    if args.data == "oilsands":
+        from gpytorch_so3.experiments import run_oilsands_demo
+
+        print(run_oilsands_demo(seed=args.seed, quiet=args.quiet))
+        return 0
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     if args.n < MIN_ROWS:
         raise CLIError(f"--n must be at least {MIN_ROWS}, got {args.n}")
@@ -258,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="fit ARD, full-SPD and SO(3) kernels to a built-in rotated 3-D field")
     demo.add_argument("--n", type=int, default=300, help="training points (and as many held-out; default 300)")
+    demo.add_argument("--data", choices=("synthetic", "oilsands"), default="synthetic",
+                      help="built-in data: a synthetic rotated field (default) or the real oil-sands drill holes "
+                      "(held-out whole holes, original and rotated coordinates)")
     common(demo)
     demo.set_defaults(func=_cmd_demo)
 

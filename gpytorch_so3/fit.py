@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import gpytorch
 import torch
 from botorch.exceptions.errors import ModelFittingError
+from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.fit import fit_gpytorch_mll_scipy
+from botorch.optim.utils import get_parameters
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
@@ -123,6 +125,22 @@ def _wrap_rotations(kernels: list) -> None:
                 k.rotation = so3.log_map(so3.exp_map(k.rotation))
 
 
+def _plain_gpytorch_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure | None:
+    """A loss closure for a plain gpytorch ``ExactGP`` (``None`` for BoTorch models, which get BoTorch's own).
+
+    BoTorch's default closure calls ``model.transform_inputs``, which only BoTorch models have; a plain gpytorch
+    ``ExactGP`` gets the same negative marginal log likelihood (plus log priors) without input transforms.
+    """
+    if hasattr(mll.model, "transform_inputs"):
+        return None
+
+    def forward() -> Tensor:
+        model = mll.model
+        return -mll(model(*model.train_inputs), model.train_targets, *model.train_inputs)
+
+    return ForwardBackwardClosure(forward=forward, parameters=get_parameters(mll, requires_grad=True))
+
+
 def _exact_loss(mll: ExactMarginalLogLikelihood) -> float:
     model = mll.model
     with torch.no_grad():
@@ -189,6 +207,9 @@ def fit_map(
             "fit_map: the model contains no SO3AnisotropicKernel or FullSPDKernel; "
             "use botorch.fit.fit_gpytorch_mll for other kernels"
         )
+    from gpytorch_so3.botorch_utils import check_input_scaling  # local: botorch_utils imports heavier modules
+
+    check_input_scaling(model, stacklevel=3)  # a per-axis Normalize shears space: warn, the fit is still valid
     if mll is None:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
     X = _train_inputs(model)
@@ -214,7 +235,7 @@ def fit_map(
             with chol, warnings.catch_warnings():
                 # Our own loop replaces BoTorch's retries; its convergence chatter per restart is noise here.
                 warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
-                fit_gpytorch_mll_scipy(mll, options=optimizer_options)
+                fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=optimizer_options)
                 _wrap_rotations(kernels)
                 loss = _exact_loss(mll)
             if not math.isfinite(loss):

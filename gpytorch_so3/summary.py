@@ -1,0 +1,430 @@
+r"""Symmetry-aware posterior summaries of a fitted :class:`~gpytorch_so3.SO3FullyBayesianGP`.
+
+Raw MCMC samples of ``(lengthscale, rotation)`` are not interpretable one by one: the 24 signed axis
+permutations ``(l P, R P)`` describe the same kernel, so a chain may report the "short" axis in any column and
+with any sign, and different chains may sit in different (equivalent) modes. :func:`summarize_posterior`
+canonicalises every draw with :func:`gpytorch_so3.so3.canonicalize` (ascending length-scales, principal
+directions as columns), aligns the signs of the directions across draws, and reports means, standard
+deviations, credible intervals, R-hat and ESS (Pyro's ``split_gelman_rubin`` and ``effective_sample_size``) of
+these canonical quantities, plus the principal directions as unit vectors and as azimuth/dip.
+
+When two principal length-scales are close the directions in their plane are weakly identified (with two equal
+length-scales not identified at all: any orthonormal pair in that plane gives the same kernel). The summary
+flags such pairs and says so, instead of reporting meaningless direction estimates as if they were precise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+from torch import Tensor
+
+from gpytorch_so3 import so3
+from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
+from gpytorch_so3.geo import azimuth_dip  # one implementation, re-exported here
+
+__all__ = ["DEFAULT_WEAK_RATIO", "PosteriorSummary", "azimuth_dip", "summarize_posterior", "summarize_samples"]
+
+#: Default threshold on the posterior median of the ratio of adjacent canonical length-scales below which the
+#: two directions are flagged as weakly identified (see :func:`summarize_posterior`).
+DEFAULT_WEAK_RATIO = 1.2
+
+_AXIS_NAMES = ("short", "middle", "long")
+
+
+def _align_axes(axes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean undirected axis per column and sign-aligned samples.
+
+    Args:
+        axes: ``S x 3 x 3`` canonical directions (columns).
+
+    Returns:
+        ``(mean_dirs 3 x 3`` (unit columns), ``aligned S x 3 x 3``, ``angle S x 3`` degrees to the mean)``.
+    """
+    cols = axes.transpose(-1, -2)  # S x 3 (axis) x 3 (coord)
+    T = torch.einsum("sai,saj->aij", cols, cols) / cols.shape[0]  # mean outer products, 3 x 3 x 3
+    _, evecs = torch.linalg.eigh(T)
+    mean = evecs[..., -1]  # 3 (axis) x 3 (coord): principal eigenvector of E[u u^T]
+    # Deterministic sign: largest-magnitude entry positive (as so3.canonicalize).
+    big = mean.abs().argmax(-1, keepdim=True)
+    lead = mean.gather(-1, big)
+    mean = mean * torch.where(lead < 0, -1.0, 1.0)
+    dots = (cols * mean).sum(-1)  # S x 3
+    aligned = cols * torch.where(dots < 0, -1.0, 1.0).unsqueeze(-1)
+    angle = torch.rad2deg(torch.atan2(torch.linalg.cross(cols, mean.expand_as(cols), dim=-1).norm(dim=-1), dots.abs()))
+    return mean.transpose(-1, -2), aligned.transpose(-1, -2), angle
+
+
+def _diagnostics(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Split R-hat and ESS over ``chains x draws x ...`` (NaN when there are fewer than 4 draws per chain)."""
+    if x.shape[1] < 4:
+        nan = torch.full(x.shape[2:], math.nan, dtype=x.dtype, device=x.device)
+        return nan, nan
+    return split_gelman_rubin(x, chain_dim=0, sample_dim=1), effective_sample_size(x, chain_dim=0, sample_dim=1)
+
+
+@dataclass
+class PosteriorSummary:
+    r"""Canonicalised posterior of an :class:`~gpytorch_so3.SO3FullyBayesianGP` (see :func:`summarize_posterior`).
+
+    Per-draw tensors hold ``num_samples = num_chains * draws_per_chain`` draws, chain-major.
+
+    Attributes:
+        lengthscale: ``num_samples x 3`` canonical (ascending) principal length-scales.
+        axes: ``num_samples x 3 x 3`` canonical principal directions as columns (column ``i`` goes with
+            ``lengthscale[:, i]``), exactly as returned by :func:`so3.canonicalize`.
+        aligned_axes: ``num_samples x 3 x 3``: :attr:`axes` with each column's sign flipped to agree with
+            :attr:`directions` (canonical signs can flip between draws when two components have similar size).
+        outputscale: ``num_samples`` output-scales.
+        noise: ``num_samples`` noise variances (``None`` with fixed ``train_Yvar``).
+        mean: ``num_samples`` constant means.
+        num_chains: number of chains.
+        rhat: name -> split R-hat: ``"lengthscale"`` ``(3,)``, ``"outputscale"``, ``"noise"``, ``"mean"`` (scalars),
+            ``"axes"`` ``(3, 3)`` (components of the sign-aligned directions, column ``i`` for axis ``i``).
+        ess: name -> effective sample size, same keys and shapes.
+        posterior_mean, posterior_sd: name -> mean / standard deviation (``lengthscale`` ``(3,)``, scalars).
+        interval: name -> ``2 x ...`` equal-tailed credible interval (lower, upper) at level :attr:`prob`.
+        prob: credible level (default 0.9).
+        directions: ``3 x 3`` posterior mean principal directions (unit columns): for each canonical axis the
+            principal eigenvector of the mean outer product ``E[u u^T]`` (sign-free, so antipodal draws agree).
+        direction_spread: ``(3,)`` degrees: the :attr:`prob` quantile of the angle between a draw's axis and the
+            mean direction.
+        azimuth, dip: ``(3,)`` degrees of :attr:`directions` (see :func:`azimuth_dip`).
+        ratio_median: ``(2,)`` posterior medians of ``l2 / l1`` and ``l3 / l2``.
+        weak_pairs: pairs ``(i, i + 1)`` (0-based canonical indices) flagged as weakly identified.
+        explanation: human-readable reasons for the flags (empty if none).
+        divergences: per chain, the number of divergent post-warm-up transitions.
+        num_rejected: per chain, potential evaluations rejected as non-PSD/NaN (empty if unknown).
+        weak_ratio: the ratio threshold used.
+    """
+
+    lengthscale: Tensor
+    axes: Tensor
+    aligned_axes: Tensor
+    outputscale: Tensor
+    noise: Tensor | None
+    mean: Tensor
+    num_chains: int
+    rhat: dict[str, Tensor]
+    ess: dict[str, Tensor]
+    posterior_mean: dict[str, Tensor]
+    posterior_sd: dict[str, Tensor]
+    interval: dict[str, Tensor]
+    prob: float
+    directions: Tensor
+    direction_spread: Tensor
+    azimuth: Tensor
+    dip: Tensor
+    ratio_median: Tensor
+    weak_pairs: list[tuple[int, int]]
+    explanation: str
+    divergences: list[int]
+    num_rejected: list[int] = field(default_factory=list)
+    weak_ratio: float = DEFAULT_WEAK_RATIO
+
+    @property
+    def num_samples(self) -> int:
+        """Total number of draws summarised."""
+        return int(self.lengthscale.shape[0])
+
+    @property
+    def weakly_identified(self) -> bool:
+        """Whether any pair of principal directions is flagged as weakly identified."""
+        return bool(self.weak_pairs)
+
+    @property
+    def num_divergences(self) -> int:
+        """Total number of divergent transitions."""
+        return int(sum(self.divergences))
+
+    def _by_chain(self, x: Tensor) -> Tensor:
+        return x.reshape(self.num_chains, -1, *x.shape[1:])
+
+    def __str__(self) -> str:
+        """A table of the canonical posterior: scalars, length-scales, directions, diagnostics and flags."""
+        lo_q, hi_q = 50 * (1 - self.prob), 50 * (1 + self.prob)
+        draws = self.num_samples // max(self.num_chains, 1)
+        lines = [
+            f"SO3FullyBayesianGP posterior: {self.num_chains} chain(s) x {draws} draws, "
+            f"{self.num_divergences} divergent transition(s)"
+            + (f", {sum(self.num_rejected)} rejected non-PSD/NaN evaluation(s)" if self.num_rejected else ""),
+            "",
+            f"{'parameter':<20}{'mean':>10}{'sd':>10}{f'{lo_q:g}%':>10}{f'{hi_q:g}%':>10}{'R-hat':>8}{'ESS':>8}",
+        ]
+
+        def row(name: str, key: str, idx: int | None = None) -> str:
+            def g(d: dict[str, Tensor], i: int | None = idx) -> float:
+                v = d[key]
+                return float(v if i is None else v[i])
+
+            iv = self.interval[key]
+            lo = float(iv[0] if idx is None else iv[0, idx])
+            hi = float(iv[1] if idx is None else iv[1, idx])
+            return (
+                f"{name:<20}{g(self.posterior_mean):>10.4g}{g(self.posterior_sd):>10.3g}{lo:>10.4g}{hi:>10.4g}"
+                f"{g(self.rhat):>8.3f}{g(self.ess):>8.0f}"
+            )
+
+        for i in range(3):
+            lines.append(row(f"lengthscale[{_AXIS_NAMES[i]}]", "lengthscale", i))
+        lines.append(row("outputscale", "outputscale"))
+        if self.noise is not None:
+            lines.append(row("noise", "noise"))
+        lines.append(row("mean", "mean"))
+        lines += [
+            "",
+            "principal directions (posterior mean axis; x = east, y = north, z = up; azimuth clockwise from north,",
+            f"dip below horizontal; spread: {100 * self.prob:g}% of draws within this angle; R-hat: worst component)",
+            f"{'axis':<8}{'x':>8}{'y':>8}{'z':>8}{'azimuth':>9}{'dip':>7}{'spread':>8}{'R-hat':>8}{'ESS':>8}",
+        ]
+        for i in range(3):
+            d = self.directions[:, i]
+            lines.append(
+                f"{_AXIS_NAMES[i]:<8}{float(d[0]):>8.3f}{float(d[1]):>8.3f}{float(d[2]):>8.3f}"
+                f"{float(self.azimuth[i]):>9.1f}{float(self.dip[i]):>7.1f}{float(self.direction_spread[i]):>8.1f}"
+                f"{float(self.rhat['axes'][:, i].max()):>8.3f}{float(self.ess['axes'][:, i].min()):>8.0f}"
+                + ("  (weakly identified)" if any(i in p for p in self.weak_pairs) else "")
+            )
+        if self.explanation:
+            lines += ["", self.explanation]
+        names = ("lengthscale", "outputscale", "noise", "mean")
+        bad = [k for k in names if k in self.rhat and bool((self.rhat[k] > 1.1).any())]
+        if bad:
+            lines += ["", f"warning: R-hat > 1.1 for {', '.join(bad)}: the chains have not converged; sample longer."]
+        return "\n".join(lines)
+
+    def to_arviz(self):
+        """The canonical draws as an ``arviz.InferenceData`` (needs the optional ``arviz`` extra).
+
+        Posterior variables (dims ``chain``, ``draw``, ...): ``lengthscale`` (``axis``), ``axes`` (``coord``,
+        ``axis``), ``azimuth``/``dip`` (``axis``, of each draw's axis), ``outputscale``, ``noise`` (if sampled),
+        ``mean``; ``sample_stats.diverging`` is not included (divergences are counts per chain here).
+
+        Returns:
+            ``arviz.InferenceData``.
+
+        Raises:
+            ImportError: arviz is not installed.
+        """
+        try:
+            import arviz as az
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_arviz needs arviz: pip install 'gpytorch-so3[arviz]'") from e
+        az_, dip = azimuth_dip(self.axes.transpose(-1, -2))
+        post = {
+            "lengthscale": self.lengthscale,
+            "axes": self.axes,
+            "azimuth": az_,
+            "dip": dip,
+            "outputscale": self.outputscale,
+            "mean": self.mean,
+        }
+        if self.noise is not None:
+            post["noise"] = self.noise
+        post = {k: self._by_chain(v).detach().cpu().double().numpy() for k, v in post.items()}
+        return az.from_dict(
+            posterior=post,
+            coords={"axis": list(_AXIS_NAMES), "coord": ["x", "y", "z"]},
+            dims={
+                "lengthscale": ["axis"],
+                "axes": ["coord", "axis"],
+                "azimuth": ["axis"],
+                "dip": ["axis"],
+            },
+        )
+
+
+def _draws_by_chain(model: SO3FullyBayesianGP) -> tuple[dict[str, Tensor], list[int], list[int]]:
+    info = getattr(model, "fit_nuts_info_", None)
+    if info is not None:
+        return dict(info.samples), [len(d) for d in info.divergences], list(info.num_rejected)
+    # Samples loaded by hand (load_mcmc_samples / load_state_dict): one "chain" of the loaded samples.
+    model._check_if_fitted()
+    k = model.kernel
+    s = {
+        "lengthscale": k.lengthscale.detach().squeeze(-2),
+        "rotation": k.rotation.detach(),
+        "outputscale": model.covar_module.outputscale.detach(),
+        "mean": model.mean_module.constant.detach().reshape(-1),
+    }
+    if "noise" in model.pyro_model.sample_sites:
+        s["noise"] = model.likelihood.noise.detach().reshape(s["mean"].shape[0], -1)[:, 0]
+    return {name: v.unsqueeze(0) for name, v in s.items()}, [0], []
+
+
+def summarize_posterior(
+    model: SO3FullyBayesianGP, *, weak_ratio: float = DEFAULT_WEAK_RATIO, prob: float = 0.9
+) -> PosteriorSummary:
+    r"""Canonical, symmetry-aware summary of the hyperparameter posterior of a fitted model.
+
+    Uses every post-warm-up draw of every chain stored by :func:`gpytorch_so3.fit_nuts`
+    (``model.fit_nuts_info_``; thinning only affects what is loaded for prediction), or the loaded samples as
+    one chain if the model was filled by hand. Each draw is canonicalised (:func:`so3.canonicalize`); the
+    direction of each canonical axis is averaged sign-free (principal eigenvector of ``E[u u^T]``) and the draws'
+    signs are aligned to it. R-hat and ESS are Pyro's ``split_gelman_rubin`` and ``effective_sample_size`` over
+    chains.
+
+    **Weak identifiability.** A pair of adjacent canonical length-scales ``(l_i, l_{i+1})`` is flagged when
+
+    * the posterior median of ``l_{i+1} / l_i`` is below ``weak_ratio`` (default 1.2), or
+    * their ``prob`` credible intervals overlap.
+
+    Why: rotating the principal frame by an angle ``phi`` in the plane of axes ``i, i+1`` changes the metric by
+    ``O(phi (l_i^-2 - l_{i+1}^-2))``, so the information about ``phi`` scales with ``(1 - (l_i / l_{i+1})^2)^2``;
+    at a ratio of 1.2 that is 0.09 of its strongly anisotropic limit (the angle's posterior sd at least ~3x
+    larger), and at ratio 1 the directions in that plane are not identified at all. Sorting each draw
+    pushes near-equal length-scales apart (the median ratio of two sorted noisy equal values exceeds 1), which
+    is why overlapping intervals also flag a pair: then the data cannot even order the two axes. Only the plane
+    of a flagged pair (equivalently its normal, the third axis) is then meaningful.
+
+    Args:
+        model: an :class:`~gpytorch_so3.SO3FullyBayesianGP` with samples loaded.
+        weak_ratio: median-ratio threshold of the weak-identifiability flag (> 1).
+        prob: level of the equal-tailed credible intervals and of the direction spread, in (0, 1).
+
+    Returns:
+        A :class:`PosteriorSummary`; ``print(summary)`` shows the table.
+
+    Raises:
+        TypeError: ``model`` is not an ``SO3FullyBayesianGP``.
+        NotFittedError: the model has no samples.
+        ValueError: bad ``weak_ratio`` or ``prob``.
+
+    Example:
+        >>> from gpytorch_so3.nuts import fit_nuts
+        >>> X = torch.rand(30, 3, dtype=torch.float64); Y = torch.sin(6 * X[:, :1]); Y = (Y - Y.mean()) / Y.std()
+        >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=16, num_samples=16, progress=False)
+        >>> s = summarize_posterior(model)
+        >>> s.lengthscale.shape, s.axes.shape, sorted(s.rhat)
+        (torch.Size([16, 3]), torch.Size([16, 3, 3]), ['axes', 'lengthscale', 'mean', 'noise', 'outputscale'])
+    """
+    if not isinstance(model, SO3FullyBayesianGP):
+        raise TypeError(f"summarize_posterior expects an SO3FullyBayesianGP, got {type(model).__name__}")
+    if not (isinstance(weak_ratio, int | float) and not isinstance(weak_ratio, bool) and weak_ratio > 1.0):
+        raise ValueError(f"weak_ratio must be a number > 1, got {weak_ratio!r}")
+    if not (isinstance(prob, int | float) and 0.0 < prob < 1.0):
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    model._check_if_fitted()
+    chains, divergences, rejected = _draws_by_chain(model)
+    return summarize_samples(chains, divergences=divergences, num_rejected=rejected, weak_ratio=weak_ratio, prob=prob)
+
+
+def summarize_samples(
+    samples: dict[str, Tensor],
+    *,
+    divergences: list[int] | None = None,
+    num_rejected: list[int] | None = None,
+    weak_ratio: float = DEFAULT_WEAK_RATIO,
+    prob: float = 0.9,
+) -> PosteriorSummary:
+    """:func:`summarize_posterior` for raw draws grouped by chain (e.g. from another sampler).
+
+    Args:
+        samples: name -> ``num_chains x draws x ...`` tensors with at least ``"lengthscale"`` (``... x 3``),
+            ``"rotation"`` (``... x 3``, axis-angle), ``"outputscale"`` and ``"mean"``; ``"noise"`` optional.
+        divergences: per chain, the number of divergent transitions (default: zeros).
+        num_rejected: per chain, the number of rejected non-PSD/NaN evaluations (default: unknown).
+        weak_ratio: see :func:`summarize_posterior`.
+        prob: see :func:`summarize_posterior`.
+
+    Returns:
+        A :class:`PosteriorSummary`.
+
+    Example:
+        >>> draws = {"lengthscale": torch.rand(2, 8, 3) + 0.1, "rotation": torch.randn(2, 8, 3),
+        ...          "outputscale": torch.ones(2, 8), "mean": torch.zeros(2, 8)}
+        >>> summarize_samples(draws).lengthscale.shape
+        torch.Size([16, 3])
+    """
+    if not (isinstance(weak_ratio, int | float) and not isinstance(weak_ratio, bool) and weak_ratio > 1.0):
+        raise ValueError(f"weak_ratio must be a number > 1, got {weak_ratio!r}")
+    if not (isinstance(prob, int | float) and 0.0 < prob < 1.0):
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    for name in ("lengthscale", "rotation", "outputscale", "mean"):
+        if name not in samples:
+            raise ValueError(f"summarize_samples: samples lack {name!r}")
+    chains = samples
+    if chains["lengthscale"].dim() != 3 or chains["lengthscale"].shape[-1] != 3:
+        raise ValueError(
+            "summarize_samples: lengthscale must have shape num_chains x draws x 3, got "
+            f"{tuple(chains['lengthscale'].shape)}"
+        )
+    C, D = chains["lengthscale"].shape[:2]
+    divergences = [0] * C if divergences is None else list(divergences)
+    rejected = [] if num_rejected is None else list(num_rejected)
+    ls_c, axes_c = so3.canonicalize(chains["lengthscale"], so3.exp_map(chains["rotation"]))
+    flat = lambda t: t.reshape(C * D, *t.shape[2:])
+    ls, axes = flat(ls_c), flat(axes_c)
+    directions, aligned, angle = _align_axes(axes)
+    aligned_c = aligned.reshape(C, D, 3, 3)
+
+    scalars = {k: chains[k] for k in ("outputscale", "noise", "mean") if k in chains}
+    by_chain = {"lengthscale": ls_c, **scalars, "axes": aligned_c}
+    rhat, ess = {}, {}
+    for name, x in by_chain.items():
+        rhat[name], ess[name] = _diagnostics(x)
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    pmean, psd, interval = {}, {}, {}
+    for name in ("lengthscale", *scalars):
+        x = flat(by_chain[name])
+        pmean[name] = x.mean(0)
+        psd[name] = x.std(0) if x.shape[0] > 1 else torch.zeros_like(x[0])
+        interval[name] = torch.stack((x.quantile(lo_q, dim=0), x.quantile(hi_q, dim=0)))
+
+    az, dip = azimuth_dip(directions.transpose(-1, -2))
+    spread = angle.quantile(prob, dim=0)
+    ratios = ls[:, 1:] / ls[:, :-1]
+    ratio_median = ratios.median(dim=0).values
+    weak_pairs: list[tuple[int, int]] = []
+    reasons = []
+    iv = interval["lengthscale"]
+    for i in range(2):
+        overlap = bool(iv[1, i] >= iv[0, i + 1])
+        close = bool(ratio_median[i] < weak_ratio)
+        if overlap or close:
+            weak_pairs.append((i, i + 1))
+            why = []
+            if close:
+                why.append(f"posterior median ratio l_{_AXIS_NAMES[i + 1]} / l_{_AXIS_NAMES[i]} = "
+                           f"{float(ratio_median[i]):.3g} < {weak_ratio:g}")
+            if overlap:
+                why.append(f"their {100 * prob:g}% intervals overlap")
+            other = 2 if i == 0 else 0
+            reasons.append(
+                f"weakly identified: the {_AXIS_NAMES[i]} and {_AXIS_NAMES[i + 1]} length-scales are close "
+                f"({'; '.join(why)}). The data barely distinguish the two directions within their plane: only the "
+                f"plane (normal = the {_AXIS_NAMES[other]} axis) is well determined; the individual directions, "
+                "their azimuth/dip and their R-hat/ESS are not meaningful."
+            )
+    if len(weak_pairs) == 2:
+        reasons.append(
+            "all three length-scales are close: the field is nearly isotropic and no direction is identified."
+        )
+    return PosteriorSummary(
+        lengthscale=ls,
+        axes=axes,
+        aligned_axes=aligned,
+        outputscale=flat(chains["outputscale"]),
+        noise=flat(chains["noise"]) if "noise" in chains else None,
+        mean=flat(chains["mean"]),
+        num_chains=C,
+        rhat=rhat,
+        ess=ess,
+        posterior_mean=pmean,
+        posterior_sd=psd,
+        interval=interval,
+        prob=float(prob),
+        directions=directions,
+        direction_spread=spread,
+        azimuth=az,
+        dip=dip,
+        ratio_median=ratio_median,
+        weak_pairs=weak_pairs,
+        explanation="\n".join(reasons),
+        divergences=divergences,
+        num_rejected=rejected,
+        weak_ratio=float(weak_ratio),
+    )
