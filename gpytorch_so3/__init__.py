@@ -2,7 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from gpytorch_so3 import datasets, functional, geo, priors, so3
+from gpytorch_so3 import botorch_utils, datasets, functional, geo, priors, so3
+from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, to_physical_units
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
 from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
@@ -16,11 +17,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "FullSPDKernel",
+    "IsotropicNormalize",
     "PosteriorSummary",
     "SO3AnisotropicKernel",
     "SO3FullyBayesianGP",
     "SO3PyroModel",
     "__version__",
+    "botorch_utils",
+    "check_input_scaling",
     "datasets",
     "fit_map",
     "fit_nuts",
@@ -29,4 +33,5 @@ __all__ = [
     "priors",
     "so3",
     "summarize_posterior",
+    "to_physical_units",
 ]

@@ -42,6 +42,11 @@ INITIAL_LENGTHSCALE_FACTORS = (0.5, 1.0, 2.0)
 #: above its default `max_cholesky_size` of 800), so restarts are compared on the exact objective.
 EXACT_FIT_MAX_POINTS = 5000
 
+#: Default options of L-BFGS-B. The iteration cap guards against a flat direction (a length-scale the data do not
+#: bound, with no prior) that scipy's default of 15,000 iterations would follow for minutes; with the default
+#: priors a restart converges in well under this many iterations.
+DEFAULT_OPTIMIZER_OPTIONS = {"maxiter": 1000}
+
 _FAILURES = (NotPSDError, NanError, torch.linalg.LinAlgError, ValueError, RuntimeError)
 
 
@@ -176,7 +181,8 @@ def fit_map(
         num_restarts: number of restarts (>= 1).
         seed: seed of the restarts' random rotations (``None``: fresh randomness). Same seed, same result.
         mll: the objective; default ``ExactMarginalLogLikelihood(model.likelihood, model)``.
-        optimizer_options: options of ``scipy.optimize.minimize`` (e.g. ``{"maxiter": 500}``).
+        optimizer_options: options of ``scipy.optimize.minimize`` (default :data:`DEFAULT_OPTIMIZER_OPTIONS`,
+            ``{"maxiter": 1000}``).
         exact: evaluate with Cholesky instead of CG/Lanczos (default: when ``n <= 5000``).
         progress: print one line per restart to stderr.
 
@@ -235,7 +241,8 @@ def fit_map(
             with chol, warnings.catch_warnings():
                 # Our own loop replaces BoTorch's retries; its convergence chatter per restart is noise here.
                 warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
-                fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=optimizer_options)
+                options = DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options
+                fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=options)
                 _wrap_rotations(kernels)
                 loss = _exact_loss(mll)
             if not math.isfinite(loss):

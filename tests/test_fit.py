@@ -82,7 +82,7 @@ def test_restarts_start_from_haar_rotations(monkeypatch):
     X, Y = _toy()
     seen = []
 
-    def fake_fit(mll, options=None):
+    def fake_fit(mll, **kwargs):
         k = mll.model.covar_module.base_kernel
         seen.append((k.rotation.detach().clone(), k.lengthscale.detach().clone()))
 
@@ -102,11 +102,11 @@ def test_failed_restart_is_skipped_with_warning(monkeypatch):
     real = fit_module.fit_gpytorch_mll_scipy
     calls = {"n": 0}
 
-    def flaky(mll, options=None):
+    def flaky(mll, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise NotPSDError("forced failure in restart 0")
-        return real(mll, options=options)
+        return real(mll, **kwargs)
 
     monkeypatch.setattr(fit_module, "fit_gpytorch_mll_scipy", flaky)
     with pytest.warns(RestartFailedWarning, match="restart 0 failed"):
@@ -121,7 +121,7 @@ def test_all_restarts_failing_raises_and_restores(monkeypatch):
     model = _model(X, Y)
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    def broken(mll, options=None):
+    def broken(mll, **kwargs):
         raise torch.linalg.LinAlgError("cholesky failed")
 
     monkeypatch.setattr(fit_module, "fit_gpytorch_mll_scipy", broken)
