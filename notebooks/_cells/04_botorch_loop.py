@@ -222,7 +222,8 @@ print("angles to the plume's axes (narrow, middle, long):",
 # `SO3FullyBayesianGP` takes the same input and outcome transforms. After `fit_nuts` its posterior has one batch
 # entry per MCMC sample (BoTorch's `GaussianMixturePosterior`), and BoTorch's acquisition functions average over
 # them automatically: the code of the loop does not change. (A short NUTS run here; see notebook 03 for
-# diagnostics.)
+# diagnostics.) Averaging over hyperparameter samples widens the uncertainty away from the data, so the proposed
+# point may be exploratory (a large predicted sd) rather than next to the best point so far.
 
 # %%
 X, Y = history["so3", SEEDS[0]], measured["so3", SEEDS[0]]  # the measurements of the SO(3) MAP run
@@ -235,7 +236,8 @@ with torch.no_grad():
     post = fb.posterior(x_next)
 print("MCMC samples loaded:", fb.num_mcmc_samples, "| posterior mean shape (samples x q x outputs):",
       tuple(post.mean.shape))
-print("next measurement at", x_next.numpy().round(2), "m; f there =", f(x_next).numpy().round(3))
+print(f"next measurement at {x_next.numpy().round(2)} m: mixture mean {post.mixture_mean.item():.3f}, "
+      f"sd {post.mixture_variance.sqrt().item():.3f} (true f there: {f(x_next).item():.3f})")
 
 # %% [markdown]
 # **Take-aways.** For a BoTorch user the change is two arguments: `covar_module=so3_covar_module()` and
