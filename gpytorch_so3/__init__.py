@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from gpytorch_so3 import botorch_utils, datasets, functional, geo, priors, so3
+from gpytorch_so3 import botorch_utils, datasets, functional, geo, plot, priors, so3
 from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, to_physical_units
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
@@ -30,6 +30,7 @@ __all__ = [
     "fit_nuts",
     "functional",
     "geo",
+    "plot",
     "priors",
     "so3",
     "summarize_posterior",

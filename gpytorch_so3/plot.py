@@ -54,7 +54,7 @@ def _pyplot():
     """``matplotlib.pyplot``, or an ``ImportError`` naming the extra to install."""
     try:
         import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
+    except ImportError as e:
         raise ImportError(f"gpytorch_so3.plot needs matplotlib: {_INSTALL_HINT}") from e
     return plt
 

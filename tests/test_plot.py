@@ -8,6 +8,7 @@ ellipsoid segments and meshes against the metric ``x^T M x = 1``; slices against
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -52,6 +53,12 @@ def _summary(C=2, D=30, seed=0, noise=True):
     if noise:
         draws["noise"] = 0.01 * (1.0 + torch.rand(C, D, generator=g))
     return summarize_samples(draws)
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # makes `import matplotlib.pyplot` fail
+    with pytest.raises(ImportError, match=r"pip install 'gpytorch-so3\[plot\]'"):
+        P.plot_predictions([0.0, 1.0], [0.0, 1.0])
 
 
 # --------------------------------------------------------------------------------------------- projection

@@ -18,9 +18,10 @@
 # 5. **Weak identifiability**: when two length-scales are equal, the directions in their plane are not determined
 #    by the data, and the summary says so.
 #
-# **Runtime:** about 5 minutes on 2 CPU cores for the full run (two fits, 2 chains × 200 warm-up + 200 draws, 100
-# points each); under a minute with `SMOKE_TEST=1` (tiny budgets: the diagnostics will then rightly report that
-# the chains have not converged).
+# **Runtime:** the full run shown here took 3.5 minutes on a shared 2-core machine (two fits on 100 points: 2 chains ×
+# (200 warm-up + 200 draws), then 2 × (150 + 150); a moderate budget, BoTorch's default is 512 + 256 per chain);
+# under a minute with `SMOKE_TEST=1` (tiny budgets: the diagnostics will then rightly report that the chains have
+# not converged).
 
 # %%
 import os

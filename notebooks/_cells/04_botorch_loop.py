@@ -19,9 +19,9 @@
 # A larger benchmark (more problems, seeds and surrogates, including NUTS) is `benchmarks/bench_bo.py`; see
 # `benchmarks/README.md` for its results.
 #
-# **Runtime:** about 5 minutes on 2 CPU cores for the full run (2 seeds × 12 iterations × 2 surrogates, one NUTS
-# step); well under a minute with `SMOKE_TEST=1`. With two seeds the regret curves are an illustration, not a
-# statistically solid comparison.
+# **Runtime:** the full run shown here (2 seeds × 12 iterations × 2 surrogates, one NUTS step) took about 4 minutes
+# on a shared 2-core machine; about 30 seconds with `SMOKE_TEST=1`. With two seeds the regret curves are an
+# illustration, not a statistically solid comparison.
 
 # %%
 import os

@@ -19,8 +19,8 @@
 # `benchmarks/results/oilsands.md`; `gpytorch-so3 demo --data oilsands` runs the same comparison from the command
 # line.
 #
-# **Runtime:** about 3 minutes on 2 CPU cores for the full run (one fold, 500 training samples, 3 restarts); well
-# under a minute with `SMOKE_TEST=1`.
+# **Runtime:** the full run shown here (one fold, 500 training samples, 3 restarts) took 1.5 minutes on a shared
+# 2-core machine; about 25 seconds with `SMOKE_TEST=1`.
 
 # %%
 import os

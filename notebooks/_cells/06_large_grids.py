@@ -15,13 +15,15 @@
 #
 # **This notebook** checks the KeOps path against the dense kernel, times both at CPU-friendly sizes, then fits a
 # field on a few thousand points the scalable way (hyperparameters from a small subset, refined with CG on all
-# points) and predicts a large grid. On a CPU, KeOps is slow ($O(N^2)$ work per product, without the dense
-# matrix's BLAS speed); the payoff comes on a GPU, for which the last section gives the recipe. Measured
-# benchmarks up to $N = 10^5$ are in `benchmarks/README.md` (`bench_keops.py`).
+# points) and predicts a large grid. On a CPU every product still costs $O(N^2)$ work, so the sizes here stay
+# moderate (one product at $N = 10^5$ takes minutes on 2 cores); the payoff at large $N$ comes on a GPU, for which
+# the last section gives the recipe. Measured benchmarks up to $N = 10^5$ are in `benchmarks/README.md`
+# (`bench_keops.py`).
 #
-# **Runtime:** about 5 minutes on 2 CPU cores for the full run, including about a minute of one-off KeOps
-# compilation (cached afterwards in `~/.cache/keops*`); about a minute with `SMOKE_TEST=1`, which compiles a
-# single KeOps formula and trains on the dense path.
+# **Runtime:** the full run shown here took under 2 minutes on a shared 2-core machine, plus one to two minutes of
+# one-off KeOps compilation the first time (cached afterwards in `~/.cache/keops*`, or in `$KEOPS_CACHE_FOLDER`);
+# about 20 seconds with `SMOKE_TEST=1` (plus about 20 seconds to compile its single KeOps formula the first time),
+# which trains on the dense path.
 
 # %%
 import os
@@ -162,11 +164,13 @@ with cg_settings():
         print(f"Adam step {step + 1}: loss (per point) {loss.item():.4f}  ({time.perf_counter() - t0:.0f} s)")
 
 # %% [markdown]
-# Held-out error of the subset model and of the model on all points. `predict_in_chunks` streams the test points
-# in chunks; under `cg_settings()` it computes the mean with CG (once: the solve is cached for later calls) and
-# the variances (not needed here) with LOVE, never with the dense matrix. Without `cg_settings()`, GPyTorch falls
-# back to dense Cholesky whenever training plus test points number at most `max_cholesky_size` (4,096 once BoTorch
-# is imported), which for a KeOps kernel means materialising the matrix: correct, but slow.
+# The loss is a stochastic estimate (random probe vectors for the log-determinant), so it need not fall
+# monotonically. Held-out error of the subset model and of the model on all points: `predict_in_chunks` streams
+# the test points in chunks; under `cg_settings()` it computes the mean with CG (once: the solve is cached for
+# later calls) and the variances (not needed here) with LOVE, never with the dense matrix. Without
+# `cg_settings()`, GPyTorch falls back to dense Cholesky whenever training plus test points number at most
+# `max_cholesky_size` (4,096 once BoTorch is imported), which for a KeOps kernel means materialising the matrix:
+# correct, but slow.
 
 # %%
 def rmse(mean):
