@@ -245,6 +245,18 @@ def test_validation_and_options():
     assert "use_keops=False" in repr(k)
 
 
+def test_keops_branch_validates_inputs_through_scalekernel(mock_lazy_tensor):
+    # ScaleKernel calls base_kernel.forward directly (bypassing __call__): the KeOps branch must check too.
+    k = gpytorch.kernels.ScaleKernel(KeOpsSO3AnisotropicKernel(use_keops=True))
+    x = torch.rand(10, 3)
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"x1 contains NaN or inf in 1 row"):
+        k.forward(x, x)
+    with pytest.raises(TypeError, match=r"kernel's parameters are torch\.float32"):
+        k.forward(torch.rand(10, 3, dtype=torch.float64), torch.rand(10, 3, dtype=torch.float64))
+    assert not mock_lazy_tensor.called  # rejected before any KeOps formula was built
+
+
 def test_pickle_and_state_dict_round_trip(mock_lazy_tensor):
     kk, _ = _pair(0.5, torch.float64)
     clone = pickle.loads(pickle.dumps(kk))
@@ -453,6 +465,22 @@ def test_predict_in_chunks_large_path_keops_mocked(mock_lazy_tensor, no_dense_ke
         exact = model(X)
         torch.testing.assert_close(mean, exact.mean, rtol=0, atol=2e-2)
         torch.testing.assert_close(var, exact.variance, rtol=0, atol=2e-2)
+
+
+def test_predict_in_chunks_forced_iterative_uses_cg_on_small_models(mock_lazy_tensor, no_dense_keops_matrix, seed):
+    """iterative=True on a model below max_cholesky_size: CG and KeOps products, no Cholesky of a KeOps matrix."""
+    model = _fitted_like_model(n=60, kernel=KeOpsSO3AnisotropicKernel(nu=1.5))
+    X = torch.rand(20, 3, dtype=torch.float64)
+    assert gpytorch.settings.max_cholesky_size.value() > 60
+    with gpytorch.settings.max_eager_kernel_size(0):  # as for a large grid: no eager (dense) joint kernel
+        mean, var = predict_in_chunks(model, X, chunk_size=8, iterative=True)
+    assert no_dense_keops_matrix.called and mock_lazy_tensor.called
+    model.prediction_strategy = None
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False), gpytorch.settings.use_keops(False):
+        exact = model(X)
+    # CG to gpytorch's eval_cg_tolerance (0.01) and LOVE of rank 100 >= n = 60: close to the Cholesky answer
+    torch.testing.assert_close(mean, exact.mean, rtol=0, atol=2e-2)
+    torch.testing.assert_close(var, exact.variance, rtol=0, atol=2e-2)
 
 
 def test_predict_in_chunks_botorch_model(seed):

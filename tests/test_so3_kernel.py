@@ -419,6 +419,20 @@ def test_setters_and_initialize(dtype):
         k.rotation = torch.zeros(4)
 
 
+def test_rotation_copied_from_another_kernel():
+    # ``rotation`` is the raw nn.Parameter; assigning it to another kernel must copy values through the setter
+    # (torch.nn.Module.__setattr__ would otherwise try to register a second parameter and raise KeyError).
+    a, b = SO3AnisotropicKernel(), SO3AnisotropicKernel()
+    b.rotation = torch.tensor([0.1, -0.2, 0.3])
+    a.rotation = b.rotation
+    torch.testing.assert_close(a.rotation, b.rotation)
+    assert a.raw_rotation is not b.raw_rotation and isinstance(a.raw_rotation, torch.nn.Parameter)
+    assert dict(a.named_parameters()).keys() == dict(b.named_parameters()).keys()
+    with torch.no_grad():
+        b.raw_rotation.add_(1.0)  # a holds a copy, not a view
+    torch.testing.assert_close(a.rotation, torch.tensor([0.1, -0.2, 0.3]))
+
+
 @pytest.mark.parametrize("batch_shape", [(), (2,), (2, 3)], ids=["nobatch", "2", "2x3"])
 def test_rotation_matrix_and_metric(batch_shape):
     k = make_kernel(None, torch.float64, batch_shape, seed=150)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3.exceptions import KeOpsFallbackWarning
+from gpytorch_so3.kernels.base import validate_inputs
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 try:  # pragma: no cover - exercised through the `_HAS_KEOPS` flag in the tests
@@ -234,6 +235,9 @@ class KeOpsSO3AnisotropicKernel(SO3AnisotropicKernel):
             raise ValueError(f"{type(self).__name__} does not support last_dim_is_batch=True")
         if diag or not _use_keops(x1.shape[-2], x2.shape[-2], self.use_keops):
             return super().forward(x1, x2, diag=diag, **params)
+        # Same checks as the dense path (ScaleKernel calls forward directly, bypassing __call__): a NaN row would
+        # otherwise only surface as a NaN deep inside CG.
+        validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype())
         # Centre and whiten once, exactly as the dense path (Anisotropic3DKernel.forward) does.
         mean = x1.mean(dim=-2, keepdim=True)
         A = self.whitening_matrix

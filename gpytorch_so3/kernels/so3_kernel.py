@@ -101,10 +101,19 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
     def rotation(self, value: Tensor | float) -> None:
         self._set_rotation(value)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # ``k.rotation = other.rotation`` passes an ``nn.Parameter`` (``rotation`` is the raw parameter itself), which
+        # ``torch.nn.Module.__setattr__`` would try to register as a new parameter (KeyError) instead of calling the
+        # property setter: route it to the setter, copying the values.
+        if name == "rotation":
+            self._set_rotation(value)
+            return
+        super().__setattr__(name, value)
+
     def _set_rotation(self, value: Tensor | float) -> None:
         if not torch.is_tensor(value):
             value = torch.as_tensor(value)
-        value = value.to(self.raw_rotation)
+        value = value.detach().to(self.raw_rotation)
         if value.shape[-1:] != (3,):
             raise ValueError(f"rotation must have shape (*batch_shape, 3), got {tuple(value.shape)}")
         self.initialize(raw_rotation=value.expand_as(self.raw_rotation))
