@@ -166,9 +166,10 @@ def predict_in_chunks(
         return_variance: compute variances; ``False`` skips them (``gpytorch.settings.skip_posterior_variances``)
             and returns ``None`` in their place.
         iterative: ``True``: CG for the mean cache and LOVE for the variances
-            (``gpytorch.settings.fast_computations(True, True, True)`` and ``fast_pred_var``), never the dense
-            training matrix; ``False``: gpytorch's current settings (with BoTorch imported: Cholesky, exact, which
-            needs the ``N x N`` matrix); ``None`` (default): ``True`` when the model has more than
+            (``gpytorch.settings.fast_computations(True, True, True)``, ``fast_pred_var`` and
+            ``max_cholesky_size(0)``), never a Cholesky factor of the training matrix; ``False``: gpytorch's
+            current settings (with BoTorch imported: Cholesky, exact, which needs the ``N x N`` matrix);
+            ``None`` (default): ``True`` when the model has more than
             ``gpytorch.settings.max_cholesky_size`` training points.
         output_device: device of the returned tensors (default: that of ``X``); e.g. ``"cpu"`` to collect a
             large grid predicted on a GPU in host memory.
@@ -220,6 +221,9 @@ def predict_in_chunks(
         if iterative:
             stack.enter_context(gpytorch.settings.fast_computations(True, True, True))
             stack.enter_context(gpytorch.settings.fast_pred_var(True))
+            # Also when iterative=True is forced on a model with few training points: no Cholesky of the training
+            # matrix (which would materialise a KeOps operator), CG as documented.
+            stack.enter_context(gpytorch.settings.max_cholesky_size(0))
         stack.enter_context(gpytorch.settings.skip_posterior_variances(not return_variance))
         for start in range(0, X.shape[-2], chunk_size):
             xb = X[..., start : start + chunk_size, :]
