@@ -61,6 +61,15 @@ class DrillHoleData:
         columns: names of the columns of :attr:`table`.
         table: ``n x 8`` all columns of the same rows, missing codes (``-9``) replaced by NaN.
         title: the title line of the file.
+
+    Example:
+        >>> data = load_oilsands(target="Bitumen")
+        >>> len(data), data.n_holes, data.columns[4:6]
+        (5808, 280, ('Bitumen', 'Fines'))
+        >>> data.column("Fines")[:3]
+        tensor([28.7840, 22.8970, 15.1440], dtype=torch.float64)
+        >>> torch.equal(data.column("Bitumen").unsqueeze(-1), data.targets)
+        True
     """
 
     coordinates: Tensor

@@ -208,6 +208,19 @@ class IsotropicNormalize(AffineInputTransform):
         tensor([[0.7500, 1.0000, 0.6250]])
         >>> tf.untransform(tf(torch.tensor([[1.0, 3.0, 0.5]])))
         tensor([[1.0000, 3.0000, 0.5000]])
+        >>> tf.learn_bounds, tf.bounds  # the cube [o, o + s] that maps onto [0, 1] in every column
+        (False, tensor([[-1.0000,  0.0000, -1.5000],
+                [ 3.0000,  4.0000,  2.5000]]))
+
+        Data-based: the box is learned from the training inputs (in train mode):
+
+        >>> learned = IsotropicNormalize(3)
+        >>> _ = learned(torch.tensor([[0.0, 0.0, 0.0], [2.0, 4.0, 1.0]]))
+        >>> learned.learn_bounds, learned.scale
+        (True, tensor(4.))
+        >>> rebuilt = IsotropicNormalize(**learned.get_init_args())  # an equivalent transform
+        >>> torch.equal(rebuilt.scale, learned.scale), torch.equal(rebuilt.offset, learned.offset)
+        (True, True)
     """
 
     def __init__(

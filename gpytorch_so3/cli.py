@@ -73,16 +73,36 @@ def _ratio_line(fitted, metrics) -> str:
 
 
 def _run_comparison(train_X, train_Y, test_X, test_Y, args, say) -> list:
-    from gpytorch_so3.compare import evaluate, fit_model
+    """Fit every requested kind; returns (fitted, metrics, predictors).
 
-    fitted, metrics = [], []
+    With more training rows than ``--max-fit-points`` (``fit`` only), hyper-parameters are fitted on a random subset
+    of that size and each model is then conditioned on all training rows (``compare.condition_on``: KeOps products,
+    CG solves), which is what held-out skill and ``--predict`` use. Otherwise the predictor is the fitted model.
+    """
+    from gpytorch_so3.compare import condition_on, evaluate, fit_model
+
+    max_fit = getattr(args, "max_fit_points", None)
+    large = max_fit is not None and len(train_X) > max_fit
+    if large:
+        g = torch.Generator().manual_seed(args.seed)
+        sub = torch.randperm(len(train_X), generator=g)[:max_fit].to(train_X.device)
+        fit_X, fit_Y = train_X[sub], train_Y[sub]
+    else:
+        fit_X, fit_Y = train_X, train_Y
+    fitted, metrics, predictors = [], [], []
     for kind in args.models:
         say(f"fitting {kind} ...")
-        fm = fit_model(kind, train_X, train_Y, nu=args.nu, num_restarts=args.restarts, seed=args.seed)
+        fm = fit_model(kind, fit_X, fit_Y, nu=args.nu, num_restarts=args.restarts, seed=args.seed)
         fitted.append(fm)
-        metrics.append(evaluate(fm.model, test_X, test_Y) if test_X is not None and len(test_X) else
-                       {"rmse": math.nan, "nlpd": math.nan, "r2": math.nan})
-    return fitted, metrics
+        predictor = condition_on(fm, train_X, train_Y, nu=args.nu) if large else fm.model
+        predictors.append(predictor)
+        if test_X is not None and len(test_X):
+            if large:
+                say(f"conditioning {kind} on all {len(train_X)} training rows (CG) and predicting ...")
+            metrics.append(evaluate(predictor, test_X, test_Y, iterative=large))
+        else:
+            metrics.append({"rmse": math.nan, "nlpd": math.nan, "r2": math.nan})
+    return fitted, metrics, predictors
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -101,7 +121,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"gpytorch-so3 demo: GP field on the unit cube, {_nu_name(args.nu)} kernel, principal length-scales "
           f"{tuple(round(float(v), 3) for v in field.lengthscale)}, Haar-random rotation (seed {args.seed}), "
           f"noise sd {field.noise_std}; {args.n} training and {args.n} held-out points")
-    fitted, metrics = _run_comparison(field.train_X, field.train_Y, field.test_X, field.test_Y, args, say)
+    fitted, metrics, _ = _run_comparison(field.train_X, field.train_Y, field.test_X, field.test_Y, args, say)
     truth = field.true_canonical()
     print("\nPrincipal axes, canonical order (shortest length-scale first); angle error vs truth per axis")
     print(_axes_report(fitted, 1.0, truth, ""))
@@ -145,6 +165,8 @@ def _read_csv(path: str, columns: Sequence[str], what: str) -> torch.Tensor:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from gpytorch_so3.compare import IsotropicScaling
+    from gpytorch_so3.kernels.keops import keops_available
+    from gpytorch_so3.large import predict_in_chunks
 
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     if len(args.coords) != 3:
@@ -177,7 +199,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"gpytorch-so3 fit: {args.file}: {len(X)} rows, coordinates {', '.join(args.coords)}, target "
           f"{args.target}; {len(train_idx)} training / {n_test} held-out rows; {_nu_name(args.nu)} kernel; "
           f"coordinates centred and scaled by one factor ({scaling.scale:.6g} data units)")
-    fitted, metrics = _run_comparison(train_X, train_Y, test_X, test_Y, args, say)
+    if len(train_idx) > args.max_fit_points:
+        print(f"{len(train_idx)} training rows > --max-fit-points {args.max_fit_points}: hyper-parameters are fitted "
+              f"on a random subset of {args.max_fit_points} rows, then every model is conditioned on all "
+              f"{len(train_idx)} training rows (CG; KeOps {'on' if keops_available() else 'not installed: dense'})")
+    fitted, metrics, predictors = _run_comparison(train_X, train_Y, test_X, test_Y, args, say)
     print("\nPrincipal axes in data units, canonical order (shortest length-scale first); "
           f"x = {args.coords[0]} (East), y = {args.coords[1]} (North), z = {args.coords[2]} (Up)")
     print(_axes_report([_to_cpu(fm) for fm in fitted], scaling.scale, None, " [data units]"))
@@ -187,12 +213,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(_ratio_line(fitted, metrics))
     if args.predict:
         grid_raw = _read_csv(args.predict, args.coords, "prediction grid")
-        best = fitted[-1]
-        best.model.eval()
+        best, predictor = fitted[-1], predictors[-1]
         grid = scaling(grid_raw).to(**to)
-        with torch.no_grad():
-            post = best.model.posterior(grid)
-            mean, std = post.mean.squeeze(-1).cpu(), post.variance.clamp_min(0).sqrt().squeeze(-1).cpu()
+        mean, var = predict_in_chunks(predictor, grid, output_device="cpu")
+        mean, std = mean.squeeze(-1), var.clamp_min(0).sqrt().squeeze(-1)
         out = Path(args.out)
         with out.open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -277,13 +301,33 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--predict", metavar="GRID.csv", help="CSV of points (same coordinate columns) to predict")
     fit.add_argument("--out", metavar="PRED.csv", help="where --predict writes mean and sd")
     fit.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    fit.add_argument("--max-fit-points", type=_positive_int, default=2000, metavar="N",
+                     help="fit hyper-parameters on at most N random training rows, then condition on all of them "
+                     "with CG (KeOps products if pykeops is installed); default 2000")
     common(fit)
     fit.set_defaults(func=_cmd_fit)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gpytorch-so3`` console script; returns the exit code."""
+    """Entry point of the ``gpytorch-so3`` console script; returns the exit code.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``); see ``gpytorch-so3 --help``.
+
+    Returns:
+        0 on success, 2 on a user error (message on stderr); argparse exits with 2 on bad arguments.
+
+    Example:
+        The ``demo`` command at a toy budget (the defaults use 300 points, 8 restarts and three kernels):
+
+        >>> main(["demo", "--n", "20", "--restarts", "1", "--models", "ard,so3", "--quiet"])  # doctest: +ELLIPSIS
+        gpytorch-so3 demo: GP field on the unit cube, Matern-2.5 kernel, ...
+        RMSE ratio SO(3) / ARD: ...
+        0
+        >>> main(["fit", "no-such-file.csv", "--coords", "x", "y", "z", "--target", "v"])  # error on stderr
+        2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "predict", None) and not getattr(args, "out", None):

@@ -74,6 +74,13 @@ class SyntheticField:
         domain: ``(low, high)``: inputs are uniform on ``[low, high]^3``.
         jitter: diagonal jitter (relative to ``signal_std^2``) used in the Cholesky factorisation; the field
             is exactly a draw from the GP plus white noise of variance ``signal_std^2 * jitter``.
+
+    Example:
+        >>> field = make_rotated_field(n_train=20, n_test=5, seed=1)
+        >>> field.train_X.shape, field.test_F.shape, field.nu, field.noise_std
+        (torch.Size([20, 3]), torch.Size([5, 1]), 2.5, 0.05)
+        >>> torch.linalg.eigvalsh(field.metric).rsqrt()  # the metric's principal length-scales
+        tensor([1.0000, 0.4000, 0.1500], dtype=torch.float64)
     """
 
     train_X: Tensor

@@ -11,16 +11,64 @@ __all__ = [
 
 
 class GPyTorchSO3Warning(UserWarning):
-    """Base class of every warning this package emits."""
+    """Base class of every warning this package emits.
+
+    Example:
+        >>> import warnings
+        >>> issubclass(RestartFailedWarning, GPyTorchSO3Warning)
+        True
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", GPyTorchSO3Warning)  # silence all of this package's warnings
+        ...     warnings.warn("fit_map restart 3 failed and was skipped", RestartFailedWarning)
+    """
 
 
 class RestartFailedWarning(GPyTorchSO3Warning):
-    """A MAP restart failed (non-PSD matrix, NaN) and was skipped."""
+    """A MAP restart failed (non-PSD matrix, NaN) and was skipped.
+
+    Emitted by :func:`gpytorch_so3.fit_map`; the other restarts still run, and the failure is recorded in
+    ``model.fit_map_info_.failures``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warnings.warn("fit_map restart 3 failed and was skipped", RestartFailedWarning)
+        >>> [w.category.__name__ for w in caught]
+        ['RestartFailedWarning']
+    """
 
 
 class KeOpsFallbackWarning(GPyTorchSO3Warning, RuntimeWarning):
-    """KeOps was requested or would be used but pykeops is unavailable: the dense path is used instead."""
+    """KeOps was requested or would be used but pykeops is unavailable: the dense path is used instead.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.filterwarnings("ignore", category=KeOpsFallbackWarning)  # accept the dense fallback
+        ...     warnings.warn("pykeops is unavailable; using the dense path", KeOpsFallbackWarning)
+        >>> issubclass(KeOpsFallbackWarning, RuntimeWarning)
+        True
+    """
 
 
 class NonIsotropicInputScalingWarning(GPyTorchSO3Warning):
-    """Inputs of an SO(3) kernel are scaled per axis, which shears space and distorts fitted rotations."""
+    """Inputs of an SO(3) kernel are scaled per axis, which shears space and distorts fitted rotations.
+
+    Example:
+        BoTorch's ``Normalize`` scales each column by its own range (here a thin slab, 10x thinner in z):
+
+        >>> import warnings, torch
+        >>> from botorch.models import SingleTaskGP
+        >>> from botorch.models.transforms import Normalize
+        >>> from gpytorch_so3.botorch_utils import check_input_scaling
+        >>> from gpytorch_so3.priors import so3_covar_module
+        >>> X = torch.rand(10, 3, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.1], dtype=torch.float64)
+        >>> model = SingleTaskGP(X, torch.randn(10, 1, dtype=torch.float64), covar_module=so3_covar_module(),
+        ...                      input_transform=Normalize(3))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = check_input_scaling(model)
+        >>> [w.category.__name__ for w in caught]
+        ['NonIsotropicInputScalingWarning']
+    """

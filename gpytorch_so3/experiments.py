@@ -76,6 +76,11 @@ def known_rotation(
 
     Returns:
         ``3 x 3`` rotation matrix.
+
+    Example:
+        >>> Q = known_rotation()  # 40 degrees about the vertical, then 30 degrees about East
+        >>> (Q @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)).round(decimals=4) + 0.0  # image of the vertical
+        tensor([ 0.0000, -0.5000,  0.8660], dtype=torch.float64)
     """
     z = torch.tensor([0.0, 0.0, math.radians(about_vertical_deg)], dtype=torch.float64)
     x = torch.tensor([math.radians(about_horizontal_deg), 0.0, 0.0], dtype=torch.float64)
@@ -83,14 +88,44 @@ def known_rotation(
 
 
 def rotate_about(X: Tensor, Q: Tensor, center: Tensor) -> Tensor:
-    """Rotate points ``n x 3`` about ``center`` (3,): ``center + Q (x - center)``; distances are unchanged."""
+    """Rotate points ``n x 3`` about ``center`` (3,): ``center + Q (x - center)``; distances are unchanged.
+
+    Args:
+        X: ``n x 3`` points.
+        Q: ``3 x 3`` rotation matrix.
+        center: ``(3,)`` fixed point of the rotation.
+
+    Returns:
+        ``n x 3`` rotated points (dtype and device of ``X``).
+
+    Example:
+        >>> X = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0]], dtype=torch.float64)
+        >>> Q = known_rotation(90.0, 0.0)  # 90 degrees about the vertical
+        >>> rotate_about(X, Q, center=X[0]).round(decimals=4) + 0.0
+        tensor([[1., 0., 0.],
+                [1., 1., 0.]], dtype=torch.float64)
+    """
     Q = Q.to(X)
     center = center.to(X)
     return center + (X - center) @ Q.T
 
 
 def coverage(mean: Tensor, std: Tensor, y: Tensor, z: float = _Z90) -> float:
-    """Fraction of ``y`` inside ``mean +- z std`` (default: central 90% Gaussian intervals)."""
+    """Fraction of ``y`` inside ``mean +- z std`` (default: central 90% Gaussian intervals).
+
+    Args:
+        mean: predictive means (any shape).
+        std: predictive standard deviations (same shape).
+        y: observations (same shape).
+        z: half-width of the interval in standard deviations (default 1.645).
+
+    Returns:
+        the fraction, a float in ``[0, 1]``.
+
+    Example:
+        >>> coverage(torch.zeros(4), torch.ones(4), torch.tensor([0.5, -1.0, 1.7, 3.0]))
+        0.5
+    """
     return float(((y - mean).abs() <= z * std).double().mean())
 
 
@@ -144,6 +179,13 @@ def fit_and_score(
         dict with ``r2``, ``rmse``, ``nlpd``, ``coverage90``, ``fit_seconds``, canonical (ascending)
         ``lengthscale`` (scaled units, list of 3), ``axes`` (``3 x 3`` nested list, columns) and ``noise``
         (observation-noise variance in target units), plus ``model`` (the fitted model).
+
+    Example:
+        >>> from gpytorch_so3.datasets import make_rotated_field
+        >>> f = make_rotated_field(n_train=30, n_test=20, seed=0)
+        >>> rec = fit_and_score("ard", f.train_X, f.train_Y, f.test_X, f.test_Y)
+        >>> sorted(rec)
+        ['axes', 'coverage90', 'fit_seconds', 'lengthscale', 'model', 'nlpd', 'noise', 'r2', 'rmse']
     """
     from gpytorch_so3.compare import FittedModel, evaluate, fit_model, principal_axes
 
@@ -195,6 +237,13 @@ def split_fold(folds: Tensor, fold: int, *, max_train: int | None = None, seed: 
 
     Returns:
         ``(train_idx, test_idx)``, sorted int64 indices; ``test_idx`` are all rows of ``fold``.
+
+    Example:
+        >>> folds = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+        >>> split_fold(folds, 0)
+        (tensor([1, 2, 4, 5]), tensor([0, 3, 6]))
+        >>> len(split_fold(folds, 0, max_train=2)[0])
+        2
     """
     test_idx = (folds == fold).nonzero().squeeze(-1)
     pool = (folds != fold).nonzero().squeeze(-1)
@@ -244,6 +293,14 @@ def oilsands_fold(
         ``lengthscale_m`` and ``minor_axis`` (direction of the shortest length-scale, East/North/Up),
         ``vertical_angle_deg`` (angle between the minor axis and the image of the vertical, ``Q e_z`` or
         ``e_z``).
+
+    Example:
+        >>> from gpytorch_so3.datasets import hole_folds, load_oilsands
+        >>> data = load_oilsands()
+        >>> folds = hole_folds(data.hole_ids, 5, seed=0)
+        >>> (rec,) = oilsands_fold(data, folds, 0, kinds=("ard",), max_train=40)  # a tiny fit
+        >>> rec["kind"], rec["n_train"], rec["n_test"], rec["n_test_holes"]
+        ('ard', 40, 1200, 56)
     """
     from gpytorch_so3.compare import IsotropicScaling
 
@@ -295,6 +352,14 @@ def summarize(records: Iterable[dict[str, Any]], keys: Sequence[str] = ("target"
     Returns:
         one dict per group with the ``keys``, ``n_folds`` and ``<metric>_mean`` / ``<metric>_sd`` for R^2, RMSE,
         NLPD, 90% coverage, fit time and ``vertical_angle_deg``.
+
+    Example:
+        >>> recs = [{"target": "Bitumen", "rotated": False, "kind": "so3", "r2": r2, "rmse": 0.5, "nlpd": 1.0,
+        ...          "coverage90": 0.9, "fit_seconds": 2.0, "vertical_angle_deg": 1.0,
+        ...          "lengthscale_m": [10.0, 300.0, 900.0]} for r2 in (0.6, 0.8)]
+        >>> (row,) = summarize(recs)
+        >>> row["kind"], row["n_folds"], round(row["r2_mean"], 3), round(row["r2_sd"], 4)
+        ('so3', 2, 0.7, 0.1414)
     """
     groups: dict[tuple, list[dict]] = {}
     for r in records:
@@ -323,7 +388,24 @@ def _deg(v: float | None) -> str:
 
 
 def markdown_table(summary: Sequence[dict[str, Any]]) -> str:
-    """A markdown table of :func:`summarize` output (mean +- sd over folds)."""
+    """A markdown table of :func:`summarize` output (mean +- sd over folds).
+
+    Args:
+        summary: rows from :func:`summarize`.
+
+    Returns:
+        the table (header, separator and one line per row).
+
+    Example:
+        >>> recs = [{"target": "Bitumen", "rotated": False, "kind": "so3", "r2": r2, "rmse": 0.5, "nlpd": 1.0,
+        ...          "coverage90": 0.9, "fit_seconds": 2.0, "vertical_angle_deg": 1.0,
+        ...          "lengthscale_m": [10.0, 300.0, 900.0]} for r2 in (0.6, 0.8)]
+        >>> table = markdown_table(summarize(recs))
+        >>> print(table.splitlines()[0][:57])
+        | target | setting | kernel | folds | R^2 | RMSE | NLPD |
+        >>> table.splitlines()[-1].split(" | ")[1:5]  # one row per group
+        ['original', 'SO(3)', '2', '0.700 ± 0.141']
+    """
     from gpytorch_so3.compare import MODEL_KINDS
 
     head = ("| target | setting | kernel | folds | R^2 | RMSE | NLPD | 90% coverage | fit time (s) | "

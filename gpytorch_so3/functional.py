@@ -52,6 +52,14 @@ def so3_whitening_matrix(lengthscale: Tensor, R: Tensor) -> Tensor:
 
     Returns:
         ``(..., 3, 3)`` matrix ``A`` with ``A A^T = R diag(l^-2) R^T``.
+
+    Example:
+        >>> from gpytorch_so3.so3 import exp_map
+        >>> R = exp_map(torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64))  # 90 degrees about z
+        >>> so3_whitening_matrix(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64), R).round(decimals=4) + 0.0
+        tensor([[ 0.0000, -0.5000,  0.0000],
+                [ 1.0000,  0.0000,  0.0000],
+                [ 0.0000,  0.0000,  0.2500]], dtype=torch.float64)
     """
     return R / lengthscale.unsqueeze(-2)
 
@@ -65,6 +73,12 @@ def whiten(x: Tensor, A: Tensor) -> Tensor:
 
     Returns:
         ``(..., n, 3)`` whitened inputs, so that ``|z_i - z_j|^2 = (x_i - x_j)^T A A^T (x_i - x_j)``.
+
+    Example:
+        >>> A = so3_whitening_matrix(torch.tensor([1.0, 2.0, 4.0]), torch.eye(3))  # axis-aligned
+        >>> whiten(torch.tensor([[2.0, 2.0, 2.0], [0.0, 4.0, 8.0]]), A)  # coordinates in length-scale units
+        tensor([[2.0000, 1.0000, 0.5000],
+                [0.0000, 2.0000, 2.0000]])
     """
     # Broadcast-multiply-and-sum rather than `x @ A`: an (n x 3) @ (3 x 3) product is too small for BLAS, whose
     # threaded dispatch (forward, and x^T @ grad for A's gradient) took ~50 ms per call on a loaded 2-core machine
@@ -81,6 +95,13 @@ def metric(lengthscale: Tensor, R: Tensor) -> Tensor:
 
     Returns:
         ``(..., 3, 3)`` symmetric positive-definite metric.
+
+    Example:
+        >>> from gpytorch_so3.so3 import exp_map
+        >>> R = exp_map(torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64))  # x -> y, y -> -x
+        >>> M = metric(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64), R)
+        >>> M.diagonal()  # the short axis (l = 1) now points along y
+        tensor([0.2500, 1.0000, 0.0625], dtype=torch.float64)
     """
     A = so3_whitening_matrix(lengthscale, R)
     return A @ A.transpose(-1, -2)
@@ -95,6 +116,18 @@ def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         ``(lengthscale, R)``: ascending length-scales ``(..., 3)`` (``eigval^-1/2``) and canonical rotations
         ``(..., 3, 3)`` (see :func:`gpytorch_so3.so3.canonicalize`) with ``M = R diag(l^-2) R^T``.
+
+    Example:
+        >>> M = torch.diag(torch.tensor([0.25, 1.0, 0.0625], dtype=torch.float64))
+        >>> lengthscale, R = metric_to_principal(M)
+        >>> lengthscale
+        tensor([1., 2., 4.], dtype=torch.float64)
+        >>> R.abs()  # principal directions as columns (signs canonical): y, x, z
+        tensor([[0., 1., 0.],
+                [1., 0., 0.],
+                [0., 0., 1.]], dtype=torch.float64)
+        >>> torch.allclose(metric(lengthscale, R), M)
+        True
     """
     from gpytorch_so3.so3 import canonicalize
 
@@ -114,6 +147,13 @@ def base_correlation(sq_dist: Tensor, nu: float | None) -> Tensor:
 
     Returns:
         correlations, same shape as ``sq_dist``.
+
+    Example:
+        >>> r2 = torch.tensor([0.0, 1.0, 4.0])
+        >>> base_correlation(r2, None)  # exp(-r^2 / 2)
+        tensor([1.0000, 0.6065, 0.1353])
+        >>> base_correlation(r2, 2.5)  # (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)
+        tensor([1.0000, 0.5240, 0.1387])
     """
     if nu is None:
         return torch.exp(-0.5 * sq_dist)
@@ -143,6 +183,14 @@ def covariance(x1: Tensor, x2: Tensor, A: Tensor, nu: float | None, diag: bool =
 
     Returns:
         ``(..., n, m)`` or, with ``diag``, ``(..., n)``.
+
+    Example:
+        >>> A = so3_whitening_matrix(torch.tensor([0.5, 1.0, 2.0]), torch.eye(3))
+        >>> x1 = torch.zeros(1, 3); x2 = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.5], [0.0, 0.0, 2.0]])
+        >>> covariance(x1, x2, A, nu=None)  # r = 1, 0.25, 1 length-scales away
+        tensor([[0.6065, 0.9692, 0.6065]])
+        >>> covariance(x2, x2, A, nu=2.5, diag=True)
+        tensor([1., 1., 1.])
     """
     z1, z2 = whiten(x1, A), whiten(x2, A)
     if diag:

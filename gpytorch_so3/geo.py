@@ -160,6 +160,10 @@ def practical_range_factor(nu: float | None) -> float:
 
     Returns:
         the factor (a float).
+
+    Example:
+        >>> [round(practical_range_factor(nu), 3) for nu in (None, 0.5, 1.5, 2.5)]
+        [2.448, 2.996, 2.739, 2.647]
     """
     nu = F.check_nu(nu)
     if nu is None:
@@ -227,6 +231,11 @@ def gstools_angles(R: Tensor) -> Tensor:
 
     Returns:
         ``(3,)`` angles ``(a, b, g)`` in radians, float64.
+
+    Example:
+        >>> angles = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+        >>> torch.allclose(gstools_angles(rotation_from_gstools_angles(angles)), angles)
+        True
     """
     from scipy.spatial.transform import Rotation
 
@@ -248,6 +257,12 @@ def rotation_from_gstools_angles(angles: Any) -> Tensor:
 
     Returns:
         ``(3, 3)`` float64 rotation matrix.
+
+    Example:
+        >>> rotation_from_gstools_angles([math.pi / 2]).round(decimals=6) + 0.0  # main axis turned from x to y
+        tensor([[ 0., -1.,  0.],
+                [ 1.,  0.,  0.],
+                [ 0.,  0.,  1.]], dtype=torch.float64)
     """
     a = torch.as_tensor(np.asarray(angles, dtype=np.float64)).reshape(-1)
     if a.numel() > 3:
@@ -278,6 +293,12 @@ def gstools_len_scale_factor(model: str, rescale: float | None = None) -> float:
 
     Returns:
         the factor.
+
+    Example:
+        >>> round(gstools_len_scale_factor("Matern"), 6), gstools_len_scale_factor("Exponential")
+        (0.707107, 1.0)
+        >>> round(gstools_len_scale_factor("Gaussian"), 6)  # sqrt(pi / 2)
+        1.253314
     """
     if model == "Gaussian":
         s = math.sqrt(math.pi) / 2.0 if rescale is None else float(rescale)
@@ -302,6 +323,13 @@ class PrincipalDirections:
         dip: ``(3,)`` degrees below the horizontal.
         nu: base kernel (``None`` for RBF), used for the practical ranges.
         units: unit label of the length-scales (for printing).
+
+    Example:
+        >>> pd = principal_directions(torch.tensor([10.0, 300.0, 500.0]), torch.zeros(3), nu=2.5, units="m")
+        >>> pd.lengthscale, pd.ratios  # major first; ratios as GSTools' anis
+        (tensor([500., 300.,  10.]), tensor([0.6000, 0.0200]))
+        >>> pd.practical_range.round()  # 5% correlation distances (2.647 length-scales for Matern-5/2)
+        tensor([1323.,  794.,   26.])
     """
 
     lengthscale: Tensor
@@ -388,6 +416,22 @@ class AnisotropicCovariance:
         major                     500             1323     90.0    0.0       1
         semi-major                300            794.1      0.0    0.0     0.6
         minor                      10            26.47      0.0   90.0    0.02
+
+        Derived matrices, the latent covariance, and the equivalent gpytorch kernel:
+
+        >>> cov = AnisotropicCovariance(torch.tensor([500.0, 300.0, 10.0]), torch.zeros(3), nu=2.5,
+        ...                             outputscale=2.0, noise=0.1)
+        >>> cov.rotation_matrix.shape, cov.metric.diagonal()  # l^-2 on the diagonal (no rotation)
+        (torch.Size([3, 3]), tensor([4.0000e-06, 1.1111e-05, 1.0000e-02], dtype=torch.float64))
+        >>> x = torch.tensor([[0.0, 0.0, 0.0], [500.0, 0.0, 0.0], [0.0, 0.0, 10.0]], dtype=torch.float64)
+        >>> cov.covariance(x[:1], x)  # one length-scale away along x and along z: equal covariance
+        tensor([[2.0000, 1.0480, 1.0480]], dtype=torch.float64)
+        >>> lengthscale, R = cov.major_first()  # GSTools' convention: longest axis first
+        >>> lengthscale
+        tensor([500., 300.,  10.], dtype=torch.float64)
+        >>> k = cov.kernel()  # ScaleKernel(SO3AnisotropicKernel(nu=2.5))
+        >>> k.base_kernel.lengthscale.detach(), k.outputscale.item()
+        (tensor([[500., 300.,  10.]], dtype=torch.float64), 2.0)
     """
 
     lengthscale: Tensor
@@ -479,6 +523,12 @@ class AnisotropicCovariance:
             dict with ``model`` (``"Gaussian"``, ``"Exponential"`` or ``"Matern"``) and the constructor keywords
             ``dim=3``, ``var``, ``len_scale``, ``anis`` (2 ratios <= 1), ``angles`` (radians), ``nugget`` and, for
             Matern, ``nu``.
+
+        Example:
+            >>> cov = AnisotropicCovariance(torch.tensor([500.0, 300.0, 10.0]), torch.zeros(3), nu=2.5, noise=0.1)
+            >>> p = cov.gstools_params()
+            >>> p["model"], round(p["len_scale"], 3), p["anis"], p["nugget"], p["nu"]  # len_scale = 500 / sqrt(2)
+            ('Matern', 353.553, [0.6, 0.02], 0.1, 2.5)
         """
         ls, R = self.major_first()
         name = "Gaussian" if self.nu is None else ("Exponential" if self.nu == 0.5 else "Matern")
@@ -496,7 +546,13 @@ class AnisotropicCovariance:
         return params
 
     def to_gstools(self):
-        """The equivalent ``gstools.CovModel`` (needs GSTools, extra ``geo``); see the module table."""
+        """The equivalent ``gstools.CovModel`` (needs GSTools, extra ``geo``); see the module table.
+
+        Example:
+            >>> cov = AnisotropicCovariance(torch.tensor([500.0, 300.0, 10.0]), torch.zeros(3), nu=2.5, noise=0.1)
+            >>> cov.to_gstools()
+            Matern(dim=3, var=1.0, len_scale=3.54e+02, nugget=0.1, anis=[0.6, 0.02], nu=2.5)
+        """
         try:
             import gstools
         except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -517,6 +573,13 @@ class AnisotropicCovariance:
 
         Raises:
             ValueError: other models, other ``nu``, ``dim != 3``, lat/lon or spatio-temporal models.
+
+        Example:
+            >>> import gstools
+            >>> model = gstools.Exponential(dim=3, var=2.0, len_scale=100.0, anis=[0.5, 0.1], nugget=0.1)
+            >>> cov = AnisotropicCovariance.from_gstools(model)
+            >>> cov.nu, cov.lengthscale, cov.outputscale, cov.noise
+            (0.5, tensor([100.,  50.,  10.], dtype=torch.float64), 2.0, 0.1)
         """
         name = type(model).__name__
         if not all(hasattr(model, a) for a in ("len_scale", "anis", "angles", "var", "nugget", "dim")):
@@ -548,6 +611,14 @@ class AnisotropicCovariance:
         Returns:
             dict with ``variogram_model``, ``variogram_parameters``, (``variogram_function`` for Matern-3/2 and
             -5/2), ``anisotropy_scaling_y``, ``anisotropy_scaling_z``, ``anisotropy_angle_x/y/z`` (degrees).
+
+        Example:
+            >>> cov = AnisotropicCovariance(torch.tensor([500.0, 300.0, 10.0]), torch.zeros(3), nu=2.5, noise=0.1)
+            >>> kw = cov.to_pykrige()
+            >>> kw["variogram_model"], kw["variogram_function"].__name__, kw["variogram_parameters"]
+            ('custom', 'pykrige_matern25_variogram', [1.0, 500.0, 0.1])
+            >>> round(kw["anisotropy_scaling_y"], 4), kw["anisotropy_scaling_z"]
+            (1.6667, 50.0)
         """
         ls, R = self.major_first()
         a, b, g = (math.degrees(v) for v in gstools_angles(R).tolist())
@@ -586,6 +657,13 @@ class AnisotropicCovariance:
 
         Raises:
             ValueError: variogram models other than ``"gaussian"``, ``"exponential"`` or our custom Matern ones.
+
+        Example:
+            >>> kw = {"variogram_model": "exponential", "variogram_parameters": {"psill": 2.0, "range": 300.0,
+            ...       "nugget": 0.1}, "anisotropy_scaling_y": 2.0, "anisotropy_scaling_z": 10.0}
+            >>> cov = AnisotropicCovariance.from_pykrige(kw)  # PyKrige's exponential range is 3 length-scales
+            >>> cov.nu, cov.lengthscale, cov.outputscale
+            (0.5, tensor([100.,  50.,  10.], dtype=torch.float64), 2.0)
         """
         if isinstance(source, Mapping):
             get = source.get
@@ -650,6 +728,14 @@ class AnisotropicCovariance:
         Raises:
             TypeError: unsupported kernel or model type.
             ValueError: batched kernels, input transforms, heteroskedastic noise.
+
+        Example:
+            >>> import gpytorch
+            >>> k = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=1.5, ard_num_dims=3)).double()
+            >>> k.base_kernel.lengthscale = torch.tensor([[0.5, 0.2, 0.01]], dtype=torch.float64)
+            >>> cov = AnisotropicCovariance.from_model(k, coordinate_scale=1000.0)  # inputs were metres / 1000
+            >>> cov.nu, cov.lengthscale.round(decimals=6), cov.rotation
+            (1.5, tensor([500., 200.,  10.], dtype=torch.float64), tensor([0., 0., 0.], dtype=torch.float64))
         """
         import gpytorch
         from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
@@ -750,6 +836,10 @@ def pykrige_matern15_variogram(m: Any, d: np.ndarray) -> np.ndarray:
 
     Returns:
         variogram values, same shape as ``d``.
+
+    Example:
+        >>> pykrige_matern15_variogram([2.0, 1.0, 0.1], np.array([0.0, 1.0, 10.0])).round(4).tolist()
+        [0.1, 1.1333, 2.1]
     """
     return _matern_variogram(m, d, 1.5)
 
@@ -763,6 +853,10 @@ def pykrige_matern25_variogram(m: Any, d: np.ndarray) -> np.ndarray:
 
     Returns:
         variogram values, same shape as ``d``.
+
+    Example:
+        >>> pykrige_matern25_variogram([2.0, 1.0, 0.1], np.array([0.0, 1.0, 10.0])).round(4).tolist()
+        [0.1, 1.052, 2.1]
     """
     return _matern_variogram(m, d, 2.5)
 
@@ -810,6 +904,12 @@ def from_gstools(model: Any) -> AnisotropicCovariance:
 
     Returns:
         the :class:`AnisotropicCovariance`; ``.kernel()`` gives the equivalent gpytorch kernel.
+
+    Example:
+        >>> import gstools
+        >>> cov = from_gstools(gstools.Matern(dim=3, nu=1.5, len_scale=2**-0.5 * 100, anis=[0.5, 0.1]))
+        >>> cov.nu, cov.lengthscale.round(decimals=6)
+        (1.5, tensor([100.,  50.,  10.], dtype=torch.float64))
     """
     return AnisotropicCovariance.from_gstools(model)
 
@@ -823,6 +923,14 @@ def to_pykrige(obj: Any, *, coordinate_scale: float | Any = 1.0) -> dict[str, An
 
     Returns:
         keyword arguments for ``pykrige.ok3d.OrdinaryKriging3D(x, y, z, values, **kwargs)``.
+
+    Example:
+        >>> import gpytorch
+        >>> k = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=3)).double()
+        >>> k.base_kernel.lengthscale = torch.tensor([[0.5, 0.2, 0.01]], dtype=torch.float64)
+        >>> kw = to_pykrige(k, coordinate_scale=1000.0)
+        >>> kw["variogram_model"], round(kw["anisotropy_scaling_y"], 6), round(kw["anisotropy_scaling_z"], 6)
+        ('gaussian', 2.5, 50.0)
     """
     cov = obj if isinstance(obj, AnisotropicCovariance) else AnisotropicCovariance.from_model(
         obj, coordinate_scale=coordinate_scale)
@@ -837,5 +945,11 @@ def from_pykrige(source: Mapping[str, Any] | Any) -> AnisotropicCovariance:
 
     Returns:
         the :class:`AnisotropicCovariance`.
+
+    Example:
+        >>> cov = AnisotropicCovariance(torch.tensor([500.0, 300.0, 10.0]), torch.zeros(3), nu=1.5, noise=0.1)
+        >>> back = from_pykrige(cov.to_pykrige())  # round trip through PyKrige's keywords
+        >>> back.nu, back.lengthscale.round(decimals=6), back.noise
+        (1.5, tensor([500., 300.,  10.], dtype=torch.float64), 0.1)
     """
     return AnisotropicCovariance.from_pykrige(source)

@@ -105,6 +105,10 @@ def vee(W: Tensor) -> Tensor:
 
     Returns:
         ``(..., 3)`` vectors.
+
+    Example:
+        >>> vee(hat(torch.tensor([1.0, 2.0, 3.0])))
+        tensor([1., 2., 3.])
     """
     _check_last_dims("W", W, (3, 3))
     return 0.5 * torch.stack(
@@ -153,6 +157,13 @@ def quaternion_to_matrix(q: Tensor) -> Tensor:
 
     Returns:
         ``(..., 3, 3)`` rotation matrices.
+
+    Example:
+        >>> q = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # 90 degrees about z, not normalised
+        >>> quaternion_to_matrix(q).round(decimals=6) + 0.0
+        tensor([[ 0., -1.,  0.],
+                [ 1.,  0.,  0.],
+                [ 0.,  0.,  1.]], dtype=torch.float64)
     """
     _check_last_dims("q", q, (4,))
     q = q / q.norm(dim=-1, keepdim=True)
@@ -212,6 +223,14 @@ def log_map(R: Tensor) -> Tensor:
 
     Returns:
         ``(..., 3)`` axis-angle vectors with norm in ``[0, pi]``.
+
+    Example:
+        >>> w = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+        >>> log_map(exp_map(w))
+        tensor([ 0.3000, -0.2000,  0.1000], dtype=torch.float64)
+        >>> # 4 rad about z is the same rotation as 4 - 2 pi: the principal-ball representative is returned
+        >>> log_map(exp_map(torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64))).round(decimals=4) + 0.0
+        tensor([ 0.0000,  0.0000, -2.2832], dtype=torch.float64)
     """
     _check_last_dims("R", R, (3, 3))
     q = _matrix_to_quaternion(R)
@@ -230,7 +249,18 @@ def log_map(R: Tensor) -> Tensor:
 
 
 def rotation_angle(R: Tensor) -> Tensor:
-    """Rotation angle ``theta in [0, pi]`` of rotation matrices ``(..., 3, 3) -> (...)``."""
+    """Rotation angle ``theta in [0, pi]`` of rotation matrices ``(..., 3, 3) -> (...)``.
+
+    Args:
+        R: ``(..., 3, 3)`` rotation matrices.
+
+    Returns:
+        ``(...)`` angles in radians.
+
+    Example:
+        >>> rotation_angle(exp_map(torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 4.0]])))  # 4 rad = 2 pi - 2.2832
+        tensor([2.0000, 2.2832])
+    """
     return _safe_norm(log_map(R))
 
 
@@ -331,6 +361,11 @@ def angle_between_axes(u: Tensor, v: Tensor, degrees: bool = True) -> Tensor:
 
     Returns:
         ``(...)`` angles.
+
+    Example:
+        >>> x = torch.tensor([1.0, 0.0, 0.0])
+        >>> angle_between_axes(x, torch.tensor([-1.0, 1.0, 0.0])), angle_between_axes(x, -x)
+        (tensor(45.), tensor(0.))
     """
     _check_last_dims("u", u, (3,))
     _check_last_dims("v", v, (3,))

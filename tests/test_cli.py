@@ -49,6 +49,34 @@ def test_fit_end_to_end_with_prediction(data_csv, tmp_path, capsys):
     assert all(float(r["grade_std"]) > 0 for r in rows)
 
 
+def test_fit_large_file_fits_on_subset_and_conditions_on_all(tmp_path, capsys):
+    """More training rows than --max-fit-points: MAP on a subset, then CG prediction conditioned on all rows."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(200, 3, generator=g, dtype=torch.float64) * torch.tensor([100.0, 200.0, 10.0], dtype=torch.float64)
+    y = torch.sin(X[:, 0] / 12 + X[:, 2] / 1.2) * torch.cos(X[:, 1] / 30)
+    y = y + 0.02 * torch.randn(200, generator=g, dtype=torch.float64)
+    data = _write_csv(tmp_path / "big.csv", ["east", "north", "elev", "grade"], [[*x.tolist(), v] for x, v in
+                                                                                 zip(X, y.tolist(), strict=True)])
+    grid = _write_csv(tmp_path / "grid.csv", ["east", "north", "elev"], X[:200].tolist())
+    out = tmp_path / "pred.csv"
+    code = main([
+        "fit", data, "--coords", "east", "north", "elev", "--target", "grade", "--restarts", "1", "--models", "so3",
+        "--quiet", "--test-fraction", "0.25", "--max-fit-points", "40", "--predict", grid, "--out", str(out),
+    ])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "150 training rows > --max-fit-points 40" in text and "conditioned on all 150 training rows" in text
+    pred = torch.tensor([[float(r["grade_mean"]), float(r["grade_std"])] for r in csv.DictReader(open(out))])
+    assert pred.shape == (200, 2) and torch.isfinite(pred).all() and (pred[:, 1] > 0).all()
+    # The same split as the CLI (seeded permutation): the posterior mean at the 150 training rows, 110 of which the
+    # hyper-parameter fit never saw, follows their targets (noise sd 0.02, signal sd 0.49). Measured with this seed:
+    # mean absolute error 0.021 when conditioned on all rows, 0.35 for the 40-row subset model alone.
+    perm = torch.randperm(200, generator=torch.Generator().manual_seed(0))
+    train = perm[50:]
+    err = (pred[train, 0] - y[train].float()).abs()
+    assert float(err.mean()) < 0.08, float(err.mean())
+
+
 def _expect_error(capsys, argv, match):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -35,6 +35,18 @@ def validate_inputs(
         x2: ``(..., m, d)`` inputs or ``None``.
         active_dims: the kernel's ``active_dims`` (length 3) or ``None`` (then ``d`` must be 3).
         param_dtype: dtype of the kernel's parameters; inputs must match it.
+
+    Raises:
+        TypeError: non-tensor or non-floating inputs, or a dtype that differs from ``param_dtype``.
+        ValueError: wrong shape, too few columns for ``active_dims``, or NaN/inf in the used columns.
+
+    Example:
+        >>> validate_inputs("MyKernel", torch.rand(5, 3), None, None, torch.float32)  # valid: returns None
+        >>> validate_inputs("MyKernel", torch.rand(5, 2), None, None, torch.float32)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: MyKernel works on 3-D inputs: x1 must have shape (..., n, 3), got (5, 2) ...
+        >>> validate_inputs("MyKernel", torch.rand(5, 4), None, torch.tensor([0, 1, 3]), torch.float32)  # 3 of 4
     """
     _check_input(kernel_name, "x1", x1)
     xs = [("x1", x1)]
@@ -76,6 +88,23 @@ class Anisotropic3DKernel(Kernel):
 
     Subclasses define :attr:`whitening_matrix` ``A`` (``batch_shape x 3 x 3``); the metric is ``M = A A^T``.
     The base correlation is gpytorch's RBF (``nu=None``) or Matern form at unit length-scale.
+
+    Example:
+        A kernel with a fixed diagonal whitening matrix (axis-aligned length-scales ``1, 1/2, 1/4``):
+
+        >>> class Diagonal(Anisotropic3DKernel):
+        ...     def __init__(self):
+        ...         super().__init__(nu=None, batch_shape=None, active_dims=None)
+        ...         self.register_parameter("scales", torch.nn.Parameter(torch.tensor([1.0, 2.0, 4.0])))
+        ...     @property
+        ...     def whitening_matrix(self):
+        ...         return torch.diag_embed(self.scales)
+        >>> k = Diagonal()
+        >>> k.whitening_matrix.shape, k.metric.detach().diagonal()  # metric = A A^T
+        (torch.Size([3, 3]), tensor([ 1.,  4., 16.]))
+        >>> x1 = torch.zeros(1, 3); x2 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+        >>> k(x1, x2).to_dense().detach()  # r = 1 in both directions: exp(-1 / 2)
+        tensor([[0.6065, 0.6065]])
     """
 
     is_stationary = True

@@ -35,6 +35,22 @@ class FullSPDKernel(Anisotropic3DKernel):
         >>> k = FullSPDKernel(nu=1.5)
         >>> k(torch.rand(5, 3)).to_dense().shape
         torch.Size([5, 5])
+
+        Set ``L = [[1, 0, 0], [1, 1, 0], [0, 0, 1]]`` and read off the principal axes of ``M = L L^T``:
+
+        >>> k.cholesky_diag = torch.ones(3)
+        >>> _ = k.initialize(cholesky_offdiag=torch.tensor([1.0, 0.0, 0.0]))  # entries (1,0), (2,0), (2,1)
+        >>> k.cholesky_factor.detach().round(decimals=4)
+        tensor([[1., 0., 0.],
+                [1., 1., 0.],
+                [0., 0., 1.]])
+        >>> torch.equal(k.whitening_matrix, k.cholesky_factor)
+        True
+        >>> lengthscale, R = k.principal()  # eigenvalues (3 -+ sqrt(5)) / 2 and 1: the golden ratio
+        >>> [round(v, 4) for v in lengthscale.tolist()]
+        [0.618, 1.0, 1.618]
+        >>> torch.allclose(R @ torch.diag(lengthscale**-2) @ R.mT, k.metric.detach(), atol=1e-5)
+        True
     """
 
     def __init__(

@@ -46,6 +46,27 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
         >>> k(x).to_dense().shape
         torch.Size([10, 10])
 
+        Derived matrices (``batch_shape x 3 x 3``) and the canonical form of the parameters:
+
+        >>> import math
+        >>> base = SO3AnisotropicKernel()
+        >>> base.lengthscale = torch.tensor([[1.0, 0.5, 2.0]])
+        >>> base.rotation = torch.tensor([0.0, 0.0, math.pi / 2])  # 90 degrees about z: x -> y, y -> -x
+        >>> base.rotation_matrix.detach().round(decimals=4) + 0.0  # columns: the principal directions
+        tensor([[ 0., -1.,  0.],
+                [ 1.,  0.,  0.],
+                [ 0.,  0.,  1.]])
+        >>> base.metric.detach().diagonal().round(decimals=4)  # R diag(l^-2) R^T: l = 0.5 now along x
+        tensor([4.0000, 1.0000, 0.2500])
+        >>> A = base.whitening_matrix
+        >>> torch.allclose(A @ A.mT, base.metric)
+        True
+        >>> l, R = base.canonical()  # ascending length-scales: this is the axis-aligned kernel l = (0.5, 1, 2)
+        >>> l, R.round(decimals=4) + 0.0
+        (tensor([0.5000, 1.0000, 2.0000]), tensor([[1., 0., 0.],
+                [0., 1., 0.],
+                [0., 0., 1.]]))
+
     .. [WarriorChakrabarty2026] Warrior & Chakrabarty, "Lie-algebraic anisotropic kernels", arXiv:2605.11179.
     """
 
