@@ -3,8 +3,11 @@
 Speed (default, ``python benchmarks/bench_nuts.py``): on one seeded rotated field (n = 100, 3-D), 1 chain of
 256 warm-up + 256 draws, compares in one run
 
-* ``so3``: ``SO3FullyBayesianGP`` + ``fit_nuts`` (Pyro NUTS, dense mass; with and without ``jit_compile``);
-* ``pyro_ard``: the same Pyro code path with the rotation fixed at 0 (a 3-length-scale ARD model);
+* ``so3``: ``SO3FullyBayesianGP`` + ``fit_nuts`` (Pyro NUTS, dense mass) with the analytic potential
+  (``fast_potential=True``, the default) with and without ``jit_compile``, and ``so3_pyropotential_jit`` with
+  Pyro's generic (traced) potential, the default before the analytic one; ``--diag`` adds a diagonal-mass run;
+* ``pyro_ard``: the Pyro model with the rotation fixed at 0 (a 3-length-scale ARD model; an overridden program,
+  so it runs on Pyro's generic traced potential);
 * ``botorch_ard``: BoTorch 0.18's ``FullyBayesianSingleTaskGP`` + ``fit_fully_bayesian_model_nuts`` (NumPyro/JAX),
   run in a separate interpreter that has jax + numpyro (``--jax-python``, default ``/tmp/jaxvenv/bin/python``;
   skipped with a note if unavailable). JAX is never imported by the package or by this process. It runs in
@@ -84,17 +87,22 @@ def _min_ess_pyro(model: SO3FullyBayesianGP) -> tuple[float, dict]:
     return float(min(vals)), per
 
 
-def run_pyro(kind: str, X, Y, *, jit: bool, full_mass: bool, warmup: int, samples: int, seed: int) -> dict:
+def run_pyro(kind: str, X, Y, *, jit: bool, full_mass: bool, warmup: int, samples: int, seed: int,
+             fast: bool = True) -> dict:
     pyro_model = ARDPyroModel(nu=2.5) if kind == "pyro_ard" else None
     model = SO3FullyBayesianGP(X, Y, pyro_model=pyro_model)
     t0 = time.perf_counter()
     fit_nuts(model, warmup_steps=warmup, num_samples=samples, thinning=1, seed=seed, jit_compile=jit,
-             full_mass=full_mass, progress=False)
+             full_mass=full_mass, fast_potential=fast, progress=False)
     wall = time.perf_counter() - t0
     ess, per = _min_ess_pyro(model)
     info = model.fit_nuts_info_
     return {
-        "config": f"{kind}{'_jit' if jit else ''}{'' if full_mass else '_diag'}",
+        "config": f"{kind}{'' if fast or kind != 'so3' else '_pyropotential'}{'_jit' if jit else ''}"
+                  f"{'' if full_mass else '_diag'}",
+        "potential": info.potential,
+        "evaluations": sum(info.num_evaluations),
+        "ms_per_evaluation": 1e3 * wall / max(sum(info.num_evaluations), 1),
         "wall_s": wall,
         "min_ess": ess,
         "ess_per_s": ess / wall,
@@ -164,8 +172,12 @@ def speed(args) -> list[dict]:
             notes.append(res)
             break
         rows += res
-    for kind, jit, full in (("so3", True, True), ("so3", False, True), ("so3", True, False), ("pyro_ard", True, True)):
-        rows.append(run_pyro(kind, X, Y, jit=jit, full_mass=full, **kw))
+    configs = [("so3", True, True, True), ("so3", False, True, True), ("so3", True, True, False),
+               ("pyro_ard", True, True, True)]
+    if args.diag:
+        configs.append(("so3", True, False, True))
+    for kind, jit, full, fast in configs:
+        rows.append(run_pyro(kind, X, Y, jit=jit, full_mass=full, fast=fast, **kw))
     ref = next((r for r in rows if r["config"] == "botorch_ard_numpyro_f32"), None)
     ref = ref or next(r for r in rows if r["config"] == "pyro_ard_jit")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -256,13 +268,15 @@ def main(argv=None) -> None:
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--jax-python", default=os.environ.get("JAX_PYTHON", "/tmp/jaxvenv/bin/python"))
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--diag", action="store_true", help="speed: also run the diagonal-mass SO(3) configuration")
     args = p.parse_args(argv)
     rows = speed(args) if args.mode == "speed" else acceptance(args)
     for r in rows:
         if args.mode == "speed":
+            per_eval = f"  {r['ms_per_evaluation']:.2f} ms/eval" if "ms_per_evaluation" in r else ""
             print(f"{r['config']:<28} wall {r['wall_s']:7.1f} s  min ESS {r['min_ess']:7.1f}  "
                   f"ESS/s {r['ess_per_s']:6.2f}  wall x{r['wall_ratio_vs_ref']:.2f}  "
-                  f"ESS/s x{r['ess_per_s_ratio_vs_ref']:.2f}")
+                  f"ESS/s x{r['ess_per_s_ratio_vs_ref']:.2f}{per_eval}")
     if not args.no_save:
         _save(rows if args.mode == "speed" else rows[-1:])
     if args.mode == "acceptance" and rows:

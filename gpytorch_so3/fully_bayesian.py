@@ -21,6 +21,9 @@ mirrors the fully Bayesian model's methods (posterior, train/reset, conditioning
 from __future__ import annotations
 
 import copy
+import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import gpytorch
@@ -41,7 +44,7 @@ from gpytorch.kernels.kernel import sq_dist
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood, Likelihood
 from gpytorch.means import ConstantMean, Mean
 from gpytorch.models.exact_gp import ExactGP
-from gpytorch.priors import Prior
+from gpytorch.priors import GammaPrior, Prior
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
@@ -50,15 +53,39 @@ from gpytorch_so3 import so3
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
-__all__ = ["SAMPLE_SITES", "NotFittedError", "SO3FullyBayesianGP", "SO3PyroModel"]
+__all__ = [
+    "FULLY_BAYESIAN_NOISE_CONCENTRATION",
+    "FULLY_BAYESIAN_NOISE_RATE",
+    "SAMPLE_SITES",
+    "NotFittedError",
+    "SO3FullyBayesianGP",
+    "SO3PyroModel",
+    "default_fully_bayesian_noise_prior",
+]
 
 #: Names (and per-sample shapes) of the hyperparameters drawn by :meth:`SO3PyroModel.sample` and stored by
 #: :func:`gpytorch_so3.fit_nuts`; ``noise`` is absent when the noise variance is fixed (``train_Yvar``).
 SAMPLE_SITES = {"outputscale": (), "noise": (), "mean": (), "lengthscale": (3,), "rotation": (3,)}
 
+#: Concentration and rate of the default prior of the noise variance above ``MIN_INFERRED_NOISE_LEVEL``:
+#: ``Gamma(0.9, 10.0)``, exactly BoTorch 0.18's fully Bayesian models (``PyroModel.sample_noise`` in
+#: ``botorch/models/fully_bayesian.py``). Mean 0.09, median 0.06, 95% below 0.28 for standardised outcomes.
+FULLY_BAYESIAN_NOISE_CONCENTRATION = 0.9
+FULLY_BAYESIAN_NOISE_RATE = 10.0
+
 
 class NotFittedError(RuntimeError):
-    """A fully Bayesian model was used before :func:`gpytorch_so3.fit_nuts` loaded samples into it."""
+    """A fully Bayesian model was used before :func:`gpytorch_so3.fit_nuts` loaded samples into it.
+
+    Example:
+        >>> X = torch.rand(5, 3, dtype=torch.float64); Y = torch.randn(5, 1, dtype=torch.float64)
+        >>> model = SO3FullyBayesianGP(X, (Y - Y.mean()) / Y.std())
+        >>> try:
+        ...     model.posterior(torch.rand(2, 3, dtype=torch.float64))
+        ... except NotFittedError as e:
+        ...     print(str(e).split(":")[0])
+        SO3FullyBayesianGP has no MCMC samples yet
+    """
 
 
 class _PriorDistribution(pdist.TorchDistribution):
@@ -102,6 +129,29 @@ class _PriorDistribution(pdist.TorchDistribution):
         return _PriorDistribution(self.base.expand(batch_shape))
 
 
+def default_fully_bayesian_noise_prior() -> GammaPrior:
+    r"""Default noise-variance prior of :class:`SO3PyroModel` / :class:`SO3FullyBayesianGP`: ``Gamma(0.9, 10.0)``.
+
+    The prior of the noise variance *above* BoTorch's ``MIN_INFERRED_NOISE_LEVEL = 1e-4`` (the model adds that
+    floor), as in BoTorch's own fully Bayesian models. It is much tighter than the classic MAP default
+    ``Gamma(1.1, 0.05)`` of :func:`gpytorch_so3.priors.default_noise_prior` (mode 2, mean 22 for standardised
+    outcomes): with that prior and a few dozen points, NUTS put a large share of its draws on noise variances
+    comparable to the outcome variance, i.e. explained small data sets as noise (see ``benchmarks/README.md``).
+    ``Gamma(0.9, 10.0)`` has mean 0.09 and 95% of its mass below 0.28 (standardised outcomes), and a density that
+    grows towards 0, so nearly noise-free data are not penalised. Pass ``noise_prior=`` to :class:`SO3PyroModel`
+    to use another prior.
+
+    Returns:
+        a fresh :class:`gpytorch.priors.GammaPrior`.
+
+    Example:
+        >>> p = default_fully_bayesian_noise_prior()
+        >>> round(float(p.concentration), 6), round(float(p.rate), 6)
+        (0.9, 10.0)
+    """
+    return GammaPrior(FULLY_BAYESIAN_NOISE_CONCENTRATION, FULLY_BAYESIAN_NOISE_RATE)
+
+
 def _default_priors() -> dict[str, Prior]:
     from gpytorch_so3 import priors
 
@@ -109,7 +159,7 @@ def _default_priors() -> dict[str, Prior]:
         "lengthscale": priors.default_lengthscale_prior(),
         "rotation": priors.default_rotation_prior(),
         "outputscale": priors.default_outputscale_prior(),
-        "noise": priors.default_noise_prior(),
+        "noise": default_fully_bayesian_noise_prior(),
     }
 
 
@@ -124,6 +174,70 @@ def _reshape_detach(target: Tensor, value: Tensor) -> Tensor:
     return value.detach().clone().reshape(target.shape).to(target)
 
 
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _base_correlation_dsq(sq: Tensor, nu: float | None) -> Tensor:
+    """Elementwise derivative of :func:`functional.base_correlation` with respect to the squared distance.
+
+    RBF ``-exp(-sq / 2) / 2``; Matern ``-(1/2) e^{-r} / r``, ``-(3/2) e^{-sqrt3 r}``,
+    ``-(5/6) (1 + sqrt5 r) e^{-sqrt5 r}`` for ``nu = 0.5, 1.5, 2.5`` (``r = sqrt(sq)``, clamped as in the forward).
+    Only used where ``z_i != z_j``; on the diagonal (and for duplicate points) ``d sq / d z = 0`` anyway.
+    """
+    if nu is None:
+        return -0.5 * torch.exp(-0.5 * sq)
+    r = sq.clamp_min(F._SQRT_CLAMP).sqrt()
+    if nu == 0.5:
+        return -0.5 * torch.exp(-r) / r
+    if nu == 1.5:
+        return -1.5 * torch.exp(-math.sqrt(3.0) * r)
+    return -(5.0 / 6.0) * (1.0 + math.sqrt(5.0) * r) * torch.exp(-math.sqrt(5.0) * r)
+
+
+class _GPLogMarginal(torch.autograd.Function):
+    """``log N(y | mean 1, s kappa_nu(sq(X A)) + diag(noise))`` with an analytic backward pass.
+
+    The forward pass builds the kernel matrix with the kernel's own code (gpytorch ``sq_dist`` with an exact-zero
+    diagonal, :func:`functional.base_correlation`) and evaluates the Gaussian log density exactly as
+    ``MultivariateNormal(mean, scale_tril=cholesky(K)).log_prob(y)``. The backward pass uses
+    ``d log p / d K = (alpha alpha^T - K^-1) / 2`` (``alpha = K^-1 (y - mean)``) and the chain rule to the
+    whitening matrix ``A``, ``s``, ``noise`` and ``mean`` in closed form: one ``cholesky_inverse`` and a handful
+    of ``n x n`` elementwise operations, instead of autograd through the Cholesky factorisation, the triangular
+    solve, the distance computation and the ``n x 3 x 3`` whitening product.
+    """
+
+    @staticmethod
+    def forward(ctx, A, outputscale, noise, mean, X, y, eye, nu):
+        n = X.shape[-2]
+        z = F.whiten(X, A)
+        sq = sq_dist(z, z, x1_eq_x2=True).masked_fill(eye, 0.0)
+        k = F.base_correlation(sq, nu)
+        K = outputscale * k + torch.diag_embed(noise.expand(n))
+        L = torch.linalg.cholesky(K)
+        w = torch.linalg.solve_triangular(L, (y - mean).unsqueeze(-1), upper=False)
+        logp = -0.5 * (n * _LOG_2PI + (w * w).sum()) - L.diagonal().log().sum()
+        ctx.nu = nu
+        ctx.noise_is_scalar = noise.dim() == 0
+        ctx.save_for_backward(X, z, outputscale, sq, k, L, w)
+        return logp
+
+    @staticmethod
+    def backward(ctx, grad):
+        X, z, outputscale, sq, k, L, w = ctx.saved_tensors
+        alpha = torch.linalg.solve_triangular(L.mT, w, upper=True).squeeze(-1)  # K^-1 (y - mean)
+        G = 0.5 * (alpha.unsqueeze(-1) * alpha.unsqueeze(-2) - torch.cholesky_inverse(L))
+        g_s = (G * k).sum()
+        g_noise = G.diagonal().sum() if ctx.noise_is_scalar else G.diagonal()
+        g_mean = alpha.sum()
+        # Pairs with sq = 0 (the diagonal, duplicate points) have d sq / d z = 0; zeroing them also avoids the
+        # cancellation of a huge H_ii (Matern-1/2's 1 / r at the clamp) in the row-sum form below.
+        H = (outputscale * G * _base_correlation_dsq(sq, ctx.nu)).masked_fill(sq <= F._SQRT_CLAMP, 0.0)
+        # sq_ij = |z_i - z_j|^2 for all ordered pairs and H symmetric: d/dz_i = 4 sum_j H_ij (z_i - z_j).
+        g_z = 4.0 * (H.sum(-1, keepdim=True) * z - H @ z)
+        g_A = (X.unsqueeze(-1) * g_z.unsqueeze(-2)).sum(-3)  # z = X A: d/dA = X^T g_z (elementwise, see whiten)
+        return grad * g_A, grad * g_s, grad * g_noise, grad * g_mean, None, None, None, None
+
+
 class SO3PyroModel:
     r"""Pyro model of a GP with the SO(3) anisotropic kernel, for sampling its hyperparameters with NUTS.
 
@@ -135,8 +249,11 @@ class SO3PyroModel:
         y \sim \mathcal N\big(\mu \mathbf 1,\ s\,\kappa_\nu(Z Z') + (\sigma^2 + 10^{-4}) I\big),\
         Z = X\,\exp(\hat w)\,\mathrm{diag}(l)^{-1}.
 
-    The priors default to :mod:`gpytorch_so3.priors` (``default_*_prior()``); ``p_w`` is the Haar prior on
-    rotations written as a smooth density on axis-angle vectors. As in BoTorch, the priors (and the
+    The length-scale, rotation and output-scale priors default to :mod:`gpytorch_so3.priors`
+    (``default_*_prior()``); ``p_w`` is the Haar prior on rotations written as a smooth density on axis-angle
+    vectors. The noise prior ``p_sigma`` defaults to BoTorch's fully Bayesian ``Gamma(0.9, 10.0)``
+    (:func:`default_fully_bayesian_noise_prior`), not the classic MAP ``Gamma(1.1, 0.05)``, which let NUTS
+    explain small data sets as noise. As in BoTorch, the priors (and the
     :math:`\mathcal N(0, 1)` mean prior) assume standardised outcomes, and ``10^-4`` is BoTorch's
     ``MIN_INFERRED_NOISE_LEVEL``; the stored ``noise`` sample includes it. Pyro maps the positive sites to
     unconstrained space by ``log`` and adds the Jacobian itself.
@@ -147,9 +264,38 @@ class SO3PyroModel:
     Example:
         >>> pm = SO3PyroModel(nu=2.5)
         >>> pm.set_inputs(torch.rand(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64))
-        >>> tr = pyro.poutine.trace(pm.sample).get_trace()
-        >>> tr.nodes["rotation"]["value"].shape
-        torch.Size([3])
+        >>> pm.sample_sites  # name -> per-sample shape
+        {'outputscale': (), 'noise': (), 'mean': (), 'lengthscale': (3,), 'rotation': (3,)}
+        >>> tr = pyro.poutine.trace(pm.sample).get_trace()  # one run of the Pyro program
+        >>> tr.nodes["rotation"]["value"].shape, tr.nodes["Y"]["is_observed"]
+        (torch.Size([3]), True)
+
+        Each site can be drawn alone (outside a handler: a draw from its prior):
+
+        >>> pm.sample_lengthscale().shape, pm.sample_rotation().shape, pm.sample_outputscale().shape
+        (torch.Size([3]), torch.Size([3]), torch.Size([]))
+        >>> pm.sample_mean().shape, bool(pm.sample_noise() >= 1e-4)
+        (torch.Size([]), True)
+
+        The noiseless kernel matrix of given hyperparameters, ``n x n`` (output-scale on the diagonal):
+
+        >>> f64 = {"dtype": torch.float64}
+        >>> K = pm.noiseless_covariance(torch.tensor(2.0, **f64), torch.ones(3, **f64), torch.zeros(3, **f64))
+        >>> K.shape, K.diagonal().unique().tolist()
+        (torch.Size([20, 20]), [2.0])
+
+        From (here placeholder) MCMC draws to batched GPyTorch modules:
+
+        >>> draws = pm.get_dummy_mcmc_samples(4, dtype=torch.float64)
+        >>> post = pm.postprocess_mcmc_samples(draws)  # adds the 1e-4 noise floor
+        >>> round(float(post["noise"][0]), 6)
+        1.0001
+        >>> mean_module, covar_module, likelihood = pm.load_mcmc_samples(post)
+        >>> covar_module.batch_shape, covar_module.base_kernel.rotation.shape
+        (torch.Size([4]), torch.Size([4, 3]))
+        >>> pm.set_dtype(torch.float32)  # sample in float32 (the data stay float64)
+        >>> pm.sample_lengthscale().dtype
+        torch.float32
     """
 
     def __init__(
@@ -170,7 +316,9 @@ class SO3PyroModel:
             rotation_prior: prior of the axis-angle vector with ``event_shape == (3,)`` and real support
                 (default ``priors.default_rotation_prior()``, Haar).
             outputscale_prior: prior of the output-scale (default ``priors.default_outputscale_prior()``).
-            noise_prior: prior of the noise variance above ``1e-4`` (default ``priors.default_noise_prior()``).
+            noise_prior: prior of the noise variance above ``1e-4`` (default
+                :func:`default_fully_bayesian_noise_prior`, ``Gamma(0.9, 10.0)`` as in BoTorch's fully Bayesian
+                models).
         """
         self.nu = F.check_nu(nu)
         given = {
@@ -292,6 +440,120 @@ class SO3PyroModel:
         sq = sq_dist(z, z, x1_eq_x2=True).masked_fill(self._eye, 0.0)
         return outputscale[..., None, None] * F.base_correlation(sq, self.nu)
 
+    # -- fast potential energy for NUTS ----------------------------------------------------------------------
+    _PROGRAM_METHODS = (
+        "sample",
+        "sample_outputscale",
+        "sample_noise",
+        "sample_mean",
+        "sample_lengthscale",
+        "sample_rotation",
+        "noiseless_covariance",
+    )
+
+    @property
+    def has_default_program(self) -> bool:
+        """Whether the Pyro program is this class's own (no ``sample*``/``noiseless_covariance`` overridden).
+
+        Only then does :meth:`make_potential_fn` reproduce the program; :func:`gpytorch_so3.fit_nuts` otherwise
+        uses Pyro's generic potential of :meth:`sample`.
+
+        Example:
+            >>> SO3PyroModel().has_default_program
+            True
+            >>> class FixedMean(SO3PyroModel):
+            ...     def sample_mean(self):
+            ...         return torch.zeros((), dtype=self.dtype)
+            >>> FixedMean().has_default_program
+            False
+        """
+        return all(getattr(type(self), m) is _DEFAULT_PROGRAM[m] for m in self._PROGRAM_METHODS)
+
+    def make_potential_fn(
+        self, transforms: dict, *, jit_compile: bool = False
+    ) -> Callable[[dict[str, Tensor]], Tensor]:
+        r"""Potential energy of :meth:`sample` on unconstrained parameters, with an analytic likelihood gradient.
+
+        Returns ``U(u) = -[log p(y | theta) + sum_i log p_i(theta_i) + sum_i log |d theta_i / d u_i|]`` with
+        ``theta_i = transforms[i].inv(u_i)``: the same value as Pyro's generic potential
+        (``pyro.infer.mcmc.util.initialize_model(self.sample)``), built without tracing the Pyro program (no
+        messenger stack, no distribution objects per step) and with the GP marginal likelihood's gradient in
+        closed form (:class:`_GPLogMarginal`). The priors' ``log_prob`` and the transforms are the same objects
+        Pyro uses. Valid only if :attr:`has_default_program`.
+
+        Args:
+            transforms: site name -> Pyro transform from constrained to unconstrained space, as returned by
+                ``initialize_model``.
+            jit_compile: trace the prior/transform part (everything except the likelihood, whose forward and
+                backward are already a few large operations) with ``torch.jit.trace`` on the first call; it has no
+                data-dependent Python control flow, so the trace is exact.
+
+        Returns:
+            a callable mapping ``{site: unconstrained tensor}`` to the scalar potential energy.
+
+        Example:
+            >>> from pyro.infer.mcmc.util import initialize_model
+            >>> pyro.set_rng_seed(0)
+            >>> pm = SO3PyroModel()
+            >>> pm.set_inputs(torch.rand(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64))
+            >>> pm.has_default_program  # a subclass overriding e.g. sample_mean would give False
+            True
+            >>> params, pyro_potential, transforms, _ = initialize_model(pm.sample)
+            >>> U = pm.make_potential_fn(transforms)
+            >>> U(params).shape, torch.allclose(U(params), pyro_potential(params))  # same value as Pyro's
+            (torch.Size([]), True)
+        """
+        if not self.has_default_program:
+            raise RuntimeError("make_potential_fn: the Pyro program is overridden; use Pyro's generic potential")
+        sites = list(self.sample_sites)
+        p_ls = self.priors["lengthscale"]
+        p_ls = p_ls if tuple(p_ls.event_shape) == (3,) else p_ls.expand(torch.Size([3]))
+        p_out, p_rot = self.priors["outputscale"], self.priors["rotation"]
+        p_noise = self.priors.get("noise")
+        dtype = self.dtype
+        n = self._X.shape[-2]
+
+        def prior_part(*us: Tensor) -> tuple[Tensor, ...]:
+            """Unconstrained values (``sites`` order) -> ``(A, s, mean, log priors + log Jacobians[, noise])``."""
+            theta, log_joint = {}, 0.0
+            for name, u in zip(sites, us, strict=True):
+                t = transforms[name]
+                theta[name] = v = t.inv(u)
+                log_joint = log_joint - t.log_abs_det_jacobian(v, u).sum()  # log |d theta / d u|, as Pyro
+            mean = theta["mean"]
+            log_joint = (
+                log_joint
+                + p_out.log_prob(theta["outputscale"]).to(dtype).sum()
+                + p_ls.log_prob(theta["lengthscale"]).to(dtype).sum()
+                + p_rot.log_prob(theta["rotation"]).to(dtype).sum()
+                - 0.5 * (mean * mean + _LOG_2PI)
+            )
+            A = F.so3_whitening_matrix(theta["lengthscale"], so3.exp_map(theta["rotation"]))
+            if self._Yvar is not None:  # fixed noise: not an output of the (traced) function, it is a constant
+                return A, theta["outputscale"], mean, log_joint
+            log_joint = log_joint + p_noise.log_prob(theta["noise"]).to(dtype).sum()
+            return A, theta["outputscale"], mean, log_joint, MIN_INFERRED_NOISE_LEVEL + theta["noise"]
+
+        traced: list = []
+
+        def potential(params: dict[str, Tensor]) -> Tensor:
+            us = tuple(params[name] for name in sites)
+            if jit_compile:
+                if not traced:
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                        traced.append(torch.jit.trace(prior_part, tuple(u.detach() for u in us), check_trace=False))
+                out = traced[0](*us)
+            else:
+                out = prior_part(*us)
+            A, s, mean, log_joint = out[:4]
+            noise = self._Yvar if self._Yvar is not None else out[4]
+            if n > 0:
+                log_joint = log_joint + _GPLogMarginal.apply(A, s, noise, mean, self._X, self._y, self._eye, self.nu)
+            return -log_joint
+
+        return potential
+
     def sample(self) -> None:
         """The Pyro program: draw the hyperparameters and observe ``train_Y`` under the exact GP likelihood.
 
@@ -382,6 +644,10 @@ class SO3PyroModel:
         return mean_module, covar_module, likelihood
 
 
+#: The original program methods (to detect overrides and monkeypatches, see ``has_default_program``).
+_DEFAULT_PROGRAM = {m: getattr(SO3PyroModel, m) for m in SO3PyroModel._PROGRAM_METHODS}
+
+
 def _check_isotropic_scaling(input_transform: InputTransform | None) -> None:
     """Warn if a ``Normalize`` in the input transform scales the three axes differently (shears angles)."""
     if input_transform is None:
@@ -413,7 +679,10 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
     likelihood. :meth:`posterior` returns a :class:`~botorch.posteriors.fully_bayesian.GaussianMixturePosterior`
     (the MCMC batch at ``MCMC_DIM = -3``), the contract of BoTorch's own fully Bayesian models, so BoTorch
     acquisition functions and ``optimize_acqf`` work unchanged. Like BoTorch's, the priors assume standardised
-    outcomes: use ``outcome_transform=Standardize(m=1)`` (or standardise ``train_Y`` yourself). Inputs are used
+    outcomes: use ``outcome_transform=Standardize(m=1)`` (or standardise ``train_Y`` yourself); the noise prior
+    is BoTorch's fully Bayesian ``Gamma(0.9, 10.0)`` on the variance above ``1e-4``
+    (:func:`default_fully_bayesian_noise_prior`; override it with ``pyro_model=SO3PyroModel(noise_prior=...)``).
+    Inputs are used
     as given, which keeps angles physical; a per-axis ``Normalize`` shears space and draws a
     :class:`~gpytorch_so3.exceptions.NonIsotropicInputScalingWarning`.
 
@@ -424,12 +693,32 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         >>> from botorch.models.transforms import Standardize
         >>> X = torch.rand(20, 3, dtype=torch.float64); Y = torch.sin(5 * X[:, :1])
         >>> model = SO3FullyBayesianGP(X, Y, outcome_transform=Standardize(m=1))
+        >>> model.is_fitted
+        False
         >>> from gpytorch_so3.nuts import fit_nuts
-        >>> _ = fit_nuts(model, warmup_steps=8, num_samples=8, thinning=4, progress=False)
+        >>> _ = fit_nuts(model, warmup_steps=8, num_samples=8, thinning=4, max_tree_depth=3,
+        ...              progress=False)  # a toy budget; see fit_nuts for the defaults
+        >>> model.is_fitted, model.num_mcmc_samples
+        (True, 2)
+        >>> post = model.posterior(torch.rand(5, 3, dtype=torch.float64))
+        >>> post.mean.shape, post.mixture_mean.shape  # per sample (2 samples, 5 points) and mixed
+        (torch.Size([2, 5, 1]), torch.Size([5, 1]))
+
+        Symmetry-free views of the samples (ascending length-scales and their directions):
+
+        >>> ls, axes = model.canonical_samples()
+        >>> ls.shape, axes.shape, bool((ls.diff(dim=-1) >= 0).all())
+        (torch.Size([2, 3]), torch.Size([2, 3, 3]), True)
+        >>> model.median_lengthscale.shape, model.median_outputscale.shape, model.median_noise.shape
+        (torch.Size([3]), torch.Size([]), torch.Size([]))
+        >>> model.kernel.rotation_matrix.shape  # the batched SO3AnisotropicKernel
+        torch.Size([2, 3, 3])
+
+        Samples obtained elsewhere load the same way (name -> ``num_samples x ...``):
+
+        >>> model.load_mcmc_samples(model.pyro_model.get_dummy_mcmc_samples(3, dtype=torch.float64))
         >>> model.num_mcmc_samples
-        2
-        >>> model.posterior(torch.rand(5, 3, dtype=torch.float64)).mean.shape  # 5 points, 2 samples
-        torch.Size([2, 5, 1])
+        3
     """
 
     _is_fully_bayesian = True

@@ -307,6 +307,10 @@ class HaarRotationPrior(_RotationPrior):
         torch.Size([1000, 3])
         >>> bool(torch.isfinite(prior.log_prob(torch.zeros(3))))
         True
+        >>> prior.smoothing  # the edge weight Phi((pi - |w|) / s) halves the density at |w| = pi
+        0.3
+        >>> prior.edge_weight(torch.tensor([0.0, math.pi, 3.5]))
+        tensor([1.0000, 0.5000, 0.1161])
     """
 
     has_rsample = False
@@ -456,7 +460,8 @@ def default_noise_prior() -> GammaPrior:
 
     As in ``botorch.models.utils.gpytorch_modules.get_gaussian_likelihood_with_gamma_prior`` [BoTorch]_ (which
     also bounds the noise below by ``1e-4``). Nearly flat near 0 (concentration 1.1), so small noise levels
-    are not penalised.
+    are not penalised. Meant for MAP fits; the fully Bayesian model uses BoTorch's tighter fully Bayesian prior
+    ``Gamma(0.9, 10.0)`` instead (:func:`gpytorch_so3.fully_bayesian.default_fully_bayesian_noise_prior`).
 
     Returns:
         a fresh :class:`gpytorch.priors.GammaPrior`.

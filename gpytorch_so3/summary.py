@@ -26,7 +26,14 @@ from gpytorch_so3 import so3
 from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
 from gpytorch_so3.geo import azimuth_dip  # one implementation, re-exported here
 
-__all__ = ["DEFAULT_WEAK_RATIO", "PosteriorSummary", "azimuth_dip", "summarize_posterior", "summarize_samples"]
+__all__ = [
+    "DEFAULT_WEAK_RATIO",
+    "MIN_DRAWS_FOR_DIAGNOSTICS",
+    "PosteriorSummary",
+    "azimuth_dip",
+    "summarize_posterior",
+    "summarize_samples",
+]
 
 #: Default threshold on the posterior median of the ratio of adjacent canonical length-scales below which the
 #: two directions are flagged as weakly identified (see :func:`summarize_posterior`).
@@ -58,12 +65,50 @@ def _align_axes(axes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return mean.transpose(-1, -2), aligned.transpose(-1, -2), angle
 
 
+#: Fewest draws per chain for which :func:`summarize_samples` reports R-hat and ESS (NaN below): split R-hat
+#: needs two halves of at least two draws, and ArviZ (``arviz.stats.diagnostics``, ``min_draws=4``) and Pyro's
+#: ``split_gelman_rubin`` (``assert input.size(sample_dim) >= 4``) use the same limit.
+MIN_DRAWS_FOR_DIAGNOSTICS = 4
+
+
 def _diagnostics(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Split R-hat and ESS over ``chains x draws x ...`` (NaN when there are fewer than 4 draws per chain)."""
-    if x.shape[1] < 4:
-        nan = torch.full(x.shape[2:], math.nan, dtype=x.dtype, device=x.device)
-        return nan, nan
-    return split_gelman_rubin(x, chain_dim=0, sample_dim=1), effective_sample_size(x, chain_dim=0, sample_dim=1)
+    """Split R-hat and ESS over ``chains x draws x ...``, with the safeguards of Stan/ArviZ.
+
+    Estimators: Pyro's ``split_gelman_rubin`` and ``effective_sample_size`` (Geyer's initial monotone sequence).
+    Safeguards, as in ArviZ 0.23 (``arviz.stats.diagnostics._ess``/``_rhat``) and Stan's
+    ``compute_effective_sample_size``:
+
+    * fewer than :data:`MIN_DRAWS_FOR_DIAGNOSTICS` (4) draws per chain: R-hat and ESS are NaN (the lag
+      autocorrelations and half-chain variances are not estimable; Pyro's ESS then returns values such as -15
+      for four i.i.d. draws);
+    * non-finite draws in a component: NaN for that component;
+    * constant draws in a component: ESS = number of draws (ArviZ), R-hat NaN (0 / 0);
+    * the integrated autocorrelation time is bounded below, ``tau >= 1 / log10(C N)``, so
+      ``0 < ESS <= C N log10(C N)`` (``C`` chains of ``N`` draws). Pyro's ESS lacks this bound and goes
+      negative or explodes when the lag-1 autocorrelation estimate is strongly negative (short or antithetic
+      chains); ESS above ``C N`` is legitimate for antithetic NUTS chains, which is why the bound is not ``C N``.
+    """
+    C, N = x.shape[:2]
+    nan = torch.full(x.shape[2:], math.nan, dtype=x.dtype, device=x.device)
+    if N < MIN_DRAWS_FOR_DIAGNOSTICS:
+        return nan, nan.clone()
+    finite = torch.isfinite(x).flatten(0, 1).all(dim=0)
+    x = torch.where(finite, x, torch.zeros_like(x))
+    spread = x.amax(dim=(0, 1)) - x.amin(dim=(0, 1))
+    constant = spread <= torch.finfo(x.dtype).resolution * x.abs().amax(dim=(0, 1)).clamp_min(1.0)
+    # Pyro's ESS turns *every* component NaN if one is constant or NaN (pyro-ppl 1.9.2): give those components
+    # a harmless placeholder series; their results are replaced below.
+    filler = torch.arange(C * N, dtype=x.dtype, device=x.device).reshape(C, N, *([1] * (x.dim() - 2)))
+    x = torch.where(constant | ~finite, filler.expand_as(x), x)
+    rhat = split_gelman_rubin(x, chain_dim=0, sample_dim=1)
+    ess = effective_sample_size(x, chain_dim=0, sample_dim=1)
+    total = float(C * N)
+    cap = total * math.log10(total)
+    # tau = C N / ESS; tau < 1 / log10(C N) (including tau <= 0: ESS negative or infinite) -> the bound.
+    ess = torch.where((ess <= 0) | (ess > cap), torch.full_like(ess, cap), ess)
+    ess = torch.where(constant, torch.full_like(ess, total), ess)
+    rhat = torch.where(constant, nan, rhat)
+    return torch.where(finite, rhat, nan), torch.where(finite, ess, nan)
 
 
 @dataclass
@@ -84,7 +129,9 @@ class PosteriorSummary:
         num_chains: number of chains.
         rhat: name -> split R-hat: ``"lengthscale"`` ``(3,)``, ``"outputscale"``, ``"noise"``, ``"mean"`` (scalars),
             ``"axes"`` ``(3, 3)`` (components of the sign-aligned directions, column ``i`` for axis ``i``).
-        ess: name -> effective sample size, same keys and shapes.
+        ess: name -> effective sample size, same keys and shapes. Both are NaN with fewer than
+            :data:`MIN_DRAWS_FOR_DIAGNOSTICS` draws per chain (too few for the estimators); ESS lies in
+            ``(0, C N log10(C N)]`` (ArviZ's/Stan's bound; above ``C N`` only for antithetic chains).
         posterior_mean, posterior_sd: name -> mean / standard deviation (``lengthscale`` ``(3,)``, scalars).
         interval: name -> ``2 x ...`` equal-tailed credible interval (lower, upper) at level :attr:`prob`.
         prob: credible level (default 0.9).
@@ -99,6 +146,28 @@ class PosteriorSummary:
         divergences: per chain, the number of divergent post-warm-up transitions.
         num_rejected: per chain, potential evaluations rejected as non-PSD/NaN (empty if unknown).
         weak_ratio: the ratio threshold used.
+
+    Example:
+        Draws (2 chains x 50) around length-scales ``(0.1, 0.5, 2)`` rotated 30 degrees about the vertical:
+
+        >>> import math
+        >>> from gpytorch_so3.summary import summarize_samples
+        >>> g = torch.Generator().manual_seed(0)
+        >>> ls = torch.tensor([0.1, 0.5, 2.0]) * torch.exp(0.05 * torch.randn(2, 50, 3, generator=g))
+        >>> w = torch.tensor([0.0, 0.0, math.pi / 6]) + 0.02 * torch.randn(2, 50, 3, generator=g)
+        >>> s = summarize_samples({"lengthscale": ls, "rotation": w, "outputscale": torch.ones(2, 50),
+        ...                        "mean": torch.zeros(2, 50)}, divergences=[0, 1])
+        >>> s.num_samples, s.num_chains, s.num_divergences, s.weakly_identified
+        (100, 2, 1, False)
+        >>> [round(v, 2) for v in s.posterior_mean["lengthscale"].tolist()]
+        [0.1, 0.5, 2.01]
+        >>> s.azimuth[:2].round().tolist(), s.dip.round().tolist()  # degrees; the long axis is vertical
+        ([240.0, 150.0], [0.0, 0.0, 90.0])
+        >>> print(str(s).splitlines()[0])  # print(s) shows the full table
+        SO3FullyBayesianGP posterior: 2 chain(s) x 50 draws, 1 divergent transition(s)
+        >>> idata = s.to_arviz()  # needs arviz
+        >>> dict(idata.posterior.sizes)
+        {'chain': 2, 'draw': 50, 'axis': 3, 'coord': 3}
     """
 
     lengthscale: Tensor
@@ -265,7 +334,8 @@ def summarize_posterior(
     one chain if the model was filled by hand. Each draw is canonicalised (:func:`so3.canonicalize`); the
     direction of each canonical axis is averaged sign-free (principal eigenvector of ``E[u u^T]``) and the draws'
     signs are aligned to it. R-hat and ESS are Pyro's ``split_gelman_rubin`` and ``effective_sample_size`` over
-    chains.
+    chains, with ArviZ's/Stan's safeguards: NaN with fewer than 4 draws per chain or non-finite draws, and
+    ``0 < ESS <= C N log10(C N)`` for ``C`` chains of ``N`` draws (see :data:`MIN_DRAWS_FOR_DIAGNOSTICS`).
 
     **Weak identifiability.** A pair of adjacent canonical length-scales ``(l_i, l_{i+1})`` is flagged when
 
@@ -295,11 +365,12 @@ def summarize_posterior(
 
     Example:
         >>> from gpytorch_so3.nuts import fit_nuts
-        >>> X = torch.rand(30, 3, dtype=torch.float64); Y = torch.sin(6 * X[:, :1]); Y = (Y - Y.mean()) / Y.std()
-        >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=16, num_samples=16, progress=False)
-        >>> s = summarize_posterior(model)
+        >>> X = torch.rand(12, 3, dtype=torch.float64); Y = torch.sin(6 * X[:, :1]); Y = (Y - Y.mean()) / Y.std()
+        >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=8, num_samples=8, max_tree_depth=3,
+        ...                  progress=False)  # a toy budget; see fit_nuts for the defaults
+        >>> s = summarize_posterior(model)  # every draw (not thinned), ascending length-scales
         >>> s.lengthscale.shape, s.axes.shape, sorted(s.rhat)
-        (torch.Size([16, 3]), torch.Size([16, 3, 3]), ['axes', 'lengthscale', 'mean', 'noise', 'outputscale'])
+        (torch.Size([8, 3]), torch.Size([8, 3, 3]), ['axes', 'lengthscale', 'mean', 'noise', 'outputscale'])
     """
     if not isinstance(model, SO3FullyBayesianGP):
         raise TypeError(f"summarize_posterior expects an SO3FullyBayesianGP, got {type(model).__name__}")
