@@ -14,7 +14,8 @@ Measurements (each in its own subprocess, so that peak RSS is per measurement):
 * ``precision``: float32 vs float64 on the KeOps path at N = --precision-n: MLL, its gradient and the predictive
   mean (same probe vectors).
 * ``e2e``: exact GP training end to end: hyper-parameters fitted on a 2,000-point subset (dense, Cholesky, Adam
-  from a few random rotations), then --e2e-steps Adam steps with CG on all N points (KeOps); held-out RMSE (against the
+  from a few random rotations), then --e2e-steps Adam steps with CG on all N points (KeOps, or with --e2e-kernel
+  dense the dense N x N matrix, which is faster on a CPU while it fits in memory); held-out RMSE (against the
   noise-free field) of both models on 2,000 test points.
 
 gpytorch's default solver settings are used in every worker (BoTorch, imported by gpytorch_so3, changes them):
@@ -155,16 +156,27 @@ def _make_gp(x, y, kernel):
     return model
 
 
-def _solver_settings(cg_tolerance=1.0):
+def _solver_settings(cg_tolerance=1.0, max_cg_iterations=1000):
     """gpytorch's default solver settings: CG / Lanczos for N > max_cholesky_size = 800.
 
     ``cg_settings`` switches gpytorch's fast computations back on (``import botorch`` turns them off) and keeps
     gpytorch's other defaults; max_cholesky_size stays 800 (not 0) because gpytorch's own KeOps kernels send
     every block with >= max_cholesky_size rows to KeOps, single rows and 1 x 1 diagonal blocks included.
     """
+    from contextlib import ExitStack
+
+    import gpytorch
+
     from gpytorch_so3.large import cg_settings
 
-    return cg_settings(max_cholesky_size=800, cg_tolerance=cg_tolerance)
+    stack = ExitStack()
+    stack.enter_context(
+        cg_settings(max_cholesky_size=800, cg_tolerance=cg_tolerance, max_cg_iterations=max_cg_iterations)
+    )
+    # Lanczos quadrature (log-determinant) reads its tridiagonal matrix off the CG run: at most that many steps.
+    lanczos = min(gpytorch.settings.max_lanczos_quadrature_iterations.value(), max_cg_iterations)
+    stack.enter_context(gpytorch.settings.max_lanczos_quadrature_iterations(lanczos))
+    return stack
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -242,7 +254,7 @@ def work_mll(spec, device, dtype):
         torch.manual_seed(1)  # same probe vectors for every implementation
         out["last"] = _mll_and_grad(xs, ys, k)
 
-    with _solver_settings():
+    with _solver_settings(max_cg_iterations=spec.get("max_cg_iterations") or 1000):
         if any(impl != "so3_dense" for impl in kernels):
             # Warm-up on <= 2,000 points compiles the same KeOps formulas (they depend on the number of right-hand
             # sides, not on N; N = 2000 = min_preconditioning_size also builds the preconditioner).
@@ -373,8 +385,13 @@ def work_e2e(spec, device, dtype):
     mean_sub, _ = predict_in_chunks(sub, xt, return_variance=False, iterative=False)  # Cholesky, exact
     rmse_sub = float((mean_sub - ft).pow(2).mean().sqrt())
 
-    # 2) the full fit: KeOps kernel started at the subset's hyper-parameters, Adam steps with CG
-    full = _make_gp(x, y, KeOpsSO3AnisotropicKernel(nu=spec["nu"]))
+    # 2) the full fit: KeOps (or dense, --e2e-kernel) kernel started at the subset's hyper-parameters, Adam steps
+    #    with CG
+    if spec.get("kernel", "keops") == "keops":
+        full_kernel = KeOpsSO3AnisotropicKernel(nu=spec["nu"])
+    else:  # the dense N x N matrix, CG on it: faster than KeOps on a CPU while it fits in memory
+        full_kernel = SO3AnisotropicKernel(nu=spec["nu"])
+    full = _make_gp(x, y, full_kernel)
     full.load_state_dict(sub.state_dict(), strict=False)  # same parameter names; train data are not in the dict
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(full.likelihood, full)
     opt = torch.optim.Adam(full.parameters(), lr=0.02)
@@ -503,10 +520,22 @@ def main(argv=None):
     p.add_argument("--dense-max-mll", type=int, default=10000, help="largest N for the dense MLL + gradient")
     p.add_argument("--mll-max-gpytorch", type=int, default=10000, help="largest N for gpytorch's KeOps MLL")
     p.add_argument("--mll-sizes", type=int, nargs="+", default=None, help="sizes for mll (default: --sizes)")
+    p.add_argument(
+        "--mll-max-cg-iterations",
+        type=int,
+        default=None,
+        help="cap on CG iterations in the mll task (default gpytorch's 1000; memory does not depend on it, time does)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (1 for N >= 50000)")
     p.add_argument("--precision-n", type=int, default=5000)
     p.add_argument("--e2e-sizes", type=int, nargs="+", default=[20000])
     p.add_argument("--e2e-steps", type=int, default=5)
+    p.add_argument(
+        "--e2e-kernel",
+        default="keops",
+        choices=["keops", "dense"],
+        help="kernel of the full-data fit: KeOps (O(N) memory) or dense (N x N matrix; CPU-friendly up to ~3e4)",
+    )
     p.add_argument("--e2e-subset", type=int, default=2000)
     p.add_argument("--e2e-subset-restarts", type=int, default=3, help="random starting rotations of the subset fit")
     p.add_argument("--e2e-subset-steps", type=int, default=150, help="Adam steps per start of the subset fit")
@@ -541,7 +570,9 @@ def main(argv=None):
         for n in sorted(args.mll_sizes or args.sizes):
             reps = args.repeats if n <= 10000 else 1
             impls = ["so3_keops", "gpytorch_keops_rbf"] if n <= args.mll_max_gpytorch else ["so3_keops"]
-            rows.append(_run(dict(common, task="mll", impls=impls, n=n, repeats=reps), out, args.timeout))
+            cap = args.mll_max_cg_iterations
+            spec = dict(common, task="mll", impls=impls, n=n, repeats=reps, max_cg_iterations=cap)
+            rows.append(_run(spec, out, args.timeout))
             if n <= args.dense_max_mll:
                 rows.append(_run(dict(common, task="mll", impls=["so3_dense"], n=n, repeats=reps), out, args.timeout))
     if "precision" in args.tasks:
@@ -557,6 +588,7 @@ def main(argv=None):
                 subset_restarts=args.e2e_subset_restarts,
                 subset_steps=args.e2e_subset_steps,
                 n_test=2000,
+                kernel=args.e2e_kernel,
             )
             rows.append(_run(spec, out, args.timeout))
     _print_table(rows)
