@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-from gpytorch_so3 import so3
-from gpytorch_so3.compare import evaluate, fit_model
 from gpytorch_so3.datasets import make_axis_aligned_field, make_rotated_field
+from gpytorch_so3.experiments import recovery_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,24 +30,18 @@ HERE = Path(__file__).resolve().parent
 def measure(kind: str, seed: int, restarts: int) -> dict:
     make = make_rotated_field if kind == "rotated" else make_axis_aligned_field
     field = make(n_train=400, n_test=400, lengthscale=(0.15, 0.4, 1.0), noise_std=0.05, seed=seed)
-    so3_fit = fit_model("so3", field.train_X, field.train_Y, num_restarts=restarts, seed=0)
-    ard_fit = fit_model("ard", field.train_X, field.train_Y)
-    t_ls, t_ax = field.true_canonical()
-    angles = so3.angle_between_axes(so3_fit.axes.T, t_ax.T)
-    rel = (so3_fit.lengthscale / t_ls - 1).abs()
-    rmse = evaluate(so3_fit.model, field.test_X, field.test_Y)["rmse"]
-    rmse_ard = evaluate(ard_fit.model, field.test_X, field.test_Y)["rmse"]
+    r = recovery_report(field, num_restarts=restarts, seed=0)
     return {
         "field": kind,
         "seed": seed,
-        "angle_error_deg": [round(float(a), 3) for a in angles],
-        "lengthscale_rel_error": [round(float(v), 4) for v in rel],
-        "rmse_so3": rmse,
-        "rmse_ard": rmse_ard,
-        "rmse_ratio_so3_over_ard": rmse / rmse_ard,
-        "fit_seconds_so3": so3_fit.fit_seconds,
-        "fit_seconds_ard": ard_fit.fit_seconds,
-        "best_start": so3_fit.model.fit_map_info_.best_restart,
+        "angle_error_deg": [round(float(a), 3) for a in r["angle_error_deg"]],
+        "lengthscale_rel_error": [round(float(v), 4) for v in r["lengthscale_rel_error"]],
+        "rmse_so3": r["rmse_so3"],
+        "rmse_ard": r["rmse_ard"],
+        "rmse_ratio_so3_over_ard": r["rmse_so3"] / r["rmse_ard"],
+        "fit_seconds_so3": r["fit_seconds_so3"],
+        "fit_seconds_ard": r["fit_seconds_ard"],
+        "best_start": r["best_start"],
     }
 
 

@@ -14,9 +14,9 @@ from linear_operator.utils.errors import NotPSDError
 
 import gpytorch_so3.fit as fit_module
 from gpytorch_so3 import FullSPDKernel, SO3AnisotropicKernel, so3
-from gpytorch_so3.compare import evaluate, fit_model
 from gpytorch_so3.datasets import make_axis_aligned_field, make_rotated_field
 from gpytorch_so3.exceptions import RestartFailedWarning
+from gpytorch_so3.experiments import recovery_report
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.priors import default_lengthscale_prior, default_rotation_prior
 
@@ -182,14 +182,8 @@ def test_two_so3_kernels_in_one_model():
 
 
 def _recovery(field, num_restarts=8):
-    so3_fit = fit_model("so3", field.train_X, field.train_Y, num_restarts=num_restarts, seed=0)
-    ard_fit = fit_model("ard", field.train_X, field.train_Y)
-    t_ls, t_ax = field.true_canonical()
-    ang = so3.angle_between_axes(so3_fit.axes.T, t_ax.T)
-    rel = (so3_fit.lengthscale / t_ls - 1).abs()
-    rmse = evaluate(so3_fit.model, field.test_X, field.test_Y)["rmse"]
-    rmse_ard = evaluate(ard_fit.model, field.test_X, field.test_Y)["rmse"]
-    return ang, rel, rmse, rmse_ard
+    r = recovery_report(field, num_restarts=num_restarts, seed=0)
+    return r["angle_error_deg"], r["lengthscale_rel_error"], r["rmse_so3"], r["rmse_ard"]
 
 
 def test_recovery_smoke():
