@@ -279,7 +279,10 @@ def fit_map(
 
     Args:
         model: a gpytorch ``ExactGP`` (BoTorch's ``SingleTaskGP`` included) containing one or more
-            ``SO3AnisotropicKernel`` or ``FullSPDKernel`` modules.
+            ``SO3AnisotropicKernel`` or ``FullSPDKernel`` modules, or a model list of them (BoTorch's
+            ``ModelListGP``, gpytorch's ``IndependentModelList``): then each sub-model with such a kernel is fitted
+            by ``fit_map`` with seed ``seed + i`` (its own ``fit_map_info_``), the others by BoTorch's
+            ``fit_gpytorch_mll``; ``mll`` must be ``None``.
         num_restarts: number of restarts (>= 1).
         seed: seed of the restarts' random rotations (``None``: fresh randomness). Same seed, same result.
         mll: the objective; default ``ExactMarginalLogLikelihood(model.likelihood, model)``.
@@ -310,10 +313,24 @@ def fit_map(
         >>> model.covar_module.base_kernel.rotation_matrix.shape  # the fitted orientation
         torch.Size([3, 3])
     """
-    if not isinstance(model, gpytorch.models.ExactGP):
-        raise TypeError(f"fit_map expects a gpytorch ExactGP (e.g. botorch SingleTaskGP), got {type(model).__name__}")
     if isinstance(num_restarts, bool) or not isinstance(num_restarts, int) or num_restarts < 1:
         raise ValueError(f"num_restarts must be a positive int, got {num_restarts!r}")
+    if isinstance(model, gpytorch.models.IndependentModelList):  # includes BoTorch's ModelListGP
+        return _fit_model_list(
+            model,
+            num_restarts=num_restarts,
+            seed=seed,
+            mll=mll,
+            optimizer_options=optimizer_options,
+            exact=exact,
+            progress=progress,
+            data_aligned_start=data_aligned_start,
+        )
+    if not isinstance(model, gpytorch.models.ExactGP):
+        raise TypeError(
+            "fit_map expects a gpytorch ExactGP (e.g. botorch SingleTaskGP) or a model list of them "
+            f"(botorch ModelListGP), got {type(model).__name__}"
+        )
     kernels = _anisotropic_kernels(model)
     if not kernels:
         raise ValueError(
@@ -380,5 +397,29 @@ def fit_map(
     model.load_state_dict(best_state)
     model.fit_map_info_ = info
     mll.eval()
+    model.eval()
+    return model
+
+
+def _fit_model_list(model: gpytorch.models.IndependentModelList, *, seed: int | None, mll: object, **kwargs):
+    """``fit_map`` on every sub-model of a model list that has an SO(3)/full-SPD kernel, BoTorch's fit on the others.
+
+    Sub-model ``i`` uses seed ``seed + i`` (independent restarts per output, reproducible as a whole).
+    """
+    if mll is not None:
+        raise ValueError("fit_map on a model list fits each sub-model with its own MLL; pass mll=None")
+    subs = list(model.models)
+    if not any(_anisotropic_kernels(m) for m in subs):
+        raise ValueError(
+            "fit_map: no sub-model of the model list contains an SO3AnisotropicKernel or FullSPDKernel; "
+            "use botorch.fit.fit_gpytorch_mll for other kernels"
+        )
+    for i, sub in enumerate(subs):
+        if _anisotropic_kernels(sub):
+            fit_map(sub, seed=None if seed is None else int(seed) + i, **kwargs)
+        else:
+            from botorch.fit import fit_gpytorch_mll
+
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(sub.likelihood, sub))
     model.eval()
     return model

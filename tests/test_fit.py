@@ -403,3 +403,35 @@ def test_thin_drill_hole_domain_finds_layering(monkeypatch):
     assert ang_new < 5.0, ang_new
     assert info_new.best_restart == 0  # the layered optimum comes from the data-aligned start
     assert ang_old > 5.0 and info_new.best_loss < info_old.best_loss - 0.05  # the case is hard without it
+
+
+def test_model_list_fits_each_sub_model():
+    """BoTorch ModelListGP: fit_map per SO(3) sub-model (seed + i), BoTorch's fit for the others; reproducible."""
+    from botorch.models import ModelListGP
+
+    X, Y = _toy(n=30, m=2)
+    opts = {"maxiter": 50}
+
+    def make():
+        ard = SingleTaskGP(X, Y[:, 1:], covar_module=ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=3)))
+        return ModelListGP(_model(X, Y[:, :1]), _model(X, Y[:, :1]), ard)
+
+    a = fit_map(make(), num_restarts=2, seed=5, optimizer_options=opts)
+    b = fit_map(make(), num_restarts=2, seed=5, optimizer_options=opts)
+    assert not a.training and all(not m.training for m in a.models)
+    so3_a, twin_a, ard_a = a.models
+    # same data, seeds 5 and 6: independent restarts, so the per-start objectives differ
+    assert len(so3_a.fit_map_info_.losses) == 3 and so3_a.fit_map_info_.losses != twin_a.fit_map_info_.losses
+    assert not hasattr(ard_a, "fit_map_info_")
+    # the ARD sub-model was fitted too: its MLL at the fitted values beats the initial one
+    unfitted = SingleTaskGP(X, Y[:, 1:], covar_module=ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=3)))
+    assert _loss(ard_a) < _loss(unfitted)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb
+        torch.testing.assert_close(va, vb, rtol=0, atol=0)
+    assert a.posterior(torch.rand(4, 3, dtype=torch.float64)).mean.shape == (4, 3)
+    with pytest.raises(ValueError, match="mll=None"):
+        fit_map(make(), mll=object())
+    no_so3 = ModelListGP(SingleTaskGP(X, Y[:, :1]))
+    with pytest.raises(ValueError, match="no sub-model"):
+        fit_map(no_so3)
