@@ -104,11 +104,16 @@ def _train_inputs(model: gpytorch.models.ExactGP) -> Tensor:
     return X
 
 
+def _active_inputs(X: Tensor, kernel: torch.nn.Module | None) -> Tensor:
+    """The kernel's active input columns (all with ``kernel=None``), leading batch dimensions pooled: ``N x d``."""
+    if kernel is not None and kernel.active_dims is not None:
+        X = X.index_select(-1, kernel.active_dims.to(X.device))
+    return X.reshape(-1, X.shape[-1])
+
+
 def _input_spread(X: Tensor, kernel: torch.nn.Module) -> Tensor:
     """Root-mean-square spread of the kernel's active input columns (a scalar tensor)."""
-    if kernel.active_dims is not None:
-        X = X.index_select(-1, kernel.active_dims.to(X.device))
-    X = X.reshape(-1, X.shape[-1])
+    X = _active_inputs(X, kernel)
     spread = X.std(dim=0).pow(2).mean().sqrt()
     if not bool(torch.isfinite(spread)) or float(spread) <= 0:
         raise ValueError("fit_map: the training inputs have zero spread; cannot initialise length-scales")
@@ -133,9 +138,7 @@ def _principal_extents(X: Tensor, kernel: torch.nn.Module | None = None) -> tupl
     Raises:
         ValueError: fewer than two points, not three columns, non-finite inputs, or all points coincide.
     """
-    if kernel is not None and kernel.active_dims is not None:
-        X = X.index_select(-1, kernel.active_dims.to(X.device))
-    X = X.detach().reshape(-1, X.shape[-1]).to(torch.float64)
+    X = _active_inputs(X, kernel).detach().to(torch.float64)
     if X.shape[-1] != 3 or X.shape[0] < 2:
         raise ValueError(f"fit_map: need at least 2 points with 3 coordinates, got inputs of shape {tuple(X.shape)}")
     if not bool(torch.isfinite(X).all()):

@@ -194,6 +194,18 @@ def _base_correlation_dsq(sq: Tensor, nu: float | None) -> Tensor:
     return -(5.0 / 6.0) * (1.0 + math.sqrt(5.0) * r) * torch.exp(-math.sqrt(5.0) * r)
 
 
+def _whitened_correlation(X: Tensor, A: Tensor, eye: Tensor, nu: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(z, sq, k)``: ``z = X A``, gpytorch's ``sq_dist`` with an exact-zero diagonal, ``kappa_nu(sq)``.
+
+    The kernel's own code path (the steps of :meth:`SO3AnisotropicKernel.forward`), shared by
+    :meth:`SO3PyroModel.noiseless_covariance` and the analytic potential.
+    """
+    z = F.whiten(X, A)
+    # gpytorch's `sq_dist`, which the kernel's `covar_dist` calls, then the kernel's exact-zero diagonal.
+    sq = sq_dist(z, z, x1_eq_x2=True).masked_fill(eye, 0.0)
+    return z, sq, F.base_correlation(sq, nu)
+
+
 class _GPLogMarginal(torch.autograd.Function):
     """``log N(y | mean 1, s kappa_nu(sq(X A)) + diag(noise))`` with an analytic backward pass.
 
@@ -209,9 +221,7 @@ class _GPLogMarginal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, outputscale, noise, mean, X, y, eye, nu):
         n = X.shape[-2]
-        z = F.whiten(X, A)
-        sq = sq_dist(z, z, x1_eq_x2=True).masked_fill(eye, 0.0)
-        k = F.base_correlation(sq, nu)
+        z, sq, k = _whitened_correlation(X, A, eye, nu)
         K = outputscale * k + torch.diag_embed(noise.expand(n))
         L = torch.linalg.cholesky(K)
         w = torch.linalg.solve_triangular(L, (y - mean).unsqueeze(-1), upper=False)
@@ -435,10 +445,8 @@ class SO3PyroModel:
             rotation: ``... x 3`` axis-angle vectors.
         """
         A = F.so3_whitening_matrix(lengthscale, so3.exp_map(rotation))
-        z = F.whiten(self._X, A)
-        # gpytorch's `sq_dist`, which the kernel's `covar_dist` calls, then the kernel's exact-zero diagonal.
-        sq = sq_dist(z, z, x1_eq_x2=True).masked_fill(self._eye, 0.0)
-        return outputscale[..., None, None] * F.base_correlation(sq, self.nu)
+        _, _, k = _whitened_correlation(self._X, A, self._eye, self.nu)
+        return outputscale[..., None, None] * k
 
     # -- fast potential energy for NUTS ----------------------------------------------------------------------
     _PROGRAM_METHODS = (
