@@ -253,11 +253,11 @@ def evaluate(
         from gpytorch_so3.large import predict_in_chunks
 
         mean, var = predict_in_chunks(model, test_X, chunk_size=chunk_size, observation_noise=True, iterative=True)
-        var = var.clamp_min(1e-12)
     else:
         with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
             post = model.posterior(test_X, observation_noise=True)
-            mean, var = post.mean, post.variance.clamp_min(1e-12)
+            mean, var = post.mean, post.variance
+    var = var.clamp_min(1e-12)
     err = test_Y - mean
     rmse = float(err.pow(2).mean().sqrt())
     nlpd = float((0.5 * (err.pow(2) / var + var.log() + math.log(2 * math.pi))).mean())
