@@ -38,16 +38,19 @@ from gpytorch_so3 import functional as F
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning
 from gpytorch_so3.kernels.base import Anisotropic3DKernel
 from gpytorch_so3.priors import (
+    DEFAULT,
     DEFAULT_INITIAL_OUTPUTSCALE,
-    _as_batch_shape,
-    _Default,
-    _initial_lengthscale,
+    Default,
+    as_batch_shape,
     default_lengthscale_prior,
     default_outputscale_prior,
+    initial_lengthscale,
     so3_covar_module,
 )
 
 __all__ = [
+    "ANISOTROPIC_INPUT_DIMS",
+    "ISOTROPY_RTOL",
     "IsotropicNormalize",
     "check_input_scaling",
     "input_scale_factors",
@@ -57,7 +60,10 @@ __all__ = [
     "to_physical_units",
 ]
 
-_DEFAULT = _Default()
+#: Name of the attribute by which a model without an SO(3)/full-SPD kernel module (yet) declares the three input
+#: columns its anisotropic kernel will act on, e.g. ``anisotropic_input_dims = (0, 1, 2)`` on a fully Bayesian
+#: model whose kernel is built after sampling; :func:`check_input_scaling` reads it.
+ANISOTROPIC_INPUT_DIMS = "anisotropic_input_dims"
 
 #: Relative spread of the per-axis scale factors above which :func:`check_input_scaling` warns
 #: (``max / min - 1``); equal factors computed in float32 agree far closer than this.
@@ -70,12 +76,12 @@ def so3_product_covar_module(
     spatial_dims: Sequence[int] = (0, 1, 2),
     nu: float | None = 2.5,
     *,
-    other_nu: float | _Default | None = _DEFAULT,
+    other_nu: float | Default | None = DEFAULT,
     batch_shape: Sequence[int] | torch.Size | None = None,
-    lengthscale_prior: Prior | _Default | None = _DEFAULT,
-    rotation_prior: Prior | _Default | None = _DEFAULT,
-    other_lengthscale_prior: Prior | _Default | None = _DEFAULT,
-    outputscale_prior: Prior | _Default | None = _DEFAULT,
+    lengthscale_prior: Prior | Default | None = DEFAULT,
+    rotation_prior: Prior | Default | None = DEFAULT,
+    other_lengthscale_prior: Prior | Default | None = DEFAULT,
+    outputscale_prior: Prior | Default | None = DEFAULT,
 ) -> ScaleKernel:
     r"""SO(3) kernel on three spatial columns times an ARD Matern/RBF kernel on the others, with default priors.
 
@@ -129,11 +135,11 @@ def so3_product_covar_module(
         raise ValueError(f"spatial_dims must be three ints, got {spatial_dims!r}") from e
     if len(spatial) != 3 or len(set(spatial)) != 3 or any(not 0 <= i < dim for i in spatial):
         raise ValueError(f"spatial_dims must be three distinct columns in range({dim}), got {spatial_dims!r}")
-    if isinstance(other_nu, _Default):
+    if isinstance(other_nu, Default):
         other_nu = nu
     other_nu = F.check_nu(other_nu)
-    batch_shape = _as_batch_shape(batch_shape)
-    if isinstance(outputscale_prior, _Default):
+    batch_shape = as_batch_shape(batch_shape)
+    if isinstance(outputscale_prior, Default):
         outputscale_prior = default_outputscale_prior()
     if dim == 3:
         return so3_covar_module(
@@ -153,12 +159,12 @@ def so3_product_covar_module(
         outputscale_prior=None,
     ).base_kernel
     others = tuple(i for i in range(dim) if i not in spatial)
-    if isinstance(other_lengthscale_prior, _Default):
+    if isinstance(other_lengthscale_prior, Default):
         other_lengthscale_prior = default_lengthscale_prior()
     kw = {"ard_num_dims": len(others), "active_dims": others, "batch_shape": batch_shape,
           "lengthscale_prior": other_lengthscale_prior}
     other: Kernel = RBFKernel(**kw) if other_nu is None else MaternKernel(nu=other_nu, **kw)
-    other.initialize(lengthscale=_initial_lengthscale(other_lengthscale_prior))
+    other.initialize(lengthscale=initial_lengthscale(other_lengthscale_prior))
     kernel = ScaleKernel(so3_part * other, batch_shape=batch_shape, outputscale_prior=outputscale_prior)
     kernel.initialize(outputscale=DEFAULT_INITIAL_OUTPUTSCALE)
     return kernel
@@ -515,8 +521,10 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
     non-affine members are ignored) on each anisotropic kernel's active columns, and reports the kernels whose
     three divisors differ by more than a relative ``1e-6``. Such a transform shears space: the fitted
     rotation and length-scales then describe the normalised coordinates. Use :class:`IsotropicNormalize`, or
-    map the fit back with :func:`to_physical_units`. A :class:`~gpytorch_so3.SO3FullyBayesianGP` (3-D inputs,
-    kernel built by ``fit_nuts``) is checked on columns ``(0, 1, 2)``. :func:`gpytorch_so3.fit_map` calls this.
+    map the fit back with :func:`to_physical_units`. A model without such a kernel yet (e.g.
+    :class:`~gpytorch_so3.SO3FullyBayesianGP`, whose kernel ``fit_nuts`` builds) is checked on the columns it declares
+    in its :data:`ANISOTROPIC_INPUT_DIMS` attribute (``anisotropic_input_dims``, e.g. ``(0, 1, 2)``), so this module
+    needs no import of the model classes above it. :func:`gpytorch_so3.fit_map` calls this.
 
     Filter the warning with ``warnings.filterwarnings("ignore", category=NonIsotropicInputScalingWarning)``.
 
@@ -536,16 +544,15 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
         >>> check_input_scaling(model)
         []
     """
-    from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP  # local: fully_bayesian is heavier (pyro)
-
     messages = []
     for m in _iter_models(model):
         tf = getattr(m, "input_transform", None)
         if tf is None or not isinstance(tf, InputTransform):
             continue
         dims_list = [_kernel_dims(k) for k in _own_kernels(m)]
-        if not dims_list and isinstance(m, SO3FullyBayesianGP):
-            dims_list = [(0, 1, 2)]
+        declared = getattr(m, ANISOTROPIC_INPUT_DIMS, None)
+        if not dims_list and declared is not None:  # e.g. a fully Bayesian model before its kernel is built
+            dims_list = [tuple(int(i) for i in declared)]
         for dims in dims_list:
             ds = [t._d for t in _affine_members(tf) if isinstance(t, AffineInputTransform)]
             if not ds:
