@@ -16,7 +16,7 @@ This module provides
   angles;
 * :func:`check_input_scaling`: emits a :class:`~gpytorch_so3.exceptions.NonIsotropicInputScalingWarning` when an
   SO(3) (or full-SPD) kernel sits behind an affine input transform that scales its three columns differently;
-* :func:`metric_to_physical`, :func:`to_physical_units` and :func:`physical_principal_axes`: map a metric,
+* :func:`metric_to_physical`, :func:`to_physical_units` and :func:`physical_canonical`: map a metric,
   length-scales and directions fitted in transformed coordinates back to physical units,
   ``M_phys = S M S`` with ``S = diag(1 / c)`` and ``c`` the per-axis divisor of the transform (the range for
   ``Normalize``, the common scale for :class:`IsotropicNormalize`).
@@ -35,7 +35,7 @@ from gpytorch.priors import Prior
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
-from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning
+from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, deprecated_alias
 from gpytorch_so3.kernels.base import Anisotropic3DKernel
 from gpytorch_so3.priors import (
     DEFAULT,
@@ -55,6 +55,7 @@ __all__ = [
     "check_input_scaling",
     "input_scale_factors",
     "metric_to_physical",
+    "physical_canonical",
     "physical_principal_axes",
     "so3_product_covar_module",
     "to_physical_units",
@@ -465,7 +466,7 @@ def to_physical_units(
     """Canonical principal length-scales and directions in physical units of a fit on transformed inputs.
 
     Builds ``M = R diag(l)^-2 R^T``, maps it with :func:`metric_to_physical` and returns its canonical principal
-    form (:func:`gpytorch_so3.functional.metric_to_principal`: ascending length-scales, directions as columns).
+    form (:func:`gpytorch_so3.functional.metric_to_canonical`: ascending length-scales, directions as columns).
     For :class:`IsotropicNormalize` this is ``l * s`` with unchanged directions; for a per-axis ``Normalize`` on
     a non-cubic box both length-scales and directions change.
 
@@ -492,7 +493,7 @@ def to_physical_units(
     if lengthscale.dim() == R.dim() and lengthscale.shape[-2] == 1:  # gpytorch's (..., 1, 3) layout
         lengthscale = lengthscale.squeeze(-2)
     M = F.metric(lengthscale.to(R), R)
-    return F.metric_to_principal(metric_to_physical(M, transform, dims))
+    return F.metric_to_canonical(metric_to_physical(M, transform, dims))
 
 
 # ------------------------------------------------------------------------------------------ model helpers
@@ -575,13 +576,13 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
     return messages
 
 
-def physical_principal_axes(
+def physical_canonical(
     model: torch.nn.Module, kernel: Anisotropic3DKernel | None = None
 ) -> tuple[Tensor, Tensor]:
     """Canonical principal length-scales and directions of a fitted model's SO(3) kernel, in physical units.
 
     Reads the kernel's metric, maps it through the model's ``input_transform`` on the kernel's active columns
-    (:func:`metric_to_physical`) and returns :func:`~gpytorch_so3.functional.metric_to_principal` of the result.
+    (:func:`metric_to_physical`) and returns :func:`~gpytorch_so3.functional.metric_to_canonical` of the result.
 
     Args:
         model: a fitted model with one :class:`~gpytorch_so3.SO3AnisotropicKernel` or
@@ -600,7 +601,7 @@ def physical_principal_axes(
         >>> from gpytorch_so3.priors import so3_covar_module
         >>> X, Y = 4 * torch.rand(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64)
         >>> model = SingleTaskGP(X, Y, covar_module=so3_covar_module(), input_transform=IsotropicNormalize(3))
-        >>> ls, axes = physical_principal_axes(model)  # unfitted: 0.3 in units of the data's largest extent
+        >>> ls, axes = physical_canonical(model)  # unfitted: 0.3 in units of the data's largest extent
         >>> bool(torch.allclose(ls, 0.3 * (X.max(0).values - X.min(0).values).max()))
         True
     """
@@ -608,7 +609,7 @@ def physical_principal_axes(
         kernels = _own_kernels(model)
         if len(kernels) != 1:
             raise ValueError(
-                f"physical_principal_axes: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`"
+                f"physical_canonical: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`"
             )
         kernel = kernels[0]
     elif not isinstance(kernel, Anisotropic3DKernel):
@@ -616,4 +617,9 @@ def physical_principal_axes(
     with torch.no_grad():
         M = kernel.metric
     M_phys = metric_to_physical(M, getattr(model, "input_transform", None), _kernel_dims(kernel))
-    return F.metric_to_principal(M_phys)
+    return F.metric_to_canonical(M_phys)
+
+
+physical_principal_axes = deprecated_alias(
+    physical_canonical, "botorch_utils.physical_principal_axes", "botorch_utils.physical_canonical"
+)

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor
 
+from gpytorch_so3.exceptions import deprecated_alias
 from gpytorch_so3.so3 import canonicalize
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "check_nu",
     "covariance",
     "metric",
+    "metric_to_canonical",
     "metric_to_principal",
     "so3_whitening_matrix",
     "whiten",
@@ -126,8 +128,8 @@ def metric(lengthscale: Tensor, R: Tensor) -> Tensor:
     return A @ A.transpose(-1, -2)
 
 
-def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
-    """Principal length-scales and directions of an SPD metric, in canonical form.
+def metric_to_canonical(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Canonical principal length-scales and directions of an SPD metric (inverse of :func:`metric`).
 
     Args:
         M: ``(..., 3, 3)`` symmetric positive-definite metrics.
@@ -138,7 +140,7 @@ def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
 
     Example:
         >>> M = torch.diag(torch.tensor([0.25, 1.0, 0.0625], dtype=torch.float64))
-        >>> lengthscale, R = metric_to_principal(M)
+        >>> lengthscale, R = metric_to_canonical(M)
         >>> lengthscale
         tensor([1., 2., 4.], dtype=torch.float64)
         >>> R.abs()  # principal directions as columns (signs canonical): y, x, z
@@ -150,6 +152,9 @@ def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
     """
     evals, evecs = torch.linalg.eigh(0.5 * (M + M.transpose(-1, -2)))
     return canonicalize(evals.clamp_min(torch.finfo(M.dtype).tiny).rsqrt(), evecs)
+
+
+metric_to_principal = deprecated_alias(metric_to_canonical, "functional.metric_to_principal", "functional.metric_to_canonical")
 
 
 def base_correlation(sq_dist: Tensor, nu: float | None) -> Tensor:

@@ -706,7 +706,7 @@ class AnisotropicCovariance:
                 rot = kernel.rotation.reshape(3).double()
             elif isinstance(kernel, FullSPDKernel):
                 nu = kernel.nu
-                ls, R = F.metric_to_principal(kernel.metric.double())
+                ls, R = F.metric_to_canonical(kernel.metric.double())
                 rot = so3.log_map(R)
             elif isinstance(kernel, RBFKernel | MaternKernel):
                 nu = None if isinstance(kernel, RBFKernel) else F.check_nu(kernel.nu)

@@ -129,7 +129,7 @@ def _principal(obj: Any, what: str) -> tuple[Tensor, Tensor]:
             f"got {type(obj).__name__}"
         )
     with torch.no_grad():
-        ls, R = F.metric_to_principal(M.detach().cpu().double())
+        ls, R = F.metric_to_canonical(M.detach().cpu().double())
     return _squeeze_batch(ls, R, what)
 
 

@@ -28,6 +28,7 @@ from gpytorch_so3.botorch_utils import (
     check_input_scaling,
     input_scale_factors,
     metric_to_physical,
+    physical_canonical,
     physical_principal_axes,
     so3_product_covar_module,
     to_physical_units,
@@ -220,7 +221,7 @@ def test_metric_to_physical_oblique_by_hand():
     lam_lo = (a + c) / 2 - math.sqrt(((a - c) / 2) ** 2 + b**2)
     theta = 0.5 * math.atan2(2 * b, a - c)
     assert math.degrees(theta) == pytest.approx(16.845, abs=1e-3)
-    ls_n, R_n = functional.metric_to_principal(M_n)
+    ls_n, R_n = functional.metric_to_canonical(M_n)
     ls, axes = to_physical_units(ls_n, R_n, Normalize(3, bounds=BOX))
     # ascending: z (eigenvalue 1) is the shortest axis, then the x-y eigenvector of lam_hi, then that of lam_lo
     torch.testing.assert_close(ls, torch.tensor([1.0, lam_hi**-0.5, lam_lo**-0.5], dtype=D64))
@@ -391,13 +392,22 @@ def test_singletaskgp_fit_gpytorch_mll_and_fit_map():
     post = model2.posterior(_box_points(7, 12))
     assert post.mean.shape == (7, 1) and bool(torch.isfinite(post.variance).all())
     # physical read-out: the kernel's canonical form in normalised units times the common scale 4
-    ls, axes = physical_principal_axes(model2)
+    ls, axes = physical_canonical(model2)
     ls_n, R_n = model2.covar_module.base_kernel.canonical()
     torch.testing.assert_close(ls, 4.0 * ls_n.squeeze(0))
     torch.testing.assert_close(axes, R_n.squeeze(0))
     with pytest.raises(ValueError, match="has 0 SO"):
-        physical_principal_axes(SingleTaskGP(X, Y))
+        physical_canonical(SingleTaskGP(X, Y))
 
+
+
+def test_physical_principal_axes_is_a_deprecated_alias():
+    X, Y = 4 * torch.rand(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64)
+    model = SingleTaskGP(X, Y, covar_module=so3_covar_module(), input_transform=IsotropicNormalize(3))
+    with pytest.warns(DeprecationWarning, match="physical_principal_axes is deprecated.*physical_canonical"):
+        old = physical_principal_axes(model)
+    for a, b in zip(old, physical_canonical(model), strict=True):
+        assert torch.equal(a, b)
 
 def test_model_list_of_two_so3_models():
     X = _box_points(16, 13)

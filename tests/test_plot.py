@@ -154,7 +154,7 @@ def test_plot_ellipsoid_with_truth_on_given_axes():
     fig2, ax2 = P.plot_ellipsoid(ScaleKernel(_kernel()), ax=ax, truth=field, legend=False)
     assert ax2 is ax and fig2 is fig
     assert len(ax.collections) == 2 and len(ax.lines) == 6 and ax.get_legend() is None
-    ls, R = field.true_canonical()
+    ls, R = field.canonical()
     _check_segments(ax, ax.lines[3:], ls, R)
     fig.canvas.draw()
 
@@ -227,7 +227,7 @@ def test_plot_stereonet_truth_which_and_given_axes():
     out_fig, out_ax = P.plot_stereonet(A, ax=ax, truth=field, which=(0, 2), legend=False)
     assert out_ax is ax and out_fig is fig
     assert len(ax.collections) == 4  # two sample clouds, two truth stars
-    T = field.true_canonical()[1]
+    T = field.canonical()[1]
     np.testing.assert_allclose(ax.collections[2].get_offsets()[0], P.equal_area_projection(T[:, 0]).numpy(),
                                atol=1e-12)
     np.testing.assert_allclose(ax.collections[3].get_offsets()[0], P.equal_area_projection(T[:, 2]).numpy(),
