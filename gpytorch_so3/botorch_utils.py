@@ -40,6 +40,7 @@ from gpytorch_so3.kernels.base import Anisotropic3DKernel
 from gpytorch_so3.priors import (
     DEFAULT,
     DEFAULT_INITIAL_OUTPUTSCALE,
+    DEFAULT_NU,
     Default,
     as_batch_shape,
     default_lengthscale_prior,
@@ -75,7 +76,7 @@ ISOTROPY_RTOL = 1e-6
 def so3_product_covar_module(
     dim: int,
     spatial_dims: Sequence[int] = (0, 1, 2),
-    nu: float | None = 2.5,
+    nu: float | None = DEFAULT_NU,
     *,
     other_nu: float | Default | None = DEFAULT,
     batch_shape: Sequence[int] | torch.Size | None = None,
@@ -104,7 +105,8 @@ def so3_product_covar_module(
     Args:
         dim: number of input columns (>= 3).
         spatial_dims: the three columns of the SO(3) factor.
-        nu: smoothness of the SO(3) factor (``None``: squared exponential; 0.5, 1.5, 2.5: Matern).
+        nu: smoothness of the SO(3) factor (``None``: squared exponential; 0.5, 1.5, 2.5: Matern; default
+            :data:`~gpytorch_so3.priors.DEFAULT_NU` = 2.5, while the kernel class itself defaults to ``None``).
         other_nu: smoothness of the other factor (default: ``nu``).
         batch_shape: batch shape of all hyperparameters (e.g. ``(m,)`` for a batched ``m``-output SingleTaskGP).
         lengthscale_prior: prior of the three principal length-scales (default: the package default; ``None``:

@@ -13,6 +13,12 @@ Defaults live in named constants and small factories, in the style of BoTorch's
 :func:`default_rotation_prior`, :func:`default_outputscale_prior`, :func:`default_noise_prior`,
 :func:`default_lengthscale_constraint` and the assembled :func:`so3_covar_module`.
 
+**Smoothness** ``nu``: the kernel classes default to ``nu=None`` (squared exponential), like gpytorch's
+``RBFKernel``, so that a kernel built with no arguments is the gpytorch analogue; the factories here and in
+:mod:`gpytorch_so3.botorch_utils`, and the models built on them, default to :data:`DEFAULT_NU` = 2.5 (Matern-5/2),
+as BoTorch's ``get_matern_kernel_with_gamma_prior`` and its fully Bayesian models do: physical fields are rougher
+than an RBF assumes, and an RBF then overfits and is overconfident between data.
+
 Shape convention of ``expand``: like gpytorch's own :class:`~gpytorch.priors.MultivariateNormalPrior`, and as
 :meth:`gpytorch.Module.pyro_sample_from_prior` calls it (``prior.expand(closure(module).shape)``), the
 rotation priors' ``expand(shape)`` takes the *full* shape ``(*batch_shape, 3)`` of the parameter, not the
@@ -46,6 +52,7 @@ __all__ = [
     "DEFAULT_LENGTHSCALE_SCALE",
     "DEFAULT_NOISE_CONCENTRATION",
     "DEFAULT_NOISE_RATE",
+    "DEFAULT_NU",
     "DEFAULT_OUTPUTSCALE_CONCENTRATION",
     "DEFAULT_OUTPUTSCALE_RATE",
     "DEFAULT_ROTATION_SMOOTHING",
@@ -66,6 +73,8 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------------ named defaults
+#: Default smoothness of the factories and models (Matern-5/2); the kernel classes default to ``None`` (RBF).
+DEFAULT_NU = 2.5
 #: Median of the default length-scale prior, for inputs scaled isotropically so that the largest axis extent
 #: of the domain is about 1 (one common factor for all axes, never per axis: per-axis scaling shears space).
 DEFAULT_LENGTHSCALE_MEDIAN = 0.3
@@ -563,7 +572,7 @@ _initial_lengthscale = initial_lengthscale
 
 
 def so3_covar_module(
-    nu: float | None = 2.5,
+    nu: float | None = DEFAULT_NU,
     *,
     batch_shape: Sequence[int] | torch.Size | None = None,
     active_dims: tuple[int, ...] | None = None,
@@ -582,7 +591,8 @@ def so3_covar_module(
     Use it with inputs scaled isotropically to a domain of extent about 1 and a standardised outcome.
 
     Args:
-        nu: ``None`` (squared exponential) or Matern smoothness 0.5, 1.5, 2.5 (default 2.5).
+        nu: ``None`` (squared exponential) or Matern smoothness 0.5, 1.5, 2.5 (default :data:`DEFAULT_NU` = 2.5;
+            note that ``SO3AnisotropicKernel()`` itself defaults to ``None``, see the module docstring).
         batch_shape: batch shape of the hyperparameters (default: none).
         active_dims: three input columns the kernel acts on (default: all, inputs must be 3-D).
         lengthscale_prior: prior on the length-scales (default :func:`default_lengthscale_prior`; ``None``:
