@@ -67,21 +67,30 @@ def _module_exists(module_name: str) -> bool:
         return False
 
 
-__all__ = sorted(
-    [
-        "FullSPDKernel",
-        "SO3AnisotropicKernel",
-        "__version__",
-        "datasets",
-        "exceptions",
-        "functional",
-        "kernels",
-        "priors",
-        "so3",
-        *(name for name in _LAZY if name not in _FUTURE or _module_exists(_LAZY[name][0])),
-    ],
-    key=lambda n: (n.startswith("_"), n.lower()),
-)
+__all__ = [
+    "FullSPDKernel",
+    "IsotropicNormalize",
+    "PosteriorSummary",
+    "SO3AnisotropicKernel",
+    "SO3FullyBayesianGP",
+    "SO3PyroModel",
+    "__version__",
+    "botorch_utils",
+    "check_input_scaling",
+    "datasets",
+    "exceptions",
+    "fit_map",
+    "fit_nuts",
+    "functional",
+    "geo",
+    "kernels",
+    "plot",
+    "priors",
+    "so3",
+    "summarize_posterior",
+    "to_physical_units",
+]
+__all__ += [name for name in _FUTURE if _module_exists(_LAZY[name][0])]
 
 if TYPE_CHECKING:  # pragma: no cover - static type checkers and IDEs see the lazy names as ordinary imports
     from gpytorch_so3 import botorch_utils, geo, plot

@@ -164,8 +164,12 @@ def so3_product_covar_module(
     others = tuple(i for i in range(dim) if i not in spatial)
     if isinstance(other_lengthscale_prior, Default):
         other_lengthscale_prior = default_lengthscale_prior()
-    kw = {"ard_num_dims": len(others), "active_dims": others, "batch_shape": batch_shape,
-          "lengthscale_prior": other_lengthscale_prior}
+    kw = {
+        "ard_num_dims": len(others),
+        "active_dims": others,
+        "batch_shape": batch_shape,
+        "lengthscale_prior": other_lengthscale_prior,
+    }
     other: Kernel = RBFKernel(**kw) if other_nu is None else MaternKernel(nu=other_nu, **kw)
     other.initialize(lengthscale=initial_lengthscale(other_lengthscale_prior))
     kernel = ScaleKernel(so3_part * other, batch_shape=batch_shape, outputscale_prior=outputscale_prior)
@@ -578,9 +582,7 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
     return messages
 
 
-def physical_canonical(
-    model: torch.nn.Module, kernel: Anisotropic3DKernel | None = None
-) -> tuple[Tensor, Tensor]:
+def physical_canonical(model: torch.nn.Module, kernel: Anisotropic3DKernel | None = None) -> tuple[Tensor, Tensor]:
     """Canonical principal length-scales and directions of a fitted model's SO(3) kernel, in physical units.
 
     Reads the kernel's metric, maps it through the model's ``input_transform`` on the kernel's active columns
@@ -610,9 +612,7 @@ def physical_canonical(
     if kernel is None:
         kernels = _own_kernels(model)
         if len(kernels) != 1:
-            raise ValueError(
-                f"physical_canonical: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`"
-            )
+            raise ValueError(f"physical_canonical: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`")
         kernel = kernels[0]
     elif not isinstance(kernel, Anisotropic3DKernel):
         raise TypeError(f"kernel must be an SO3AnisotropicKernel or FullSPDKernel, got {type(kernel).__name__}")

@@ -154,7 +154,9 @@ def metric_to_canonical(M: Tensor) -> tuple[Tensor, Tensor]:
     return canonicalize(evals.clamp_min(torch.finfo(M.dtype).tiny).rsqrt(), evecs)
 
 
-metric_to_principal = deprecated_alias(metric_to_canonical, "functional.metric_to_principal", "functional.metric_to_canonical")
+metric_to_principal = deprecated_alias(
+    metric_to_canonical, "functional.metric_to_principal", "functional.metric_to_canonical"
+)
 
 
 def base_correlation(sq_dist: Tensor, nu: float | None) -> Tensor:

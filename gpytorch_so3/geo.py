@@ -503,8 +503,10 @@ class AnisotropicCovariance:
         if not all(hasattr(model, a) for a in ("len_scale", "anis", "angles", "var", "nugget", "dim")):
             raise TypeError(f"expected a gstools CovModel, got {name}")
         if int(model.dim) != 3 or getattr(model, "latlon", False) or getattr(model, "temporal", False):
-            raise ValueError(f"only plain 3-D spatial GSTools models convert (got dim={model.dim}, "
-                             f"latlon={getattr(model, 'latlon', False)}, temporal={getattr(model, 'temporal', False)})")
+            raise ValueError(
+                f"only plain 3-D spatial GSTools models convert (got dim={model.dim}, "
+                f"latlon={getattr(model, 'latlon', False)}, temporal={getattr(model, 'temporal', False)})"
+            )
         if name == "Gaussian":
             nu = None
         elif name == "Exponential":
@@ -550,12 +552,18 @@ class AnisotropicCovariance:
         }
         if self.nu is None:
             out["variogram_model"] = "gaussian"
-            out["variogram_parameters"] = {"psill": self.outputscale, "range": main * _PYKRIGE_GAUSSIAN_RANGE_FACTOR,
-                                           "nugget": self.noise}
+            out["variogram_parameters"] = {
+                "psill": self.outputscale,
+                "range": main * _PYKRIGE_GAUSSIAN_RANGE_FACTOR,
+                "nugget": self.noise,
+            }
         elif self.nu == 0.5:
             out["variogram_model"] = "exponential"
-            out["variogram_parameters"] = {"psill": self.outputscale,
-                                           "range": main * _PYKRIGE_EXPONENTIAL_RANGE_FACTOR, "nugget": self.noise}
+            out["variogram_parameters"] = {
+                "psill": self.outputscale,
+                "range": main * _PYKRIGE_EXPONENTIAL_RANGE_FACTOR,
+                "nugget": self.noise,
+            }
         else:
             out["variogram_model"] = "custom"
             out["variogram_function"] = _PYKRIGE_MATERN[self.nu]
@@ -607,12 +615,16 @@ class AnisotropicCovariance:
             fn = get("variogram_function")
             nu = next((k for k, f in _PYKRIGE_MATERN.items() if f is fn), None)
             if nu is None:
-                raise ValueError("from_pykrige: only the custom variograms of gpytorch_so3.geo "
-                                 "(pykrige_matern15_variogram, pykrige_matern25_variogram) can be converted")
+                raise ValueError(
+                    "from_pykrige: only the custom variograms of gpytorch_so3.geo "
+                    "(pykrige_matern15_variogram, pykrige_matern25_variogram) can be converted"
+                )
             psill, main, nugget = (float(v) for v in params)
         else:
-            raise ValueError(f"PyKrige variogram model {model!r} has no counterpart; "
-                             "supported: 'gaussian', 'exponential', custom Matern from gpytorch_so3.geo")
+            raise ValueError(
+                f"PyKrige variogram model {model!r} has no counterpart; "
+                "supported: 'gaussian', 'exponential', custom Matern from gpytorch_so3.geo"
+            )
         sy = float(get("anisotropy_scaling_y", 1.0))
         sz = float(get("anisotropy_scaling_z", 1.0))
         if sy <= 0 or sz <= 0:
@@ -692,8 +704,9 @@ class AnisotropicCovariance:
                 y_shift = float(tf.means.detach().reshape(-1)[0])
         outputscale = 1.0
         if isinstance(kernel, ScaleKernel):
-            outputscale = float(kernel.outputscale.detach().reshape(-1)[0]) if kernel.outputscale.numel() == 1 \
-                else math.nan
+            outputscale = (
+                float(kernel.outputscale.detach().reshape(-1)[0]) if kernel.outputscale.numel() == 1 else math.nan
+            )
             kernel = kernel.base_kernel
         if not isinstance(kernel, gpytorch.kernels.Kernel):
             raise TypeError(f"expected a gpytorch kernel or ExactGP, got {type(obj).__name__}")
@@ -804,8 +817,11 @@ def to_gstools(obj: Any, *, coordinate_scale: float | Any = 1.0):
         >>> [round(float(a), 3) for a in model.anis]
         [0.25, 0.05]
     """
-    cov = obj if isinstance(obj, AnisotropicCovariance) else AnisotropicCovariance.from_model(
-        obj, coordinate_scale=coordinate_scale)
+    cov = (
+        obj
+        if isinstance(obj, AnisotropicCovariance)
+        else AnisotropicCovariance.from_model(obj, coordinate_scale=coordinate_scale)
+    )
     return cov.to_gstools()
 
 
@@ -845,8 +861,11 @@ def to_pykrige(obj: Any, *, coordinate_scale: float | Any = 1.0) -> dict[str, An
         >>> kw["variogram_model"], round(kw["anisotropy_scaling_y"], 6), round(kw["anisotropy_scaling_z"], 6)
         ('gaussian', 2.5, 50.0)
     """
-    cov = obj if isinstance(obj, AnisotropicCovariance) else AnisotropicCovariance.from_model(
-        obj, coordinate_scale=coordinate_scale)
+    cov = (
+        obj
+        if isinstance(obj, AnisotropicCovariance)
+        else AnisotropicCovariance.from_model(obj, coordinate_scale=coordinate_scale)
+    )
     return cov.to_pykrige()
 
 

@@ -239,8 +239,9 @@ def plot_ellipsoid(
     if truth_lr is not None:
         txyz = _ellipsoid_mesh(*truth_lr, c, resolution)
         stride = max(1, resolution // 8)
-        ax.plot_wireframe(*txyz, color=TRUTH_COLOR, lw=0.5, alpha=0.6, rstride=stride, cstride=stride,
-                          label=truth_label)
+        ax.plot_wireframe(
+            *txyz, color=TRUTH_COLOR, lw=0.5, alpha=0.6, rstride=stride, cstride=stride, label=truth_label
+        )
         for i in range(3):
             d = (truth_lr[1][:, i] * truth_lr[0][i]).numpy()
             seg = np.stack([c - d, c + d], axis=1)
@@ -423,16 +424,40 @@ def plot_stereonet(
     _stereonet_frame(ax)
     for i in which:
         xy = equal_area_projection(A[:, :, i]).numpy()
-        ax.scatter(xy[:, 0], xy[:, 1], s=markersize, color=colors[i], alpha=alpha, lw=0, zorder=3,
-                   label=f"{AXIS_NAMES[i]} axis")
+        ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=markersize,
+            color=colors[i],
+            alpha=alpha,
+            lw=0,
+            zorder=3,
+            label=f"{AXIS_NAMES[i]} axis",
+        )
     if T is not None:
         for i in which:
             xy = equal_area_projection(T[:, i]).numpy()
-            ax.scatter([xy[0]], [xy[1]], s=truth_size, marker="*", color=colors[i], edgecolors="black",
-                       linewidths=1.0, zorder=2, label="truth (stars)" if i == which[0] else None)
+            ax.scatter(
+                [xy[0]],
+                [xy[1]],
+                s=truth_size,
+                marker="*",
+                color=colors[i],
+                edgecolors="black",
+                linewidths=1.0,
+                zorder=2,
+                label="truth (stars)" if i == which[0] else None,
+            )
     if legend:
-        leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.03), ncol=4, fontsize=8, frameon=False,
-                        handletextpad=0.1, columnspacing=0.8)
+        leg = ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.03),
+            ncol=4,
+            fontsize=8,
+            frameon=False,
+            handletextpad=0.1,
+            columnspacing=0.8,
+        )
         for handle in leg.legend_handles:  # one readable marker size in the legend, whatever the plot sizes
             if hasattr(handle, "set_sizes"):
                 handle.set_sizes([40.0])
@@ -518,8 +543,15 @@ def plot_lengthscale_posterior(
     grid = np.linspace(edges[0], edges[-1], 256)
     for i in range(3):
         x = L[:, i]
-        ax.hist(np.exp(x), bins=np.exp(edges), weights=np.full(x.shape, 1.0 / (x.size * width)), histtype="stepfilled",
-                color=colors[i], alpha=0.35, label=f"{AXIS_NAMES[i]} (median {math.exp(float(np.median(x))):.3g})")
+        ax.hist(
+            np.exp(x),
+            bins=np.exp(edges),
+            weights=np.full(x.shape, 1.0 / (x.size * width)),
+            histtype="stepfilled",
+            color=colors[i],
+            alpha=0.35,
+            label=f"{AXIS_NAMES[i]} (median {math.exp(float(np.median(x))):.3g})",
+        )
         if kde and x.size > 1 and float(np.ptp(x)) > 0:
             from scipy.stats import gaussian_kde
 
@@ -704,8 +736,7 @@ def plot_predictions(
     if s is None:
         ax.scatter(t, p, s=12, color=color, alpha=0.7, label=label)
     else:
-        ax.errorbar(t, p, yerr=z * s, fmt="o", ms=3, color=color, ecolor=color, elinewidth=0.8, alpha=0.6,
-                    label=label)
+        ax.errorbar(t, p, yerr=z * s, fmt="o", ms=3, color=color, ecolor=color, elinewidth=0.8, alpha=0.6, label=label)
     lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
     ax.axline((lo, lo), (hi if hi > lo else lo + 1.0, hi if hi > lo else lo + 1.0), color="0.3", ls="--", lw=1.0)
     rmse = float(np.sqrt(np.mean((p - t) ** 2)))
@@ -715,8 +746,16 @@ def plot_predictions(
         text += f"\n$R^2$ {1.0 - float(np.sum((p - t) ** 2)) / sst:.3f}"
     if s is not None:
         text += f"\ncoverage {100.0 * float(np.mean(np.abs(p - t) <= z * s)):.0f}%"
-    ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", ha="left", fontsize=9,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+    ax.text(
+        0.03,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"},
+    )
     ax.set_xlabel("held-out truth")
     ax.set_ylabel("prediction")
     if title is not None:
@@ -781,8 +820,9 @@ def plot_field_slice(
     The model is evaluated on a ``resolution x resolution`` grid over ``bounds`` at height ``z`` with
     :func:`gpytorch_so3.large.predict_in_chunks` (bounded memory). For a BoTorch model the latent posterior (no
     observation noise) is used, with the mixture mean and variance for a fully Bayesian model; a plain gpytorch
-    ``ExactGP`` is called in eval mode. Mean and truth share one colour scale, so the panels can be compared directly; the sd panel
-    shows where the model is unsure (far from data, and across the fast direction of the anisotropy).
+    ``ExactGP`` is called in eval mode. Mean and truth share one colour scale, so the panels can be compared
+    directly; the sd panel shows where the model is unsure (far from data, and across the fast direction of the
+    anisotropy).
 
     Artists: one image per panel (mean, sd, truth), a colour bar per panel, and with ``points`` one scatter
     collection of the data points within ``points_tol`` of the slice, on the mean panel.
@@ -840,8 +880,9 @@ def plot_field_slice(
     xs = torch.linspace(float(b[0, 0]), float(b[0, 1]), resolution, dtype=torch.float64)
     ys = torch.linspace(float(b[1, 0]), float(b[1, 1]), resolution, dtype=torch.float64)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")  # resolution (y) x resolution (x)
-    P = torch.stack((gx.reshape(-1), gy.reshape(-1), torch.full((resolution * resolution,), z, dtype=torch.float64)),
-                    -1)
+    P = torch.stack(
+        (gx.reshape(-1), gy.reshape(-1), torch.full((resolution * resolution,), z, dtype=torch.float64)), -1
+    )
     Xm = P.to(dtype=dtype, device=device)
     if transform is not None:
         Xm = transform(Xm)
@@ -869,6 +910,13 @@ def plot_field_slice(
             raise ValueError(f"points must have shape (n, 3), got {pts.shape}")
         tol = 0.05 * float((b[:, 1] - b[:, 0]).max()) if points_tol is None else float(points_tol)
         near = np.abs(pts[:, 2] - z) <= tol
-        axes[0].scatter(pts[near, 0], pts[near, 1], s=6, color="white", edgecolors="black", linewidths=0.4,
-                        label=f"data within {tol:.2g} of the slice")
+        axes[0].scatter(
+            pts[near, 0],
+            pts[near, 1],
+            s=6,
+            color="white",
+            edgecolors="black",
+            linewidths=0.4,
+            label=f"data within {tol:.2g} of the slice",
+        )
     return fig, axes

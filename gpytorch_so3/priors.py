@@ -46,6 +46,7 @@ from gpytorch_so3 import so3
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 __all__ = [
+    "DEFAULT",
     "DEFAULT_INITIAL_OUTPUTSCALE",
     "DEFAULT_LENGTHSCALE_LOC",
     "DEFAULT_LENGTHSCALE_MEDIAN",
@@ -57,7 +58,6 @@ __all__ = [
     "DEFAULT_OUTPUTSCALE_RATE",
     "DEFAULT_ROTATION_SMOOTHING",
     "INITIAL_LENGTHSCALE_RANGE",
-    "DEFAULT",
     "MAX_ROTATION_SMOOTHING",
     "Default",
     "GaussianRotationPrior",

@@ -230,9 +230,7 @@ def _matrix_to_quaternion(R: Tensor) -> Tensor:
     s01, s02, s12 = R[..., 0, 1] + R[..., 1, 0], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1]
     # 4 * (squared component) for w, x, y, z; clamped so that the unused branches stay finite (their
     # gradients are multiplied by 0 in the selection below, but a NaN would still poison them).
-    diag = torch.stack(
-        (1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1
-    )
+    diag = torch.stack((1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1)
     roots = diag.clamp_min(0.1).sqrt()  # chosen branch has diag >= 1, so the clamp never touches it
     rw, rx, ry, rz = roots.unbind(-1)
     cands = torch.stack(

@@ -239,24 +239,36 @@ def violations() -> dict[tuple[str, str, str], list[str]]:
                     continue
                 tgt_rank = rank(e.target)
                 if tgt_rank is not None and src_rank is not None and tgt_rank > src_rank:
-                    note((e.source, e.target, "upward"), f"{where}: {e.source} (rank {src_rank}) imports "
-                         f"{e.target} (rank {tgt_rank}){' inside a function' if e.local else ''}")
+                    note(
+                        (e.source, e.target, "upward"),
+                        f"{where}: {e.source} (rank {src_rank}) imports "
+                        f"{e.target} (rank {tgt_rank}){' inside a function' if e.local else ''}",
+                    )
                 if e.local and e.source not in LOCAL_INTERNAL_IMPORTS_ALLOWED:
-                    note((e.source, e.target, "local"), f"{where}: {e.source} imports {e.target} inside a function; "
-                         "import it at module level")
+                    note(
+                        (e.source, e.target, "local"),
+                        f"{where}: {e.source} imports {e.target} inside a function; import it at module level",
+                    )
                 for name in e.private_names:
                     if e.target.split(".")[0] != e.source.split(".")[0] or e.target == "__init__":
-                        note((e.source, f"{e.target}.{name}", "private"),
-                             f"{where}: {e.source} uses the private name {e.target}.{name}; make it public")
+                        note(
+                            (e.source, f"{e.target}.{name}", "private"),
+                            f"{where}: {e.source} uses the private name {e.target}.{name}; make it public",
+                        )
             else:
                 top = e.target
                 if top in OPTIONAL_EXTRAS and not e.local:
-                    note((e.source, top, "extra-at-import"),
-                         f"{where}: {e.source} imports the optional extra {top} at module level")
+                    note(
+                        (e.source, top, "extra-at-import"),
+                        f"{where}: {e.source} imports the optional extra {top} at module level",
+                    )
                 need = EXTERNAL.get(top)
                 if need is not None and src_rank is not None and src_rank < need:
-                    note((e.source, top, "upward"), f"{where}: {e.source} (rank {src_rank}) imports {top} "
-                         f"(allowed from rank {need}){' inside a function' if e.local else ''}")
+                    note(
+                        (e.source, top, "upward"),
+                        f"{where}: {e.source} (rank {src_rank}) imports {top} "
+                        f"(allowed from rank {need}){' inside a function' if e.local else ''}",
+                    )
     return found
 
 
@@ -412,10 +424,27 @@ def test_core_imports_without_botorch_and_pyro():
 def test_lazy_names_resolve_and_are_listed():
     import gpytorch_so3
 
-    spec_names = ["SO3AnisotropicKernel", "FullSPDKernel", "so3", "fit_map", "SO3FullyBayesianGP", "fit_nuts",
-                  "summarize_posterior", "plot", "datasets", "IsotropicNormalize", "check_input_scaling",
-                  "to_physical_units", "PosteriorSummary", "SO3PyroModel", "botorch_utils", "geo", "functional",
-                  "priors", "__version__"]
+    spec_names = [
+        "SO3AnisotropicKernel",
+        "FullSPDKernel",
+        "so3",
+        "fit_map",
+        "SO3FullyBayesianGP",
+        "fit_nuts",
+        "summarize_posterior",
+        "plot",
+        "datasets",
+        "IsotropicNormalize",
+        "check_input_scaling",
+        "to_physical_units",
+        "PosteriorSummary",
+        "SO3PyroModel",
+        "botorch_utils",
+        "geo",
+        "functional",
+        "priors",
+        "__version__",
+    ]
     for name in spec_names:
         assert name in gpytorch_so3.__all__, name
         assert name in dir(gpytorch_so3), name

@@ -26,8 +26,17 @@ from gpytorch_so3.datasets import (
     make_rotated_field,
 )
 
-TENSOR_FIELDS = ("train_X", "train_Y", "test_X", "test_Y", "test_F", "train_F", "lengthscale", "rotation",
-                 "rotation_matrix")
+TENSOR_FIELDS = (
+    "train_X",
+    "train_Y",
+    "test_X",
+    "test_Y",
+    "test_F",
+    "train_F",
+    "lengthscale",
+    "rotation",
+    "rotation_matrix",
+)
 
 
 def reference_correlation(X: np.ndarray, lengthscale, rotvec, nu) -> np.ndarray:
@@ -163,8 +172,14 @@ def test_seed_reproducibility():
         {"seed": 0},
         {"seed": 1, "nu": None},
         {"seed": 2, "nu": 0.5, "lengthscale": (0.3, 0.1, 0.6)},
-        {"seed": 3, "nu": 1.5, "signal_std": 2.0, "noise_std": 0.1, "domain": (-2.0, 3.0),
-         "lengthscale": (0.75, 2.0, 5.0)},
+        {
+            "seed": 3,
+            "nu": 1.5,
+            "signal_std": 2.0,
+            "noise_std": 0.1,
+            "domain": (-2.0, 3.0),
+            "lengthscale": (0.75, 2.0, 5.0),
+        },
     ],
     ids=["matern52", "rbf", "matern12", "matern32-scaled-domain"],
 )
@@ -287,7 +302,9 @@ def test_axis_aligned_bad_input():
 
 def test_true_canonical_is_a_deprecated_alias():
     f = make_rotated_field(10, 0, seed=3)
-    with pytest.warns(DeprecationWarning, match=r"SyntheticField\.true_canonical is deprecated.*use SyntheticField\.canonical"):
+    with pytest.warns(
+        DeprecationWarning, match=r"SyntheticField\.true_canonical is deprecated.*use SyntheticField\.canonical"
+    ):
         old = f.true_canonical()
     for a, b in zip(old, f.canonical(), strict=True):
         assert torch.equal(a, b)

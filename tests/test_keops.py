@@ -577,8 +577,12 @@ def test_cg_settings_values_and_validation():
     with cg_settings(max_cholesky_size=100):
         assert gpytorch.settings.max_cholesky_size.value() == 100
     assert gpytorch.settings.max_cholesky_size.value() == before
-    for bad in ({"cg_tolerance": 0.0}, {"max_preconditioner_size": -1}, {"num_trace_samples": 1.5},
-                {"max_cholesky_size": -1}):
+    for bad in (
+        {"cg_tolerance": 0.0},
+        {"max_preconditioner_size": -1},
+        {"num_trace_samples": 1.5},
+        {"max_cholesky_size": -1},
+    ):
         with pytest.raises(ValueError), cg_settings(**bad):
             pass
 

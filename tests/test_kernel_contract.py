@@ -125,7 +125,7 @@ class TestKeOpsSO3KernelDensePath(_SO3Contract, unittest.TestCase):
 class TestKeOpsSO3KernelKeOpsPath(_SO3Contract, unittest.TestCase):
     nu = 1.5
 
-    def kernel_class(self, **kwargs):  # noqa: D102 - the suite calls kernel_class(nu=..., **kwargs)
+    def kernel_class(self, **kwargs):  # the suite calls kernel_class(nu=..., **kwargs)
         return KeOpsSO3AnisotropicKernel(use_keops=True, **kwargs)
 
     def setUp(self):
@@ -140,7 +140,11 @@ class TestKeOpsSO3KernelKeOpsPath(_SO3Contract, unittest.TestCase):
         # Not vacuous: every test that evaluates a matrix with two or more rows on each side went through KeOps.
         called = self._lazy.called
         super().tearDown()
-        evaluating = ("test_no_batch_kernel_single_batch_x_no_ard", "test_single_batch_kernel_single_batch_x_no_ard",
-                      "test_no_batch_kernel_double_batch_x_no_ard", "test_active_dims_list")
+        evaluating = (
+            "test_no_batch_kernel_single_batch_x_no_ard",
+            "test_single_batch_kernel_single_batch_x_no_ard",
+            "test_no_batch_kernel_double_batch_x_no_ard",
+            "test_active_dims_list",
+        )
         if self._testMethodName in evaluating:
             assert called, f"{self._testMethodName}: the KeOps branch did not run"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -81,8 +82,11 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
         ((1.0, 0.0, 1.0), (-math.sqrt(2) * math.sin(math.radians(22.5)), 0.0)),
         # plunge 30 towards azimuth 210: r = sqrt(2) sin(30 deg) = 1/sqrt(2)
         (
-            (math.cos(math.radians(30)) * math.sin(math.radians(210)),
-             math.cos(math.radians(30)) * math.cos(math.radians(210)), -0.5),
+            (
+                math.cos(math.radians(30)) * math.sin(math.radians(210)),
+                math.cos(math.radians(30)) * math.cos(math.radians(210)),
+                -0.5,
+            ),
             (math.sqrt(0.5) * math.sin(math.radians(210)), math.sqrt(0.5) * math.cos(math.radians(210))),
         ),
     ],
@@ -191,8 +195,12 @@ def test_plot_ellipsoid_accepts_several_inputs(kind):
     _, ax = P.plot_ellipsoid(obj)
     assert len(ax.lines) == 3
     if kind == "ard":  # axis-aligned: the short axis is z, then x, then y
-        _check_segments(ax, ax.lines, torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64),
-                        torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64))
+        _check_segments(
+            ax,
+            ax.lines,
+            torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64),
+            torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64),
+        )
     elif kind != "spd":  # same anisotropy as _kernel(): same canonical segments
         _check_segments(ax, ax.lines, *so3.canonicalize(ls, R))
 
@@ -231,10 +239,8 @@ def test_plot_stereonet_truth_which_and_given_axes():
     assert out_ax is ax and out_fig is fig
     assert len(ax.collections) == 4  # two sample clouds, two truth stars
     T = field.canonical()[1]
-    np.testing.assert_allclose(ax.collections[2].get_offsets()[0], P.equal_area_projection(T[:, 0]).numpy(),
-                               atol=1e-12)
-    np.testing.assert_allclose(ax.collections[3].get_offsets()[0], P.equal_area_projection(T[:, 2]).numpy(),
-                               atol=1e-12)
+    np.testing.assert_allclose(ax.collections[2].get_offsets()[0], P.equal_area_projection(T[:, 0]).numpy(), atol=1e-12)
+    np.testing.assert_allclose(ax.collections[3].get_offsets()[0], P.equal_area_projection(T[:, 2]).numpy(), atol=1e-12)
     # a single 3 x 3 frame, truth given as the matrix of axes
     _, ax1 = P.plot_stereonet(torch.eye(3), truth=torch.eye(3))
     assert len(ax1.collections) == 6
@@ -325,8 +331,10 @@ def test_plot_traces_given_axes_and_errors():
 def test_plot_traces_deprecated_options_and_missing_arviz(monkeypatch):
     pytest.importorskip("arviz")
     s = _summary(C=2, D=20)
-    with pytest.warns(DeprecationWarning, match="use_arviz"):
+    with warnings.catch_warnings(record=True) as caught:  # record (pytest.warns would re-emit ArviZ's own warnings)
+        warnings.simplefilter("always")
         P.plot_traces(s, use_arviz=False)
+    assert any(issubclass(w.category, DeprecationWarning) and "use_arviz" in str(w.message) for w in caught)
     monkeypatch.setitem(sys.modules, "arviz", None)  # simulate an environment without ArviZ
     with pytest.raises(ImportError, match=r"needs arviz: pip install 'gpytorch-so3\[plot\]'"):
         P.plot_traces(s)
@@ -371,8 +379,15 @@ def _tiny_model():
 def test_plot_field_slice_matches_posterior():
     model = _tiny_model()
     truth = lambda X: X[:, 0] - X[:, 1]
-    fig, axes = P.plot_field_slice(model, z=0.3, bounds=((0.0, 2.0), (-1.0, 1.0)), resolution=5, truth_fn=truth,
-                                   points=model.train_inputs[0], points_tol=0.2)
+    fig, axes = P.plot_field_slice(
+        model,
+        z=0.3,
+        bounds=((0.0, 2.0), (-1.0, 1.0)),
+        resolution=5,
+        truth_fn=truth,
+        points=model.train_inputs[0],
+        points_tol=0.2,
+    )
     assert axes.shape == (3,) and [len(a.images) for a in axes] == [1, 1, 1]
     assert len(axes[0].collections) == 1  # the data points near the slice
     near = (model.train_inputs[0][:, 2] - 0.3).abs() <= 0.2

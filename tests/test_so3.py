@@ -594,8 +594,10 @@ def test_log_map_check_tolerance_is_dtype_aware():
         R = so3.exp_map(w.to(dtype))
         R3 = R @ R @ R.transpose(-1, -2)  # products of rotations accumulate rounding
         so3.log_map(R3)
-        so3.log_map(torch.linalg.eigh(R3 + R3.transpose(-1, -2))[1] * torch.linalg.det(
-            torch.linalg.eigh(R3 + R3.transpose(-1, -2))[1])[..., None, None])  # eigenvector frames
+        so3.log_map(
+            torch.linalg.eigh(R3 + R3.transpose(-1, -2))[1]
+            * torch.linalg.det(torch.linalg.eigh(R3 + R3.transpose(-1, -2))[1])[..., None, None]
+        )  # eigenvector frames
         so3.log_map(torch.round(R.double() * 1e6).to(dtype) / 1e6)  # six decimals, as read from a text file
     off = so3.exp_map(torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)) * (1 + 5e-5)
     so3.log_map(off.float())

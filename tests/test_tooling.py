@@ -6,6 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
@@ -83,3 +84,15 @@ def test_without_the_hook_a_missing_extra_fails(pytester):
     pytester.makeconftest("import sys\nsys.modules['gstools'] = None\n")
     pytester.makepyfile(extras_demo='def f():\n    """Example.\n\n    >>> import gstools\n    """\n')
     pytester.runpytest("--doctest-modules", "-p", "no:cacheprovider").assert_outcomes(failed=1)
+
+
+def test_own_warnings_are_errors_in_the_tests():
+    """The root conftest turns GPyTorchSO3Warning into an error (expected ones are caught with pytest.warns)."""
+    import warnings
+
+    from gpytorch_so3.exceptions import GPyTorchSO3Warning, RestartFailedWarning
+
+    with pytest.raises(RestartFailedWarning):
+        warnings.warn("a restart failed", RestartFailedWarning, stacklevel=1)
+    with pytest.warns(GPyTorchSO3Warning):
+        warnings.warn("expected", RestartFailedWarning, stacklevel=1)

@@ -56,7 +56,7 @@ _FALLBACK_WARNED = False
 
 
 def _keops_lazy_tensor():
-    """pykeops' ``LazyTensor`` class, imported on the first call; None (and one warning) if it cannot be imported."""
+    """Pykeops' ``LazyTensor`` class, imported on the first call; None (and one warning) if it cannot be imported."""
     global LazyTensor, _HAS_KEOPS
     if _HAS_KEOPS is None:
         try:
