@@ -133,12 +133,8 @@ def _rotation_matrix(rotation: Tensor) -> Tensor:
     if not rotation.is_floating_point():
         rotation = rotation.to(torch.float64)
     if rotation.shape == (3, 3):
-        R = rotation
-        eye = torch.eye(3, dtype=R.dtype, device=R.device)
-        tol = 1e-5 if R.dtype == torch.float32 else 1e-8
-        if not torch.allclose(R.T @ R, eye, atol=tol) or float(torch.linalg.det(R)) < 0:
-            raise ValueError("rotation must be a proper rotation matrix (R^T R = I, det R = +1)")
-        return R
+        so3.check_rotation(rotation, name="rotation")
+        return rotation
     return so3.exp_map(_as_vec3("rotation (axis-angle)", rotation))
 
 

@@ -299,8 +299,11 @@ def check_rotation(R: Tensor, name: str = "R", atol: float | None = None) -> Non
         Rd = R.detach()
         finite = torch.isfinite(Rd).flatten(-2).all(-1)
         eye = torch.eye(3, dtype=R.dtype, device=R.device)
-        orth = (Rd.transpose(-1, -2) @ Rd - eye).abs().flatten(-2).amax(-1)
-        det = torch.linalg.det(torch.where(finite[..., None, None], Rd, eye))
+        # Elementwise products instead of batched 3 x 3 matmul/LU (too small for BLAS/LAPACK to pay off):
+        # (R^T R)_ij = sum_k R_ki R_kj, det R = c0 . (c1 x c2). NaN compares False below, so it is caught too.
+        gram = (Rd.unsqueeze(-1) * Rd.unsqueeze(-2)).sum(-3)
+        orth = (gram - eye).abs().flatten(-2).amax(-1)
+        det = (Rd[..., 0] * torch.linalg.cross(Rd[..., 1], Rd[..., 2], dim=-1)).sum(-1)
         bad = ~finite | ~(orth <= tol) | ~((det - 1.0).abs() <= tol)
         if not bool(bad.any()):
             return
