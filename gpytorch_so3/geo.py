@@ -692,6 +692,8 @@ class AnisotropicCovariance:
                 raise ValueError(f"only ConstantMean/ZeroMean convert, got {type(mm).__name__}")
             tf = getattr(obj, "outcome_transform", None)
             if tf is not None:
+                # Only BoTorch models have outcome transforms, so BoTorch is already imported here; importing it at
+                # module level would make `import gpytorch_so3.geo` change gpytorch's global settings.
                 from botorch.models.transforms.outcome import Standardize
 
                 if not isinstance(tf, Standardize):
