@@ -123,4 +123,4 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     """Module attributes including the lazy names (so tab completion and ``dir`` list them)."""
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | {n for n in _LAZY if n not in _FUTURE or _module_exists(_LAZY[n][0])})

@@ -353,7 +353,7 @@ def test_scanner_catches_upward_private_local_and_extra_imports(tmp_path, monkey
 # ---------------------------------------------------------------------------------------------------- at runtime
 # `import gpytorch_so3` imports all of the core (so3, functional, kernels, priors, datasets, exceptions): what it
 # leaves unchanged, each of them leaves unchanged; kernels and datasets are also probed on their own.
-_CORE = ["gpytorch_so3.kernels", "gpytorch_so3.datasets", "gpytorch_so3"]
+_CORE = ["gpytorch_so3.kernels", "gpytorch_so3.kernels.keops", "gpytorch_so3.datasets", "gpytorch_so3"]
 
 _PROBE = textwrap.dedent(
     """
@@ -458,3 +458,13 @@ def test_lazy_names_resolve_and_are_listed():
         gpytorch_so3.no_such_name  # noqa: B018
     for name in gpytorch_so3.__all__:  # `from gpytorch_so3 import *` works
         getattr(gpytorch_so3, name)
+
+
+def test_lazy_name_of_a_missing_module_is_a_clean_attribute_error(monkeypatch):
+    """A name registered ahead of its module (second-wave names) raises AttributeError, not an import traceback."""
+    import gpytorch_so3
+
+    monkeypatch.setitem(gpytorch_so3._LAZY, "not_yet", ("gpytorch_so3.not_yet_written", "thing"))
+    with pytest.raises(AttributeError, match=r"gpytorch_so3\.not_yet is not available .*not_yet_written is missing"):
+        gpytorch_so3.not_yet  # noqa: B018
+    assert not hasattr(gpytorch_so3, "not_yet")
