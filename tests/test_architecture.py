@@ -15,6 +15,7 @@ entries, strict: a listed edge that disappears makes the test fail until its lin
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 import textwrap
@@ -224,7 +225,12 @@ def rank(module: str) -> int | None:
 
 
 def violations() -> dict[tuple[str, str, str], list[str]]:
-    """All rule violations: ``(source, target, kind) -> [readable lines]``."""
+    """All rule violations: ``(source, target, kind) -> [readable lines]`` (scanned once per package root)."""
+    return _violations(ROOT)
+
+
+@functools.cache
+def _violations(root: Path) -> dict[tuple[str, str, str], list[str]]:
     found: dict[tuple[str, str, str], list[str]] = {}
 
     def note(key: tuple[str, str, str], text: str) -> None:
