@@ -36,12 +36,24 @@ OILSANDS_SHA256 = "b5268a8ac24a30313f420e1b78a8800a45699bb38c696c917b60f19d5cbca
 
 #: Column names of the file, in order.
 OILSANDS_COLUMNS = (
-    "Drillhole Number", "East", "North", "Elevation", "Bitumen", "Fines", "Chlorides", "Facies Code",
+    "Drillhole Number",
+    "East",
+    "North",
+    "Elevation",
+    "Bitumen",
+    "Fines",
+    "Chlorides",
+    "Facies Code",
 )
 
 #: Accepted ``target`` names (case-insensitive) and the column each selects.
-OILSANDS_TARGETS = {"bitumen": "Bitumen", "fines": "Fines", "chlorides": "Chlorides", "facies": "Facies Code",
-                    "facies code": "Facies Code"}
+OILSANDS_TARGETS = {
+    "bitumen": "Bitumen",
+    "fines": "Fines",
+    "chlorides": "Chlorides",
+    "facies": "Facies Code",
+    "facies code": "Facies Code",
+}
 
 #: The missing-value code of the file.
 MISSING_CODE = -9.0

@@ -16,7 +16,7 @@ This module provides
   angles;
 * :func:`check_input_scaling`: emits a :class:`~gpytorch_so3.exceptions.NonIsotropicInputScalingWarning` when an
   SO(3) (or full-SPD) kernel sits behind an affine input transform that scales its three columns differently;
-* :func:`metric_to_physical`, :func:`to_physical_units` and :func:`physical_principal_axes`: map a metric,
+* :func:`metric_to_physical`, :func:`to_physical_units` and :func:`physical_canonical`: map a metric,
   length-scales and directions fitted in transformed coordinates back to physical units,
   ``M_phys = S M S`` with ``S = diag(1 / c)`` and ``c`` the per-axis divisor of the transform (the range for
   ``Normalize``, the common scale for :class:`IsotropicNormalize`).
@@ -35,29 +35,37 @@ from gpytorch.priors import Prior
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
-from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning
+from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, deprecated_alias
 from gpytorch_so3.kernels.base import Anisotropic3DKernel
 from gpytorch_so3.priors import (
+    DEFAULT,
     DEFAULT_INITIAL_OUTPUTSCALE,
-    _as_batch_shape,
-    _Default,
-    _initial_lengthscale,
+    DEFAULT_NU,
+    Default,
+    as_batch_shape,
     default_lengthscale_prior,
     default_outputscale_prior,
+    initial_lengthscale,
     so3_covar_module,
 )
 
 __all__ = [
+    "ANISOTROPIC_INPUT_DIMS",
+    "ISOTROPY_RTOL",
     "IsotropicNormalize",
     "check_input_scaling",
     "input_scale_factors",
     "metric_to_physical",
+    "physical_canonical",
     "physical_principal_axes",
     "so3_product_covar_module",
     "to_physical_units",
 ]
 
-_DEFAULT = _Default()
+#: Name of the attribute by which a model without an SO(3)/full-SPD kernel module (yet) declares the three input
+#: columns its anisotropic kernel will act on, e.g. ``anisotropic_input_dims = (0, 1, 2)`` on a fully Bayesian
+#: model whose kernel is built after sampling; :func:`check_input_scaling` reads it.
+ANISOTROPIC_INPUT_DIMS = "anisotropic_input_dims"
 
 #: Relative spread of the per-axis scale factors above which :func:`check_input_scaling` warns
 #: (``max / min - 1``); equal factors computed in float32 agree far closer than this.
@@ -68,14 +76,14 @@ ISOTROPY_RTOL = 1e-6
 def so3_product_covar_module(
     dim: int,
     spatial_dims: Sequence[int] = (0, 1, 2),
-    nu: float | None = 2.5,
+    nu: float | None = DEFAULT_NU,
     *,
-    other_nu: float | _Default | None = _DEFAULT,
+    other_nu: float | Default | None = DEFAULT,
     batch_shape: Sequence[int] | torch.Size | None = None,
-    lengthscale_prior: Prior | _Default | None = _DEFAULT,
-    rotation_prior: Prior | _Default | None = _DEFAULT,
-    other_lengthscale_prior: Prior | _Default | None = _DEFAULT,
-    outputscale_prior: Prior | _Default | None = _DEFAULT,
+    lengthscale_prior: Prior | Default | None = DEFAULT,
+    rotation_prior: Prior | Default | None = DEFAULT,
+    other_lengthscale_prior: Prior | Default | None = DEFAULT,
+    outputscale_prior: Prior | Default | None = DEFAULT,
 ) -> ScaleKernel:
     r"""SO(3) kernel on three spatial columns times an ARD Matern/RBF kernel on the others, with default priors.
 
@@ -97,7 +105,8 @@ def so3_product_covar_module(
     Args:
         dim: number of input columns (>= 3).
         spatial_dims: the three columns of the SO(3) factor.
-        nu: smoothness of the SO(3) factor (``None``: squared exponential; 0.5, 1.5, 2.5: Matern).
+        nu: smoothness of the SO(3) factor (``None``: squared exponential; 0.5, 1.5, 2.5: Matern; default
+            :data:`~gpytorch_so3.priors.DEFAULT_NU` = 2.5, while the kernel class itself defaults to ``None``).
         other_nu: smoothness of the other factor (default: ``nu``).
         batch_shape: batch shape of all hyperparameters (e.g. ``(m,)`` for a batched ``m``-output SingleTaskGP).
         lengthscale_prior: prior of the three principal length-scales (default: the package default; ``None``:
@@ -129,11 +138,11 @@ def so3_product_covar_module(
         raise ValueError(f"spatial_dims must be three ints, got {spatial_dims!r}") from e
     if len(spatial) != 3 or len(set(spatial)) != 3 or any(not 0 <= i < dim for i in spatial):
         raise ValueError(f"spatial_dims must be three distinct columns in range({dim}), got {spatial_dims!r}")
-    if isinstance(other_nu, _Default):
+    if isinstance(other_nu, Default):
         other_nu = nu
     other_nu = F.check_nu(other_nu)
-    batch_shape = _as_batch_shape(batch_shape)
-    if isinstance(outputscale_prior, _Default):
+    batch_shape = as_batch_shape(batch_shape)
+    if isinstance(outputscale_prior, Default):
         outputscale_prior = default_outputscale_prior()
     if dim == 3:
         return so3_covar_module(
@@ -153,12 +162,16 @@ def so3_product_covar_module(
         outputscale_prior=None,
     ).base_kernel
     others = tuple(i for i in range(dim) if i not in spatial)
-    if isinstance(other_lengthscale_prior, _Default):
+    if isinstance(other_lengthscale_prior, Default):
         other_lengthscale_prior = default_lengthscale_prior()
-    kw = {"ard_num_dims": len(others), "active_dims": others, "batch_shape": batch_shape,
-          "lengthscale_prior": other_lengthscale_prior}
+    kw = {
+        "ard_num_dims": len(others),
+        "active_dims": others,
+        "batch_shape": batch_shape,
+        "lengthscale_prior": other_lengthscale_prior,
+    }
     other: Kernel = RBFKernel(**kw) if other_nu is None else MaternKernel(nu=other_nu, **kw)
-    other.initialize(lengthscale=_initial_lengthscale(other_lengthscale_prior))
+    other.initialize(lengthscale=initial_lengthscale(other_lengthscale_prior))
     kernel = ScaleKernel(so3_part * other, batch_shape=batch_shape, outputscale_prior=outputscale_prior)
     kernel.initialize(outputscale=DEFAULT_INITIAL_OUTPUTSCALE)
     return kernel
@@ -459,7 +472,7 @@ def to_physical_units(
     """Canonical principal length-scales and directions in physical units of a fit on transformed inputs.
 
     Builds ``M = R diag(l)^-2 R^T``, maps it with :func:`metric_to_physical` and returns its canonical principal
-    form (:func:`gpytorch_so3.functional.metric_to_principal`: ascending length-scales, directions as columns).
+    form (:func:`gpytorch_so3.functional.metric_to_canonical`: ascending length-scales, directions as columns).
     For :class:`IsotropicNormalize` this is ``l * s`` with unchanged directions; for a per-axis ``Normalize`` on
     a non-cubic box both length-scales and directions change.
 
@@ -486,7 +499,7 @@ def to_physical_units(
     if lengthscale.dim() == R.dim() and lengthscale.shape[-2] == 1:  # gpytorch's (..., 1, 3) layout
         lengthscale = lengthscale.squeeze(-2)
     M = F.metric(lengthscale.to(R), R)
-    return F.metric_to_principal(metric_to_physical(M, transform, dims))
+    return F.metric_to_canonical(metric_to_physical(M, transform, dims))
 
 
 # ------------------------------------------------------------------------------------------ model helpers
@@ -515,8 +528,10 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
     non-affine members are ignored) on each anisotropic kernel's active columns, and reports the kernels whose
     three divisors differ by more than a relative ``1e-6``. Such a transform shears space: the fitted
     rotation and length-scales then describe the normalised coordinates. Use :class:`IsotropicNormalize`, or
-    map the fit back with :func:`to_physical_units`. A :class:`~gpytorch_so3.SO3FullyBayesianGP` (3-D inputs,
-    kernel built by ``fit_nuts``) is checked on columns ``(0, 1, 2)``. :func:`gpytorch_so3.fit_map` calls this.
+    map the fit back with :func:`to_physical_units`. A model without such a kernel yet (e.g.
+    :class:`~gpytorch_so3.SO3FullyBayesianGP`, whose kernel ``fit_nuts`` builds) is checked on the columns it declares
+    in its :data:`ANISOTROPIC_INPUT_DIMS` attribute (``anisotropic_input_dims``, e.g. ``(0, 1, 2)``), so this module
+    needs no import of the model classes above it. :func:`gpytorch_so3.fit_map` calls this.
 
     Filter the warning with ``warnings.filterwarnings("ignore", category=NonIsotropicInputScalingWarning)``.
 
@@ -536,16 +551,15 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
         >>> check_input_scaling(model)
         []
     """
-    from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP  # local: fully_bayesian is heavier (pyro)
-
     messages = []
     for m in _iter_models(model):
         tf = getattr(m, "input_transform", None)
         if tf is None or not isinstance(tf, InputTransform):
             continue
         dims_list = [_kernel_dims(k) for k in _own_kernels(m)]
-        if not dims_list and isinstance(m, SO3FullyBayesianGP):
-            dims_list = [(0, 1, 2)]
+        declared = getattr(m, ANISOTROPIC_INPUT_DIMS, None)
+        if not dims_list and declared is not None:  # e.g. a fully Bayesian model before its kernel is built
+            dims_list = [tuple(int(i) for i in declared)]
         for dims in dims_list:
             ds = [t._d for t in _affine_members(tf) if isinstance(t, AffineInputTransform)]
             if not ds:
@@ -568,13 +582,11 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
     return messages
 
 
-def physical_principal_axes(
-    model: torch.nn.Module, kernel: Anisotropic3DKernel | None = None
-) -> tuple[Tensor, Tensor]:
+def physical_canonical(model: torch.nn.Module, kernel: Anisotropic3DKernel | None = None) -> tuple[Tensor, Tensor]:
     """Canonical principal length-scales and directions of a fitted model's SO(3) kernel, in physical units.
 
     Reads the kernel's metric, maps it through the model's ``input_transform`` on the kernel's active columns
-    (:func:`metric_to_physical`) and returns :func:`~gpytorch_so3.functional.metric_to_principal` of the result.
+    (:func:`metric_to_physical`) and returns :func:`~gpytorch_so3.functional.metric_to_canonical` of the result.
 
     Args:
         model: a fitted model with one :class:`~gpytorch_so3.SO3AnisotropicKernel` or
@@ -593,20 +605,23 @@ def physical_principal_axes(
         >>> from gpytorch_so3.priors import so3_covar_module
         >>> X, Y = 4 * torch.rand(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64)
         >>> model = SingleTaskGP(X, Y, covar_module=so3_covar_module(), input_transform=IsotropicNormalize(3))
-        >>> ls, axes = physical_principal_axes(model)  # unfitted: 0.3 in units of the data's largest extent
+        >>> ls, axes = physical_canonical(model)  # unfitted: 0.3 in units of the data's largest extent
         >>> bool(torch.allclose(ls, 0.3 * (X.max(0).values - X.min(0).values).max()))
         True
     """
     if kernel is None:
         kernels = _own_kernels(model)
         if len(kernels) != 1:
-            raise ValueError(
-                f"physical_principal_axes: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`"
-            )
+            raise ValueError(f"physical_canonical: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`")
         kernel = kernels[0]
     elif not isinstance(kernel, Anisotropic3DKernel):
         raise TypeError(f"kernel must be an SO3AnisotropicKernel or FullSPDKernel, got {type(kernel).__name__}")
     with torch.no_grad():
         M = kernel.metric
     M_phys = metric_to_physical(M, getattr(model, "input_transform", None), _kernel_dims(kernel))
-    return F.metric_to_principal(M_phys)
+    return F.metric_to_canonical(M_phys)
+
+
+physical_principal_axes = deprecated_alias(
+    physical_canonical, "botorch_utils.physical_principal_axes", "botorch_utils.physical_canonical"
+)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import so3
+from gpytorch_so3.exceptions import deprecated_alias
 
 __all__ = [
     "DEFAULT_FIELD_LENGTHSCALE",
@@ -62,7 +63,7 @@ class SyntheticField:
         test_X: ``n_test x 3`` held-out inputs, drawn independently of ``train_X``.
         test_Y: ``n_test x 1`` noisy held-out observations (independent noise of the same ``noise_std``).
         lengthscale: ``(3,)`` principal length-scales ``l``; ``lengthscale[i]`` goes with column ``i`` of
-            ``rotation_matrix`` (not sorted; see :meth:`true_canonical`).
+            ``rotation_matrix`` (not sorted; see :meth:`canonical`).
         rotation: ``(3,)`` axis-angle vector ``w`` with ``rotation_matrix = so3.exp_map(w)``.
         rotation_matrix: ``(3, 3)`` rotation ``R``; the metric is ``R diag(l)^-2 R^T``.
         noise_std: observation noise standard deviation.
@@ -99,8 +100,8 @@ class SyntheticField:
     domain: tuple[float, float]
     jitter: float
 
-    def true_canonical(self) -> tuple[Tensor, Tensor]:
-        """The true ``(lengthscale, R)`` in canonical form, comparable with fitted kernels.
+    def canonical(self) -> tuple[Tensor, Tensor]:
+        """The true ``(lengthscale, R)`` in canonical form, comparable with fitted kernels' ``canonical()``.
 
         Returns:
             ``(lengthscale (3,), R (3, 3))`` from :func:`gpytorch_so3.so3.canonicalize`: length-scales ascending,
@@ -108,11 +109,13 @@ class SyntheticField:
 
         Example:
             >>> field = make_rotated_field(n_train=20, n_test=5, seed=1)
-            >>> ls, R = field.true_canonical()
+            >>> ls, R = field.canonical()
             >>> ls
             tensor([0.1500, 0.4000, 1.0000], dtype=torch.float64)
         """
         return so3.canonicalize(self.lengthscale, self.rotation_matrix)
+
+    true_canonical = deprecated_alias(canonical, "SyntheticField.true_canonical", "SyntheticField.canonical")
 
     @property
     def metric(self) -> Tensor:

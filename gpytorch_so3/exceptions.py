@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
 __all__ = [
     "GPyTorchSO3Warning",
     "KeOpsFallbackWarning",
     "NonIsotropicInputScalingWarning",
+    "NotFittedError",
     "RestartFailedWarning",
+    "deprecated_alias",
 ]
 
 
@@ -72,3 +79,53 @@ class NonIsotropicInputScalingWarning(GPyTorchSO3Warning):
         >>> [w.category.__name__ for w in caught]
         ['NonIsotropicInputScalingWarning']
     """
+
+
+class NotFittedError(RuntimeError):
+    """A model was used before it was fitted (e.g. ``posterior`` of a fully Bayesian model without samples).
+
+    Example:
+        >>> try:
+        ...     raise NotFittedError("SO3FullyBayesianGP has no MCMC samples yet: call fit_nuts(model) first")
+        ... except RuntimeError as e:  # a RuntimeError, as before it moved here
+        ...     print(type(e).__name__)
+        NotFittedError
+    """
+
+
+def deprecated_alias(new: Callable[..., Any], old_name: str, new_name: str) -> Callable[..., Any]:
+    """A deprecated alias of a renamed function or method: warns (``DeprecationWarning``), then calls ``new``.
+
+    Args:
+        new: the function under its new name (a plain function; as a class attribute it works as a method).
+        old_name: the old dotted name, for the message (e.g. ``"functional.metric_to_principal"``).
+        new_name: the new dotted name, for the message.
+
+    Returns:
+        the alias (its docstring names the replacement).
+
+    Example:
+        >>> import warnings
+        >>> def double(x):
+        ...     return 2 * x
+        >>> twice = deprecated_alias(double, "twice", "double")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     twice(2)
+        4
+        >>> str(caught[0].message)
+        'twice is deprecated and will be removed in a future release; use double instead'
+    """
+    message = f"{old_name} is deprecated and will be removed in a future release; use {new_name} instead"
+
+    @functools.wraps(new)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return new(*args, **kwargs)
+
+    short = old_name.rsplit(".", 1)[-1]
+    alias.__name__ = short
+    alias.__qualname__ = new.__qualname__.rsplit(".", 1)[0] + "." + short if "." in new.__qualname__ else short
+    alias.__doc__ = f"Deprecated alias of :func:`{new_name}` (same arguments and result)."
+    del alias.__wrapped__  # so that doctest and inspect do not unwrap it to the new function's examples
+    return alias

@@ -16,11 +16,17 @@ import math
 import torch
 from torch import Tensor
 
+from gpytorch_so3.exceptions import deprecated_alias
+from gpytorch_so3.so3 import canonicalize
+
 __all__ = [
+    "SQRT_CLAMP",
     "SUPPORTED_NU",
     "base_correlation",
+    "check_nu",
     "covariance",
     "metric",
+    "metric_to_canonical",
     "metric_to_principal",
     "so3_whitening_matrix",
     "whiten",
@@ -29,13 +35,28 @@ __all__ = [
 #: Smoothness values of the supported base kernels (``None`` is the squared exponential / RBF).
 SUPPORTED_NU = (None, 0.5, 1.5, 2.5)
 
-# gpytorch's `dist` clamps squared distances at 1e-30 before sqrt so that d sqrt(r2) / d r2 stays finite on the
-# diagonal (r2 = 0); we do the same so the Matern branches match gpytorch to the last bit.
-_SQRT_CLAMP = 1e-30
+#: Squared distances are clamped at this value before ``sqrt``, as gpytorch's ``dist`` does, so that
+#: ``d sqrt(r2) / d r2`` stays finite on the diagonal (``r2 = 0``) and the Matern branches match gpytorch to the bit.
+SQRT_CLAMP = 1e-30
+_SQRT_CLAMP = SQRT_CLAMP  # deprecated private alias (other modules still use it; removed at integration)
 
 
 def check_nu(nu: float | None) -> float | None:
-    """Validate a smoothness parameter; returns it as a float (or None)."""
+    """Validate a smoothness parameter; returns it as a float (or None).
+
+    Args:
+        nu: ``None`` (squared exponential / RBF) or a Matern smoothness 0.5, 1.5, 2.5 (int or float).
+
+    Returns:
+        ``None`` or the smoothness as a float.
+
+    Raises:
+        ValueError: any other value.
+
+    Example:
+        >>> check_nu(None), check_nu(2.5)
+        (None, 2.5)
+    """
     if nu is None:
         return None
     if isinstance(nu, bool) or not isinstance(nu, int | float) or float(nu) not in (0.5, 1.5, 2.5):
@@ -107,8 +128,8 @@ def metric(lengthscale: Tensor, R: Tensor) -> Tensor:
     return A @ A.transpose(-1, -2)
 
 
-def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
-    """Principal length-scales and directions of an SPD metric, in canonical form.
+def metric_to_canonical(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Canonical principal length-scales and directions of an SPD metric (inverse of :func:`metric`).
 
     Args:
         M: ``(..., 3, 3)`` symmetric positive-definite metrics.
@@ -119,7 +140,7 @@ def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
 
     Example:
         >>> M = torch.diag(torch.tensor([0.25, 1.0, 0.0625], dtype=torch.float64))
-        >>> lengthscale, R = metric_to_principal(M)
+        >>> lengthscale, R = metric_to_canonical(M)
         >>> lengthscale
         tensor([1., 2., 4.], dtype=torch.float64)
         >>> R.abs()  # principal directions as columns (signs canonical): y, x, z
@@ -129,10 +150,13 @@ def metric_to_principal(M: Tensor) -> tuple[Tensor, Tensor]:
         >>> torch.allclose(metric(lengthscale, R), M)
         True
     """
-    from gpytorch_so3.so3 import canonicalize
-
     evals, evecs = torch.linalg.eigh(0.5 * (M + M.transpose(-1, -2)))
     return canonicalize(evals.clamp_min(torch.finfo(M.dtype).tiny).rsqrt(), evecs)
+
+
+metric_to_principal = deprecated_alias(
+    metric_to_canonical, "functional.metric_to_principal", "functional.metric_to_canonical"
+)
 
 
 def base_correlation(sq_dist: Tensor, nu: float | None) -> Tensor:
@@ -157,7 +181,7 @@ def base_correlation(sq_dist: Tensor, nu: float | None) -> Tensor:
     """
     if nu is None:
         return torch.exp(-0.5 * sq_dist)
-    r = sq_dist.clamp_min(_SQRT_CLAMP).sqrt()
+    r = sq_dist.clamp_min(SQRT_CLAMP).sqrt()
     exp_component = torch.exp(-math.sqrt(2.0 * nu) * r)
     if nu == 0.5:
         return exp_component

@@ -42,12 +42,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gpytorch
 import numpy as np
 import torch
+from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
+from scipy.spatial.transform import Rotation
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import so3
+from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
+from gpytorch_so3.so3 import HORIZONTAL_TOL, azimuth_dip, direction_from_azimuth_dip  # noqa: F401 - one definition
 
 __all__ = [
     "AnisotropicCovariance",
@@ -67,9 +72,6 @@ __all__ = [
     "to_pykrige",
 ]
 
-#: Axes with ``|u_z|`` below this are treated as horizontal (their two opposite azimuths are equivalent).
-HORIZONTAL_TOL = 1e-9
-
 #: Correlation level that defines the *practical range* (the geostatistician's "range" of a smooth model).
 PRACTICAL_RANGE_LEVEL = 0.05
 
@@ -77,76 +79,6 @@ PRACTICAL_RANGE_LEVEL = 0.05
 _PYKRIGE_GAUSSIAN_RANGE_FACTOR = 7.0 / 4.0 * math.sqrt(2.0)
 # PyKrige's exponential variogram is 1 - exp(-d / (range / 3)).
 _PYKRIGE_EXPONENTIAL_RANGE_FACTOR = 3.0
-
-
-# ----------------------------------------------------------------------------------------------- azimuth/dip
-def azimuth_dip(u: Tensor) -> tuple[Tensor, Tensor]:
-    """Azimuth and dip (degrees) of axes given as vectors ``(..., 3)`` in (East, North, Up) coordinates.
-
-    The axis is oriented downward (``u_z <= 0``); the azimuth is clockwise from North (+y) in ``[0, 360)``
-    and the dip (plunge) the angle below the horizontal in ``[0, 90]``. For a horizontal axis
-    (``|u_z| < 1e-9 |u|``) the two opposite azimuths are equivalent and the one in ``[0, 180)`` is returned.
-    The azimuth of a vertical axis is undefined; 0 is returned.
-
-    Args:
-        u: ``(..., 3)`` directions (need not be unit length; ``u`` and ``-u`` give the same answer).
-
-    Returns:
-        ``(azimuth, dip)``, each ``(...)``, in the dtype of ``u``.
-
-    Raises:
-        ValueError: if the last dimension is not 3 or a vector is zero.
-
-    Example:
-        >>> az, dip = azimuth_dip(torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]))
-        >>> az.tolist(), dip.tolist()
-        ([0.0, 90.0, 0.0], [0.0, 0.0, 90.0])
-    """
-    if not torch.is_tensor(u):
-        u = torch.as_tensor(u, dtype=torch.get_default_dtype())
-    if u.dim() < 1 or u.shape[-1] != 3:
-        raise ValueError(f"azimuth_dip expects vectors of shape (..., 3), got {tuple(u.shape)}")
-    if not u.is_floating_point():
-        u = u.to(torch.get_default_dtype())
-    norm = u.norm(dim=-1, keepdim=True)
-    if bool((norm == 0).any()):
-        raise ValueError("azimuth_dip: zero vector has no direction")
-    u = u / norm
-    horizontal = u[..., 2].abs() < HORIZONTAL_TOL
-    # Orient downward; horizontal axes are handled by the modulo below, so rounding of u_z cannot flip them.
-    u = torch.where((u[..., 2] > 0)[..., None], -u, u)
-    az = torch.rad2deg(torch.atan2(u[..., 0], u[..., 1])) % 360.0
-    az = torch.where(horizontal, az % 180.0, az)
-    vertical = torch.hypot(u[..., 0], u[..., 1]) < HORIZONTAL_TOL
-    az = torch.where(vertical, torch.zeros_like(az), az)
-    az = torch.where(az >= 360.0, az - 360.0, az)  # (-tiny) % 360 rounds to 360.0 in floating point
-    dip = torch.rad2deg(torch.asin(u[..., 2].abs().clamp(max=1.0)))
-    return az + 0.0, dip + 0.0  # "+ 0.0" turns -0.0 (from atan2 of signed zeros) into 0.0
-
-
-def direction_from_azimuth_dip(azimuth: Tensor | float, dip: Tensor | float) -> Tensor:
-    """Unit vector ``(..., 3)`` (East, North, Up) pointing along an azimuth and dip given in degrees.
-
-    The inverse of :func:`azimuth_dip`: ``u = (cos(dip) sin(az), cos(dip) cos(az), -sin(dip))``.
-
-    Args:
-        azimuth: degrees clockwise from North, any shape.
-        dip: degrees below the horizontal, broadcastable with ``azimuth``.
-
-    Returns:
-        ``(..., 3)`` unit vectors.
-
-    Example:
-        >>> direction_from_azimuth_dip(90.0, 0.0)
-        tensor([1.0000e+00, 6.1232e-17, -0.0000e+00], dtype=torch.float64)
-    """
-    az = torch.as_tensor(azimuth, dtype=torch.float64) if not torch.is_tensor(azimuth) else azimuth
-    dp = torch.as_tensor(dip, dtype=az.dtype, device=az.device) if not torch.is_tensor(dip) else dip.to(az)
-    if not az.is_floating_point():
-        az = az.to(torch.get_default_dtype())
-        dp = dp.to(az)
-    az, dp = torch.deg2rad(az), torch.deg2rad(dp)
-    return torch.stack((torch.cos(dp) * torch.sin(az), torch.cos(dp) * torch.cos(az), -torch.sin(dp)), -1)
 
 
 def practical_range_factor(nu: float | None) -> float:
@@ -201,12 +133,8 @@ def _rotation_matrix(rotation: Tensor) -> Tensor:
     if not rotation.is_floating_point():
         rotation = rotation.to(torch.float64)
     if rotation.shape == (3, 3):
-        R = rotation
-        eye = torch.eye(3, dtype=R.dtype, device=R.device)
-        tol = 1e-5 if R.dtype == torch.float32 else 1e-8
-        if not torch.allclose(R.T @ R, eye, atol=tol) or float(torch.linalg.det(R)) < 0:
-            raise ValueError("rotation must be a proper rotation matrix (R^T R = I, det R = +1)")
-        return R
+        so3.check_rotation(rotation, name="rotation")
+        return rotation
     return so3.exp_map(_as_vec3("rotation (axis-angle)", rotation))
 
 
@@ -237,8 +165,6 @@ def gstools_angles(R: Tensor) -> Tensor:
         >>> torch.allclose(gstools_angles(rotation_from_gstools_angles(angles)), angles)
         True
     """
-    from scipy.spatial.transform import Rotation
-
     R = _rotation_matrix(R)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # scipy's "Gimbal lock detected": the angles remain valid
@@ -270,15 +196,7 @@ def rotation_from_gstools_angles(angles: Any) -> Tensor:
     if not bool(torch.isfinite(a).all()):
         raise ValueError(f"angles must be finite, got {a.tolist()}")
     a = torch.cat((a, a.new_zeros(3 - a.numel())))
-
-    def rot(axis: int, t: Tensor) -> Tensor:
-        c, s = torch.cos(t), torch.sin(t)
-        i, j = [(1, 2), (2, 0), (0, 1)][axis]  # plane of the rotation about `axis`, right-handed
-        m = torch.eye(3, dtype=torch.float64)
-        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-        return m
-
-    return rot(0, a[2]) @ rot(1, a[1]) @ rot(2, a[0])
+    return torch.as_tensor(Rotation.from_euler("zyx", a.numpy()).as_matrix(), dtype=torch.float64)
 
 
 def gstools_len_scale_factor(model: str, rescale: float | None = None) -> float:
@@ -505,10 +423,6 @@ class AnisotropicCovariance:
         Returns:
             a ``gpytorch.kernels.ScaleKernel``.
         """
-        from gpytorch.kernels import ScaleKernel
-
-        from gpytorch_so3.kernels import SO3AnisotropicKernel
-
         k = ScaleKernel(SO3AnisotropicKernel(nu=self.nu)).to(dtype)
         k.base_kernel.lengthscale = self.lengthscale.to(dtype).reshape(1, 3)
         k.base_kernel.rotation = self.rotation.to(dtype)
@@ -585,8 +499,10 @@ class AnisotropicCovariance:
         if not all(hasattr(model, a) for a in ("len_scale", "anis", "angles", "var", "nugget", "dim")):
             raise TypeError(f"expected a gstools CovModel, got {name}")
         if int(model.dim) != 3 or getattr(model, "latlon", False) or getattr(model, "temporal", False):
-            raise ValueError(f"only plain 3-D spatial GSTools models convert (got dim={model.dim}, "
-                             f"latlon={getattr(model, 'latlon', False)}, temporal={getattr(model, 'temporal', False)})")
+            raise ValueError(
+                f"only plain 3-D spatial GSTools models convert (got dim={model.dim}, "
+                f"latlon={getattr(model, 'latlon', False)}, temporal={getattr(model, 'temporal', False)})"
+            )
         if name == "Gaussian":
             nu = None
         elif name == "Exponential":
@@ -632,12 +548,18 @@ class AnisotropicCovariance:
         }
         if self.nu is None:
             out["variogram_model"] = "gaussian"
-            out["variogram_parameters"] = {"psill": self.outputscale, "range": main * _PYKRIGE_GAUSSIAN_RANGE_FACTOR,
-                                           "nugget": self.noise}
+            out["variogram_parameters"] = {
+                "psill": self.outputscale,
+                "range": main * _PYKRIGE_GAUSSIAN_RANGE_FACTOR,
+                "nugget": self.noise,
+            }
         elif self.nu == 0.5:
             out["variogram_model"] = "exponential"
-            out["variogram_parameters"] = {"psill": self.outputscale,
-                                           "range": main * _PYKRIGE_EXPONENTIAL_RANGE_FACTOR, "nugget": self.noise}
+            out["variogram_parameters"] = {
+                "psill": self.outputscale,
+                "range": main * _PYKRIGE_EXPONENTIAL_RANGE_FACTOR,
+                "nugget": self.noise,
+            }
         else:
             out["variogram_model"] = "custom"
             out["variogram_function"] = _PYKRIGE_MATERN[self.nu]
@@ -689,12 +611,16 @@ class AnisotropicCovariance:
             fn = get("variogram_function")
             nu = next((k for k, f in _PYKRIGE_MATERN.items() if f is fn), None)
             if nu is None:
-                raise ValueError("from_pykrige: only the custom variograms of gpytorch_so3.geo "
-                                 "(pykrige_matern15_variogram, pykrige_matern25_variogram) can be converted")
+                raise ValueError(
+                    "from_pykrige: only the custom variograms of gpytorch_so3.geo "
+                    "(pykrige_matern15_variogram, pykrige_matern25_variogram) can be converted"
+                )
             psill, main, nugget = (float(v) for v in params)
         else:
-            raise ValueError(f"PyKrige variogram model {model!r} has no counterpart; "
-                             "supported: 'gaussian', 'exponential', custom Matern from gpytorch_so3.geo")
+            raise ValueError(
+                f"PyKrige variogram model {model!r} has no counterpart; "
+                "supported: 'gaussian', 'exponential', custom Matern from gpytorch_so3.geo"
+            )
         sy = float(get("anisotropy_scaling_y", 1.0))
         sz = float(get("anisotropy_scaling_z", 1.0))
         if sy <= 0 or sz <= 0:
@@ -737,11 +663,6 @@ class AnisotropicCovariance:
             >>> cov.nu, cov.lengthscale.round(decimals=6), cov.rotation
             (1.5, tensor([500., 200.,  10.], dtype=torch.float64), tensor([0., 0., 0.], dtype=torch.float64))
         """
-        import gpytorch
-        from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
-
-        from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
-
         scale = float(getattr(coordinate_scale, "scale", coordinate_scale))
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"coordinate_scale must be a positive number, got {coordinate_scale!r}")
@@ -771,6 +692,8 @@ class AnisotropicCovariance:
                 raise ValueError(f"only ConstantMean/ZeroMean convert, got {type(mm).__name__}")
             tf = getattr(obj, "outcome_transform", None)
             if tf is not None:
+                # Only BoTorch models have outcome transforms, so BoTorch is already imported here; importing it at
+                # module level would make `import gpytorch_so3.geo` change gpytorch's global settings.
                 from botorch.models.transforms.outcome import Standardize
 
                 if not isinstance(tf, Standardize):
@@ -779,8 +702,9 @@ class AnisotropicCovariance:
                 y_shift = float(tf.means.detach().reshape(-1)[0])
         outputscale = 1.0
         if isinstance(kernel, ScaleKernel):
-            outputscale = float(kernel.outputscale.detach().reshape(-1)[0]) if kernel.outputscale.numel() == 1 \
-                else math.nan
+            outputscale = (
+                float(kernel.outputscale.detach().reshape(-1)[0]) if kernel.outputscale.numel() == 1 else math.nan
+            )
             kernel = kernel.base_kernel
         if not isinstance(kernel, gpytorch.kernels.Kernel):
             raise TypeError(f"expected a gpytorch kernel or ExactGP, got {type(obj).__name__}")
@@ -793,7 +717,7 @@ class AnisotropicCovariance:
                 rot = kernel.rotation.reshape(3).double()
             elif isinstance(kernel, FullSPDKernel):
                 nu = kernel.nu
-                ls, R = F.metric_to_principal(kernel.metric.double())
+                ls, R = F.metric_to_canonical(kernel.metric.double())
                 rot = so3.log_map(R)
             elif isinstance(kernel, RBFKernel | MaternKernel):
                 nu = None if isinstance(kernel, RBFKernel) else F.check_nu(kernel.nu)
@@ -891,8 +815,11 @@ def to_gstools(obj: Any, *, coordinate_scale: float | Any = 1.0):
         >>> [round(float(a), 3) for a in model.anis]
         [0.25, 0.05]
     """
-    cov = obj if isinstance(obj, AnisotropicCovariance) else AnisotropicCovariance.from_model(
-        obj, coordinate_scale=coordinate_scale)
+    cov = (
+        obj
+        if isinstance(obj, AnisotropicCovariance)
+        else AnisotropicCovariance.from_model(obj, coordinate_scale=coordinate_scale)
+    )
     return cov.to_gstools()
 
 
@@ -932,8 +859,11 @@ def to_pykrige(obj: Any, *, coordinate_scale: float | Any = 1.0) -> dict[str, An
         >>> kw["variogram_model"], round(kw["anisotropy_scaling_y"], 6), round(kw["anisotropy_scaling_z"], 6)
         ('gaussian', 2.5, 50.0)
     """
-    cov = obj if isinstance(obj, AnisotropicCovariance) else AnisotropicCovariance.from_model(
-        obj, coordinate_scale=coordinate_scale)
+    cov = (
+        obj
+        if isinstance(obj, AnisotropicCovariance)
+        else AnisotropicCovariance.from_model(obj, coordinate_scale=coordinate_scale)
+    )
     return cov.to_pykrige()
 
 

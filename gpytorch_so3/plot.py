@@ -2,7 +2,7 @@ r"""Matplotlib figures for rotated anisotropy: ellipsoids, stereonets, posterior
 
 Optional extra ``plot`` (``pip install 'gpytorch-so3[plot]'``): matplotlib is imported when a function is
 called, so ``import gpytorch_so3.plot`` works without it and the first call raises an ``ImportError`` that
-says what to install. Trace and rank plots use ArviZ when it is installed (extra ``arviz``).
+says what to install. Trace and rank plots are ArviZ's (the ``plot`` extra installs it).
 
 Every function draws on the axes you pass (``ax=`` or ``axes=``) or, if you pass none, on a new figure made
 with ``matplotlib.pyplot`` (so it shows inline in notebooks); it returns ``(figure, axes)`` and never calls
@@ -17,6 +17,7 @@ per canonical axis throughout (:data:`AXIS_COLORS`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import so3
+from gpytorch_so3.large import predict_in_chunks
 
 __all__ = [
     "AXIS_COLORS",
@@ -46,7 +48,7 @@ AXIS_COLORS = ("#D55E00", "#009E73", "#0072B2")
 #: Colour of the true ellipsoid / true directions.
 TRUTH_COLOR = "black"
 
-_INSTALL_HINT = "pip install 'gpytorch-so3[plot]'"
+_INSTALL_HINT = "pip install 'gpytorch-so3[plot]'"  # matplotlib and arviz
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -129,7 +131,7 @@ def _principal(obj: Any, what: str) -> tuple[Tensor, Tensor]:
             f"got {type(obj).__name__}"
         )
     with torch.no_grad():
-        ls, R = F.metric_to_principal(M.detach().cpu().double())
+        ls, R = F.metric_to_canonical(M.detach().cpu().double())
     return _squeeze_batch(ls, R, what)
 
 
@@ -237,8 +239,9 @@ def plot_ellipsoid(
     if truth_lr is not None:
         txyz = _ellipsoid_mesh(*truth_lr, c, resolution)
         stride = max(1, resolution // 8)
-        ax.plot_wireframe(*txyz, color=TRUTH_COLOR, lw=0.5, alpha=0.6, rstride=stride, cstride=stride,
-                          label=truth_label)
+        ax.plot_wireframe(
+            *txyz, color=TRUTH_COLOR, lw=0.5, alpha=0.6, rstride=stride, cstride=stride, label=truth_label
+        )
         for i in range(3):
             d = (truth_lr[1][:, i] * truth_lr[0][i]).numpy()
             seg = np.stack([c - d, c + d], axis=1)
@@ -306,13 +309,25 @@ def equal_area_projection(u: Any) -> Tensor:
     return torch.stack((scale * t[..., 0], scale * t[..., 1]), dim=-1) + 0.0
 
 
+def _canonical_pair(obj: Any) -> tuple[Tensor, Tensor] | None:
+    """``obj.canonical()`` (the package's one name for canonical ``(lengthscale, axes)``), else None.
+
+    ``canonical_samples()`` is accepted too: the fully Bayesian model's name for it before the renaming.
+    """
+    for name in ("canonical", "canonical_samples"):
+        method = getattr(obj, name, None)
+        if callable(method) and not torch.is_tensor(obj):
+            return method()
+    return None
+
+
 def _axes_samples(samples: Any) -> Tensor:
     """``S x 3 x 3`` canonical axes (columns) from a summary, a fitted fully Bayesian model or a tensor."""
     axes = getattr(samples, "axes", None)
     if torch.is_tensor(axes):  # PosteriorSummary
         t = axes
-    elif hasattr(samples, "canonical_samples") and callable(samples.canonical_samples):  # SO3FullyBayesianGP
-        t = samples.canonical_samples()[1]
+    elif (pair := _canonical_pair(samples)) is not None:  # a fitted SO3FullyBayesianGP (or a batched kernel)
+        t = pair[1]
     else:
         t = samples
     t = _tensor(t, "axes_samples")
@@ -409,16 +424,40 @@ def plot_stereonet(
     _stereonet_frame(ax)
     for i in which:
         xy = equal_area_projection(A[:, :, i]).numpy()
-        ax.scatter(xy[:, 0], xy[:, 1], s=markersize, color=colors[i], alpha=alpha, lw=0, zorder=3,
-                   label=f"{AXIS_NAMES[i]} axis")
+        ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=markersize,
+            color=colors[i],
+            alpha=alpha,
+            lw=0,
+            zorder=3,
+            label=f"{AXIS_NAMES[i]} axis",
+        )
     if T is not None:
         for i in which:
             xy = equal_area_projection(T[:, i]).numpy()
-            ax.scatter([xy[0]], [xy[1]], s=truth_size, marker="*", color=colors[i], edgecolors="black",
-                       linewidths=1.0, zorder=2, label="truth (stars)" if i == which[0] else None)
+            ax.scatter(
+                [xy[0]],
+                [xy[1]],
+                s=truth_size,
+                marker="*",
+                color=colors[i],
+                edgecolors="black",
+                linewidths=1.0,
+                zorder=2,
+                label="truth (stars)" if i == which[0] else None,
+            )
     if legend:
-        leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.03), ncol=4, fontsize=8, frameon=False,
-                        handletextpad=0.1, columnspacing=0.8)
+        leg = ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.03),
+            ncol=4,
+            fontsize=8,
+            frameon=False,
+            handletextpad=0.1,
+            columnspacing=0.8,
+        )
         for handle in leg.legend_handles:  # one readable marker size in the legend, whatever the plot sizes
             if hasattr(handle, "set_sizes"):
                 handle.set_sizes([40.0])
@@ -432,8 +471,8 @@ def _lengthscale_samples(samples: Any) -> Tensor:
     ls = getattr(samples, "lengthscale", None)
     if torch.is_tensor(ls) and ls.dim() == 2:  # PosteriorSummary
         t = ls
-    elif hasattr(samples, "canonical_samples") and callable(samples.canonical_samples):
-        t = samples.canonical_samples()[0]
+    elif (pair := _canonical_pair(samples)) is not None:
+        t = pair[0]
     else:
         t = samples
     t = _tensor(t, "samples")
@@ -504,8 +543,15 @@ def plot_lengthscale_posterior(
     grid = np.linspace(edges[0], edges[-1], 256)
     for i in range(3):
         x = L[:, i]
-        ax.hist(np.exp(x), bins=np.exp(edges), weights=np.full(x.shape, 1.0 / (x.size * width)), histtype="stepfilled",
-                color=colors[i], alpha=0.35, label=f"{AXIS_NAMES[i]} (median {math.exp(float(np.median(x))):.3g})")
+        ax.hist(
+            np.exp(x),
+            bins=np.exp(edges),
+            weights=np.full(x.shape, 1.0 / (x.size * width)),
+            histtype="stepfilled",
+            color=colors[i],
+            alpha=0.35,
+            label=f"{AXIS_NAMES[i]} (median {math.exp(float(np.median(x))):.3g})",
+        )
         if kde and x.size > 1 and float(np.ptp(x)) > 0:
             from scipy.stats import gaussian_kde
 
@@ -546,17 +592,6 @@ def _trace_variables(summary: Any, var_names: Sequence[str] | None) -> list[tupl
     return out
 
 
-def _rank_histograms(x: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rank of every draw among all chains' draws, histogram per chain: ``(edges, counts chains x bins)``."""
-    from scipy.stats import rankdata
-
-    C, D = x.shape
-    ranks = rankdata(x.reshape(-1), method="average").reshape(C, D)
-    edges = np.linspace(0.5, C * D + 0.5, bins + 1)
-    counts = np.stack([np.histogram(r, bins=edges)[0] for r in ranks])
-    return edges, counts
-
-
 def plot_traces(
     summary: Any,
     var_names: Sequence[str] | None = None,
@@ -564,7 +599,7 @@ def plot_traces(
     kind: str = "trace",
     axes=None,
     use_arviz: bool | None = None,
-    bins: int = 20,
+    bins: int | None = None,
 ):
     r"""MCMC diagnostics per chain: trace plots or rank plots of the canonical length-scales, output-scale, noise.
 
@@ -572,10 +607,8 @@ def plot_traces(
     labellings of the axes. A good trace looks like stationary noise with all chains overlapping; a good rank
     plot has flat histograms (every chain visits all parts of the pooled posterior equally often).
 
-    With ArviZ installed (and ``use_arviz`` not ``False``) this calls ``arviz.plot_trace`` (``kind="trace"``:
-    marginal density left, trace right, one row per scalar) or ``arviz.plot_rank`` (``kind="rank"``) on
-    ``summary.to_arviz()``. Without it, plain matplotlib draws the same layout: for ``"trace"`` a histogram per
-    chain (left) and the trace per chain (right), for ``"rank"`` one rank histogram per chain (step lines).
+    Drawn by ArviZ (extra ``plot``, which includes it): ``arviz.plot_trace`` (``kind="trace"``: marginal density
+    left, trace right, one row per scalar) or ``arviz.plot_rank`` (``kind="rank"``) on ``summary.to_arviz()``.
 
     Args:
         summary: a :class:`~gpytorch_so3.summary.PosteriorSummary` from :func:`gpytorch_so3.summarize_posterior`.
@@ -584,8 +617,8 @@ def plot_traces(
         kind: ``"trace"`` or ``"rank"``.
         axes: matplotlib axes to draw on: shape ``(rows, 2)`` for ``"trace"`` and ``(rows,)`` for ``"rank"``
             (``rows`` = number of scalar quantities); default a new figure.
-        use_arviz: ``True`` (require ArviZ), ``False`` (plain matplotlib) or ``None`` (ArviZ if installed).
-        bins: number of bins of the rank histograms (plain matplotlib only).
+        use_arviz: deprecated and ignored (ArviZ is always used; its hand-written matplotlib fallback was removed).
+        bins: deprecated and ignored (ArviZ chooses the rank-plot bins).
 
     Returns:
         ``(fig, axes)`` with ``axes`` a numpy array of matplotlib axes.
@@ -593,17 +626,23 @@ def plot_traces(
     Raises:
         ValueError: unknown ``kind`` or variable, wrongly shaped ``axes``.
         TypeError: ``summary`` is not a posterior summary.
-        ImportError: ``use_arviz=True`` without ArviZ installed.
+        ImportError: ArviZ or matplotlib is not installed (``pip install 'gpytorch-so3[plot]'``).
 
     Example:
         >>> import matplotlib; matplotlib.use("Agg")
         >>> from gpytorch_so3.summary import summarize_samples
         >>> draws = {"lengthscale": torch.rand(2, 40, 3) + 0.1, "rotation": torch.randn(2, 40, 3),
         ...          "outputscale": torch.rand(2, 40) + 0.5, "mean": torch.zeros(2, 40)}
-        >>> fig, axes = plot_traces(summarize_samples(draws), use_arviz=False)
+        >>> fig, axes = plot_traces(summarize_samples(draws))
         >>> axes.shape
         (4, 2)
     """
+    if use_arviz is not None or bins is not None:
+        warnings.warn(
+            "plot_traces: `use_arviz` and `bins` are deprecated and ignored; ArviZ draws the plots",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     if kind not in ("trace", "rank"):
         raise ValueError(f"kind must be 'trace' or 'rank', got {kind!r}")
     rows = _trace_variables(summary, var_names)
@@ -615,58 +654,23 @@ def plot_traces(
             axes = axes.reshape(-1)
         if axes.shape != want:
             raise ValueError(f"axes must have shape {want} for kind={kind!r} with these variables, got {axes.shape}")
-    if use_arviz is None:
-        try:
-            import arviz  # noqa: F401
-
-            use_arviz = True
-        except ImportError:  # pragma: no cover - depends on the environment
-            use_arviz = False
-    if use_arviz:
-        try:
-            import arviz as az
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("plot_traces(use_arviz=True) needs arviz: pip install 'gpytorch-so3[arviz]'") from e
-        idata = summary.to_arviz()
-        names = list(dict.fromkeys(r[0].split("[")[0] for r in rows))
-        # Without axes: a figure tall enough for ArviZ's two-line titles, laid out without overlaps.
-        layout = {} if axes is not None else {"backend_kwargs": {"layout": "constrained"}}
-        if kind == "trace":
-            size = {} if axes is not None else {"figsize": (10.0, 2.1 * n)}
-            out = az.plot_trace(idata, var_names=names, compact=False, axes=axes, show=False, **size, **layout)
-        else:
-            size = {} if axes is not None else {"figsize": (11.0, 2.6 * math.ceil(n / 3))}
-            out = az.plot_rank(idata, var_names=names, ax=axes, show=False, **size, **layout)
-        out = np.asarray(out, dtype=object)
-        return out.flat[0].figure, out
-
-    if axes is None:
-        plt = _pyplot()
-        fig, axes = plt.subplots(*want, figsize=(10.0 if kind == "trace" else 4.5, 1.9 * n), squeeze=False,
-                                 layout="constrained")
-        axes = np.asarray(axes, dtype=object).reshape(want)
-    fig = axes.flat[0].figure
-    for r, (label, x) in enumerate(rows):
-        C = x.shape[0]
-        chain_colors = [f"C{c % 10}" for c in range(C)]
-        if kind == "trace":
-            a_hist, a_trace = axes[r, 0], axes[r, 1]
-            for c in range(C):
-                a_hist.hist(x[c], bins=bins, histtype="step", density=True, color=chain_colors[c])
-                a_trace.plot(np.arange(x.shape[1]), x[c], color=chain_colors[c], lw=0.7, alpha=0.8,
-                             label=f"chain {c}")
-            a_hist.set_title(label, fontsize=9)
-            a_trace.set_title(label, fontsize=9)
-            a_trace.set_xlabel("draw")
-        else:
-            a = axes[r]
-            edges, counts = _rank_histograms(x, bins)
-            for c in range(C):
-                a.stairs(counts[c], edges, color=chain_colors[c], label=f"chain {c}")
-            a.axhline(x.shape[1] / bins, color="0.4", ls="--", lw=0.8)  # the flat line of a perfect mix
-            a.set_title(label, fontsize=9)
-            a.set_xlabel("rank (all chains)")
-    return fig, axes
+    _pyplot()  # a clear ImportError first if matplotlib is missing
+    try:
+        import arviz as az
+    except ImportError as e:
+        raise ImportError(f"plot_traces needs arviz: {_INSTALL_HINT}") from e
+    idata = summary.to_arviz()
+    names = list(dict.fromkeys(r[0].split("[")[0] for r in rows))
+    # Without axes: a figure tall enough for ArviZ's two-line titles, laid out without overlaps.
+    layout = {} if axes is not None else {"backend_kwargs": {"layout": "constrained"}}
+    if kind == "trace":
+        size = {} if axes is not None else {"figsize": (10.0, 2.1 * n)}
+        out = az.plot_trace(idata, var_names=names, compact=False, axes=axes, show=False, **size, **layout)
+    else:
+        size = {} if axes is not None else {"figsize": (11.0, 2.6 * math.ceil(n / 3))}
+        out = az.plot_rank(idata, var_names=names, ax=axes, show=False, **size, **layout)
+    out = np.asarray(out, dtype=object)
+    return out.flat[0].figure, out
 
 
 # --------------------------------------------------------------------------------------------------- predictions
@@ -732,8 +736,7 @@ def plot_predictions(
     if s is None:
         ax.scatter(t, p, s=12, color=color, alpha=0.7, label=label)
     else:
-        ax.errorbar(t, p, yerr=z * s, fmt="o", ms=3, color=color, ecolor=color, elinewidth=0.8, alpha=0.6,
-                    label=label)
+        ax.errorbar(t, p, yerr=z * s, fmt="o", ms=3, color=color, ecolor=color, elinewidth=0.8, alpha=0.6, label=label)
     lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
     ax.axline((lo, lo), (hi if hi > lo else lo + 1.0, hi if hi > lo else lo + 1.0), color="0.3", ls="--", lw=1.0)
     rmse = float(np.sqrt(np.mean((p - t) ** 2)))
@@ -743,8 +746,16 @@ def plot_predictions(
         text += f"\n$R^2$ {1.0 - float(np.sum((p - t) ** 2)) / sst:.3f}"
     if s is not None:
         text += f"\ncoverage {100.0 * float(np.mean(np.abs(p - t) <= z * s)):.0f}%"
-    ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", ha="left", fontsize=9,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+    ax.text(
+        0.03,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"},
+    )
     ax.set_xlabel("held-out truth")
     ax.set_ylabel("prediction")
     if title is not None:
@@ -769,30 +780,24 @@ def _model_device(model: Any) -> torch.device:
 
 
 def _predict_mean_sd(model: Any, X: Tensor, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Latent predictive mean and sd of a BoTorch model (mixture moments if fully Bayesian) or gpytorch ExactGP."""
-    import gpytorch
+    """Latent predictive mean and sd at ``X`` (``n x 3``) by :func:`gpytorch_so3.large.predict_in_chunks`.
 
-    means, sds = [], []
-    if hasattr(model, "eval"):
-        model.eval()
-    with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
-        for i in range(0, X.shape[0], chunk):
-            x = X[i : i + chunk]
-            if hasattr(model, "posterior"):
-                post = model.posterior(x)
-                if hasattr(post, "mixture_mean"):  # BoTorch GaussianMixturePosterior (fully Bayesian)
-                    m, v = post.mixture_mean, post.mixture_variance
-                else:
-                    m, v = post.mean, post.variance
-            else:
-                out = model(x)
-                m, v = out.mean, out.variance
-            m, v = m.reshape(x.shape[0], -1), v.reshape(x.shape[0], -1)
-            if m.shape[-1] != 1:
-                raise ValueError(f"plot_field_slice needs a single-output model, got {m.shape[-1]} outputs")
-            means.append(m[:, 0].double().cpu())
-            sds.append(v[:, 0].clamp_min(0.0).sqrt().double().cpu())
-    return torch.cat(means).numpy(), torch.cat(sds).numpy()
+    For a fully Bayesian model (``_is_fully_bayesian``; posterior batch over MCMC samples at dimension -3, BoTorch's
+    ``MCMC_DIM``) the mixture moments are returned: the mean of the sample means and, by the law of total variance,
+    the mean of the sample variances plus the variance of the sample means.
+    """
+    mean, var = predict_in_chunks(model, X, chunk_size=chunk)
+    if getattr(model, "_is_fully_bayesian", False) and mean.dim() >= 3:
+        mixture_mean = mean.mean(dim=-3)
+        var = var.mean(dim=-3) + (mean - mixture_mean.unsqueeze(-3)).pow(2).mean(dim=-3)
+        mean = mixture_mean
+    if mean.dim() == 1:  # a single-output gpytorch model: n
+        mean, var = mean.unsqueeze(-1), var.unsqueeze(-1)
+    if mean.dim() != 2 or mean.shape[-1] != 1:
+        raise ValueError(
+            f"plot_field_slice needs a single-output, unbatched model; its predictions have shape {tuple(mean.shape)}"
+        )
+    return mean[:, 0].double().cpu().numpy(), var[:, 0].clamp_min(0.0).sqrt().double().cpu().numpy()
 
 
 def plot_field_slice(
@@ -812,11 +817,12 @@ def plot_field_slice(
 ):
     r"""A horizontal slice ``z = const`` of the predicted field: posterior mean, its sd and (optionally) the truth.
 
-    The model is evaluated on a ``resolution x resolution`` grid over ``bounds`` at height ``z`` (in chunks, so
-    large grids use bounded memory). For a BoTorch model the latent posterior (no observation noise) is used,
-    with the mixture mean and variance for a fully Bayesian model; a plain gpytorch ``ExactGP`` is called in
-    eval mode. Mean and truth share one colour scale, so the panels can be compared directly; the sd panel
-    shows where the model is unsure (far from data, and across the fast direction of the anisotropy).
+    The model is evaluated on a ``resolution x resolution`` grid over ``bounds`` at height ``z`` with
+    :func:`gpytorch_so3.large.predict_in_chunks` (bounded memory). For a BoTorch model the latent posterior (no
+    observation noise) is used, with the mixture mean and variance for a fully Bayesian model; a plain gpytorch
+    ``ExactGP`` is called in eval mode. Mean and truth share one colour scale, so the panels can be compared
+    directly; the sd panel shows where the model is unsure (far from data, and across the fast direction of the
+    anisotropy).
 
     Artists: one image per panel (mean, sd, truth), a colour bar per panel, and with ``points`` one scatter
     collection of the data points within ``points_tol`` of the slice, on the mean panel.
@@ -834,7 +840,7 @@ def plot_field_slice(
         points_tol: show ``points`` with ``|z_i - z| <= points_tol`` (default 5% of the larger side of the slice).
         cmap: colour map of the mean and the truth.
         sd_cmap: colour map of the sd.
-        chunk: grid points per model call.
+        chunk: grid points per model call (``chunk_size`` of ``predict_in_chunks``).
 
     Returns:
         ``(fig, axes)`` with ``axes`` a numpy array (mean, sd[, truth]).
@@ -874,8 +880,9 @@ def plot_field_slice(
     xs = torch.linspace(float(b[0, 0]), float(b[0, 1]), resolution, dtype=torch.float64)
     ys = torch.linspace(float(b[1, 0]), float(b[1, 1]), resolution, dtype=torch.float64)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")  # resolution (y) x resolution (x)
-    P = torch.stack((gx.reshape(-1), gy.reshape(-1), torch.full((resolution * resolution,), z, dtype=torch.float64)),
-                    -1)
+    P = torch.stack(
+        (gx.reshape(-1), gy.reshape(-1), torch.full((resolution * resolution,), z, dtype=torch.float64)), -1
+    )
     Xm = P.to(dtype=dtype, device=device)
     if transform is not None:
         Xm = transform(Xm)
@@ -903,6 +910,13 @@ def plot_field_slice(
             raise ValueError(f"points must have shape (n, 3), got {pts.shape}")
         tol = 0.05 * float((b[:, 1] - b[:, 0]).max()) if points_tol is None else float(points_tol)
         near = np.abs(pts[:, 2] - z) <= tol
-        axes[0].scatter(pts[near, 0], pts[near, 1], s=6, color="white", edgecolors="black", linewidths=0.4,
-                        label=f"data within {tol:.2g} of the slice")
+        axes[0].scatter(
+            pts[near, 0],
+            pts[near, 1],
+            s=6,
+            color="white",
+            edgecolors="black",
+            linewidths=0.4,
+            label=f"data within {tol:.2g} of the slice",
+        )
     return fig, axes

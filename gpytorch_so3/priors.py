@@ -13,6 +13,12 @@ Defaults live in named constants and small factories, in the style of BoTorch's
 :func:`default_rotation_prior`, :func:`default_outputscale_prior`, :func:`default_noise_prior`,
 :func:`default_lengthscale_constraint` and the assembled :func:`so3_covar_module`.
 
+**Smoothness** ``nu``: the kernel classes default to ``nu=None`` (squared exponential), like gpytorch's
+``RBFKernel``, so that a kernel built with no arguments is the gpytorch analogue; the factories here and in
+:mod:`gpytorch_so3.botorch_utils`, and the models built on them, default to :data:`DEFAULT_NU` = 2.5 (Matern-5/2),
+as BoTorch's ``get_matern_kernel_with_gamma_prior`` and its fully Bayesian models do: physical fields are rougher
+than an RBF assumes, and an RBF then overfits and is overconfident between data.
+
 Shape convention of ``expand``: like gpytorch's own :class:`~gpytorch.priors.MultivariateNormalPrior`, and as
 :meth:`gpytorch.Module.pyro_sample_from_prior` calls it (``prior.expand(closure(module).shape)``), the
 rotation priors' ``expand(shape)`` takes the *full* shape ``(*batch_shape, 3)`` of the parameter, not the
@@ -40,28 +46,35 @@ from gpytorch_so3 import so3
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 __all__ = [
+    "DEFAULT",
     "DEFAULT_INITIAL_OUTPUTSCALE",
     "DEFAULT_LENGTHSCALE_LOC",
     "DEFAULT_LENGTHSCALE_MEDIAN",
     "DEFAULT_LENGTHSCALE_SCALE",
     "DEFAULT_NOISE_CONCENTRATION",
     "DEFAULT_NOISE_RATE",
+    "DEFAULT_NU",
     "DEFAULT_OUTPUTSCALE_CONCENTRATION",
     "DEFAULT_OUTPUTSCALE_RATE",
     "DEFAULT_ROTATION_SMOOTHING",
     "INITIAL_LENGTHSCALE_RANGE",
     "MAX_ROTATION_SMOOTHING",
+    "Default",
     "GaussianRotationPrior",
     "HaarRotationPrior",
+    "as_batch_shape",
     "default_lengthscale_constraint",
     "default_lengthscale_prior",
     "default_noise_prior",
     "default_outputscale_prior",
     "default_rotation_prior",
+    "initial_lengthscale",
     "so3_covar_module",
 ]
 
 # ------------------------------------------------------------------------------------------ named defaults
+#: Default smoothness of the factories and models (Matern-5/2); the kernel classes default to ``None`` (RBF).
+DEFAULT_NU = 2.5
 #: Median of the default length-scale prior, for inputs scaled isotropically so that the largest axis extent
 #: of the domain is about 1 (one common factor for all axes, never per axis: per-axis scaling shears space).
 DEFAULT_LENGTHSCALE_MEDIAN = 0.3
@@ -95,7 +108,23 @@ _LOG_4PI2 = math.log(4.0 * math.pi**2)
 
 
 # ------------------------------------------------------------------------------------------ rotation priors
-def _as_batch_shape(batch_shape: Sequence[int] | torch.Size | None) -> torch.Size:
+def as_batch_shape(batch_shape: Sequence[int] | torch.Size | None) -> torch.Size:
+    """A validated ``torch.Size`` batch shape (``None`` is the empty shape).
+
+    Args:
+        batch_shape: ``None`` or a sequence of non-negative ints.
+
+    Returns:
+        the batch shape.
+
+    Raises:
+        TypeError: not a sequence of ints.
+        ValueError: a negative entry.
+
+    Example:
+        >>> as_batch_shape(None), as_batch_shape([2, 3])
+        (torch.Size([]), torch.Size([2, 3]))
+    """
     if batch_shape is None:
         return torch.Size([])
     try:
@@ -172,7 +201,7 @@ class GaussianRotationPrior(_RotationPrior):
 
     def __init__(self, scale: float | Tensor = 1.0, batch_shape: Sequence[int] | torch.Size | None = None) -> None:
         torch.nn.Module.__init__(self)
-        batch_shape = _as_batch_shape(batch_shape)
+        batch_shape = as_batch_shape(batch_shape)
         scale_t = torch.as_tensor(scale, dtype=scale.dtype if torch.is_tensor(scale) else torch.get_default_dtype())
         if not scale_t.is_floating_point():
             scale_t = scale_t.to(torch.get_default_dtype())
@@ -244,7 +273,7 @@ def _log_haar_radial(t: Tensor) -> Tensor:
     (``|grad| <= 1 / (pi sqrt(eps))``) and changes the density only within ``2 pi sqrt(eps)`` of ``2 pi k``, where it is
     below ``eps`` relative to its peak and further multiplied by ``Phi(-pi / s)``: a mass change below 1e-30.
     """
-    sinc_sq = so3._sinc(0.5 * t) ** 2
+    sinc_sq = so3.sinc(0.5 * t) ** 2
     return torch.log(0.5 * sinc_sq.clamp_min(torch.finfo(t.dtype).eps)) - _LOG_4PI2
 
 
@@ -331,7 +360,7 @@ class HaarRotationPrior(_RotationPrior):
             raise ValueError(
                 f"HaarRotationPrior: smoothing must be in (0, {MAX_ROTATION_SMOOTHING}], got {smoothing!r}"
             )
-        batch_shape = _as_batch_shape(batch_shape)
+        batch_shape = as_batch_shape(batch_shape)
         self._init_distribution(batch_shape)  # first: Distribution.__init__ re-runs Module.__init__ (wipes buffers)
         # `s` is a constructor setting like the kernel's `nu`: an exact Python float, not in the state_dict (a float32
         # buffer would round it, and BoTorch's state_dict checkpoints accept tensors only). An empty non-persistent
@@ -369,7 +398,7 @@ class HaarRotationPrior(_RotationPrior):
             log densities of shape ``broadcast(..., batch_shape)``; finite, with finite gradients, everywhere.
         """
         w = self._check_value(value)
-        t = so3._safe_norm(w)  # gradient 0 (not NaN) at w = 0, where the density is flat
+        t = so3.safe_norm(w)  # gradient 0 (not NaN) at w = 0, where the density is flat
         lp = _log_haar_radial(t) + torch.special.log_ndtr((math.pi - t) / self._smoothing)
         return self._broadcast(lp)
 
@@ -378,8 +407,8 @@ class HaarRotationPrior(_RotationPrior):
         shape = self._extended_shape(torch.Size(sample_shape))[:-1]
         dtype, device = self._anchor.dtype, self._anchor.device
         with torch.no_grad():
-            w = so3.log_map(so3.random_rotation(*shape, dtype=dtype, device=device))
-            theta = so3._safe_norm(w)
+            w = so3.log_map(so3.random_rotation(*shape, dtype=dtype, device=device), check=False)  # exact rotations
+            theta = so3.safe_norm(w)
             flip = torch.rand(shape, dtype=dtype, device=device) >= self.edge_weight(theta)  # P = 1 - h(theta)
             theta_safe = torch.where(theta > 0, theta, torch.ones_like(theta))
             other = w * (-(2.0 * math.pi - theta_safe) / theta_safe).unsqueeze(-1)
@@ -492,18 +521,35 @@ def default_lengthscale_constraint() -> Positive:
     return Positive()
 
 
-class _Default:
-    """Sentinel: "use the documented default" (``None`` means "no prior")."""
+class Default:
+    """Type of the sentinel :data:`DEFAULT`: "use the documented default" (while ``None`` means "no prior").
+
+    Example:
+        >>> DEFAULT, isinstance(DEFAULT, Default)
+        (<default>, True)
+    """
 
     def __repr__(self) -> str:
         return "<default>"
 
 
-_DEFAULT = _Default()
+#: Sentinel default of the factories' prior arguments (``None`` would mean "no prior").
+DEFAULT = Default()
 
 
-def _initial_lengthscale(prior: Prior | None) -> float:
-    """The prior's median (else mode, else mean), clipped to :data:`INITIAL_LENGTHSCALE_RANGE`."""
+def initial_lengthscale(prior: Prior | None) -> float:
+    """The prior's median (else mode, else mean), clipped to :data:`INITIAL_LENGTHSCALE_RANGE`.
+
+    Args:
+        prior: a length-scale prior, or ``None`` (then :data:`DEFAULT_LENGTHSCALE_MEDIAN`).
+
+    Returns:
+        the initial length-scale.
+
+    Example:
+        >>> round(initial_lengthscale(default_lengthscale_prior()), 6), initial_lengthscale(None)
+        (0.3, 0.3)
+    """
     value = DEFAULT_LENGTHSCALE_MEDIAN
     if prior is not None:
         for getter in (lambda p: p.icdf(torch.tensor(0.5)), lambda p: p.mode, lambda p: p.mean):
@@ -518,14 +564,21 @@ def _initial_lengthscale(prior: Prior | None) -> float:
     return min(max(value, lo), hi)
 
 
+# Deprecated private aliases (other modules still use them; the integrator removes them).
+_as_batch_shape = as_batch_shape
+_Default = Default
+_DEFAULT = DEFAULT
+_initial_lengthscale = initial_lengthscale
+
+
 def so3_covar_module(
-    nu: float | None = 2.5,
+    nu: float | None = DEFAULT_NU,
     *,
     batch_shape: Sequence[int] | torch.Size | None = None,
     active_dims: tuple[int, ...] | None = None,
-    lengthscale_prior: Prior | _Default | None = _DEFAULT,
-    rotation_prior: Prior | _Default | None = _DEFAULT,
-    outputscale_prior: Prior | _Default | None = _DEFAULT,
+    lengthscale_prior: Prior | Default | None = DEFAULT,
+    rotation_prior: Prior | Default | None = DEFAULT,
+    outputscale_prior: Prior | Default | None = DEFAULT,
     lengthscale_constraint: Interval | None = None,
 ) -> ScaleKernel:
     r"""``ScaleKernel(SO3AnisotropicKernel(nu))`` with the default priors and sensible initial values.
@@ -538,7 +591,8 @@ def so3_covar_module(
     Use it with inputs scaled isotropically to a domain of extent about 1 and a standardised outcome.
 
     Args:
-        nu: ``None`` (squared exponential) or Matern smoothness 0.5, 1.5, 2.5 (default 2.5).
+        nu: ``None`` (squared exponential) or Matern smoothness 0.5, 1.5, 2.5 (default :data:`DEFAULT_NU` = 2.5;
+            note that ``SO3AnisotropicKernel()`` itself defaults to ``None``, see the module docstring).
         batch_shape: batch shape of the hyperparameters (default: none).
         active_dims: three input columns the kernel acts on (default: all, inputs must be 3-D).
         lengthscale_prior: prior on the length-scales (default :func:`default_lengthscale_prior`; ``None``:
@@ -557,15 +611,15 @@ def so3_covar_module(
         >>> model.covar_module.base_kernel.lengthscale.detach()
         tensor([[0.3000, 0.3000, 0.3000]], dtype=torch.float64)
     """
-    if isinstance(lengthscale_prior, _Default):
+    if isinstance(lengthscale_prior, Default):
         lengthscale_prior = default_lengthscale_prior()
-    if isinstance(rotation_prior, _Default):
+    if isinstance(rotation_prior, Default):
         rotation_prior = default_rotation_prior()
-    if isinstance(outputscale_prior, _Default):
+    if isinstance(outputscale_prior, Default):
         outputscale_prior = default_outputscale_prior()
     if lengthscale_constraint is None:
         lengthscale_constraint = default_lengthscale_constraint()
-    batch_shape = _as_batch_shape(batch_shape)
+    batch_shape = as_batch_shape(batch_shape)
     base = SO3AnisotropicKernel(
         nu=nu,
         lengthscale_prior=lengthscale_prior,
@@ -574,7 +628,7 @@ def so3_covar_module(
         batch_shape=batch_shape,
         active_dims=active_dims,
     )
-    base.initialize(lengthscale=_initial_lengthscale(lengthscale_prior))
+    base.initialize(lengthscale=initial_lengthscale(lengthscale_prior))
     base.initialize(raw_rotation=torch.zeros_like(base.raw_rotation))
     kernel = ScaleKernel(base, batch_shape=batch_shape, outputscale_prior=outputscale_prior)
     kernel.initialize(outputscale=DEFAULT_INITIAL_OUTPUTSCALE)

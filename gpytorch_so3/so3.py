@@ -22,14 +22,21 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "HORIZONTAL_TOL",
     "angle_between_axes",
+    "azimuth_dip",
     "canonicalize",
+    "check_rotation",
+    "direction_from_azimuth_dip",
     "exp_map",
     "hat",
     "log_map",
     "quaternion_to_matrix",
     "random_rotation",
     "rotation_angle",
+    "rotation_tolerance",
+    "safe_norm",
+    "sinc",
     "vee",
 ]
 
@@ -49,8 +56,22 @@ def _check_last_dims(name: str, t: Tensor, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
 
 
-def _sinc(t: Tensor) -> Tensor:
-    """``sin(t) / t`` with the value 1 and finite derivatives at ``t = 0`` (unnormalised sinc)."""
+def sinc(t: Tensor) -> Tensor:
+    """``sin(t) / t`` with the value 1 and finite derivatives at ``t = 0`` (unnormalised sinc).
+
+    Unlike ``torch.sinc`` (normalised, ``sin(pi t) / (pi t)``) this is the unnormalised sinc of Rodrigues'
+    formula; below ``|t| = 1e-3`` its Taylor series is used, so value and gradient are finite at 0.
+
+    Args:
+        t: any shape.
+
+    Returns:
+        ``sin(t) / t``, same shape.
+
+    Example:
+        >>> sinc(torch.tensor([0.0, math.pi / 2]))
+        tensor([1.0000, 0.6366])
+    """
     small = t.abs() < _SINC_TAYLOR_THRESHOLD
     # Double `where`: the unused branch must not see t = 0 either, or its NaN gradient leaks through.
     t_safe = torch.where(small, torch.ones_like(t), t)
@@ -59,11 +80,29 @@ def _sinc(t: Tensor) -> Tensor:
     return torch.where(small, taylor, torch.sin(t_safe) / t_safe)
 
 
-def _safe_norm(w: Tensor) -> Tensor:
-    """``|w|`` over the last dimension whose gradient is 0 (not NaN) at ``w = 0``."""
+def safe_norm(w: Tensor) -> Tensor:
+    """``|w|`` over the last dimension whose gradient is 0 (not NaN) at ``w = 0``.
+
+    Args:
+        w: ``(..., k)`` vectors.
+
+    Returns:
+        ``(...)`` Euclidean norms.
+
+    Example:
+        >>> w = torch.zeros(3, requires_grad=True)
+        >>> safe_norm(w).backward()
+        >>> w.grad
+        tensor([0., 0., 0.])
+    """
     sq = (w * w).sum(-1)
     zero = sq == 0
     return torch.where(zero, torch.zeros_like(sq), torch.where(zero, torch.ones_like(sq), sq).sqrt())
+
+
+# Deprecated private names, kept while other modules move to the public ones (to be removed by the integrator).
+_sinc = sinc
+_safe_norm = safe_norm
 
 
 def hat(w: Tensor) -> Tensor:
@@ -141,10 +180,10 @@ def exp_map(w: Tensor) -> Tensor:
         True
     """
     _check_last_dims("w", w, (3,))
-    theta = _safe_norm(w)[..., None, None]
+    theta = safe_norm(w)[..., None, None]
     K = hat(w)
-    a = _sinc(theta)
-    b = 0.5 * _sinc(0.5 * theta) ** 2
+    a = sinc(theta)
+    b = 0.5 * sinc(0.5 * theta) ** 2
     eye = torch.eye(3, dtype=w.dtype, device=w.device)
     return eye + a * K + b * (K @ K)
 
@@ -191,9 +230,7 @@ def _matrix_to_quaternion(R: Tensor) -> Tensor:
     s01, s02, s12 = R[..., 0, 1] + R[..., 1, 0], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1]
     # 4 * (squared component) for w, x, y, z; clamped so that the unused branches stay finite (their
     # gradients are multiplied by 0 in the selection below, but a NaN would still poison them).
-    diag = torch.stack(
-        (1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1
-    )
+    diag = torch.stack((1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1)
     roots = diag.clamp_min(0.1).sqrt()  # chosen branch has diag >= 1, so the clamp never touches it
     rw, rx, ry, rz = roots.unbind(-1)
     cands = torch.stack(
@@ -211,18 +248,100 @@ def _matrix_to_quaternion(R: Tensor) -> Tensor:
     return torch.where(q[..., :1] < 0, -q, q)
 
 
-def log_map(R: Tensor) -> Tensor:
+def rotation_tolerance(dtype: torch.dtype) -> float:
+    """Default tolerance of :func:`check_rotation` for a dtype: ``max(sqrt(eps), 1e-5)``.
+
+    ``3.5e-4`` for float32 and ``1e-5`` for float64: far above the rounding of rotations computed in that dtype
+    (``exp_map``, products of a few rotations, eigenvectors) and of rotations read from text files with six
+    decimals (entries off by ``5e-7``, ``R^T R - I`` by up to ``3e-6``), far below anything that is not a rotation.
+
+    Args:
+        dtype: a floating dtype.
+
+    Returns:
+        the tolerance.
+
+    Example:
+        >>> rotation_tolerance(torch.float32) > rotation_tolerance(torch.float64)
+        True
+    """
+    return max(math.sqrt(torch.finfo(dtype).eps), 1e-5)
+
+
+def check_rotation(R: Tensor, name: str = "R", atol: float | None = None) -> None:
+    r"""Raise ``ValueError`` unless every matrix of ``R`` is a rotation: finite, ``R^T R = I`` and ``det R = +1``.
+
+    Checked up to ``atol`` (default :func:`rotation_tolerance` of ``R``'s dtype) in the largest entry of
+    ``R^T R - I`` and in ``|det R - 1|``. Gradients are not tracked. Meta tensors (no values) pass.
+
+    Args:
+        R: ``(..., 3, 3)`` matrices.
+        name: what to call ``R`` in the message.
+        atol: tolerance (default: dtype-aware, see :func:`rotation_tolerance`).
+
+    Raises:
+        TypeError: ``R`` is not a floating-point tensor.
+        ValueError: wrong shape, or some matrix is not a rotation (reflections, scaled or singular matrices);
+            the message names the first offending batch index and the deviation.
+
+    Example:
+        >>> check_rotation(exp_map(torch.tensor([0.1, 0.2, 0.3])))  # passes silently
+        >>> check_rotation(torch.diag(torch.tensor([1.0, 1.0, -1.0])))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: R is not a rotation matrix: det = -1 (a reflection), max |R^T R - I| = 0; expected ...
+    """
+    _check_last_dims(name, R, (3, 3))
+    if R.device.type == "meta" or R.numel() == 0:
+        return
+    tol = rotation_tolerance(R.dtype) if atol is None else float(atol)
+    with torch.no_grad():
+        Rd = R.detach()
+        finite = torch.isfinite(Rd).flatten(-2).all(-1)
+        eye = torch.eye(3, dtype=R.dtype, device=R.device)
+        # Elementwise products instead of batched 3 x 3 matmul/LU (too small for BLAS/LAPACK to pay off):
+        # (R^T R)_ij = sum_k R_ki R_kj, det R = c0 . (c1 x c2). NaN compares False below, so it is caught too.
+        gram = (Rd.unsqueeze(-1) * Rd.unsqueeze(-2)).sum(-3)
+        orth = (gram - eye).abs().flatten(-2).amax(-1)
+        det = (Rd[..., 0] * torch.linalg.cross(Rd[..., 1], Rd[..., 2], dim=-1)).sum(-1)
+        bad = ~finite | ~(orth <= tol) | ~((det - 1.0).abs() <= tol)
+        if not bool(bad.any()):
+            return
+        idx = tuple(int(i) for i in bad.nonzero()[0]) if bad.dim() else ()
+        where = f" at batch index {idx}" if idx else ""
+        batch = f" (shape {tuple(R.shape)})" if R.dim() > 2 else ""
+        if not bool(finite[idx]):
+            problem = "it has non-finite entries"
+        else:
+            d, o = float(det[idx]), float(orth[idx])
+            kind = " (a reflection)" if d < 0 else (" (singular)" if abs(d) <= tol else "")
+            problem = f"det = {d:.6g}{kind}, max |R^T R - I| = {o:.3g}"
+        raise ValueError(
+            f"{name} is not a rotation matrix{where}{batch}: {problem}; expected R^T R = I and det R = +1 within "
+            f"{tol:.3g} ({R.dtype}). Pass check=False to skip this test."
+        )
+
+
+def log_map(R: Tensor, *, check: bool = True) -> Tensor:
     r"""Axis-angle vector of a rotation matrix: the inverse of :func:`exp_map` on ``|w| <= pi``.
 
     Computed through the unit quaternion ``(cos(theta/2), sin(theta/2) u)`` of ``R`` (Shepperd's method) and
     ``theta = 2 atan2(|v|, w)``, which is well conditioned near 0 and near pi. At exactly ``theta = pi`` the
     sign of the axis is arbitrary (both vectors give the same rotation).
 
+    The input is validated first (:func:`check_rotation`): a reflection, a scaled, singular or non-orthogonal
+    matrix raises ``ValueError`` instead of returning a meaningless vector. ``check=False`` skips the test (it
+    costs about as much as the logarithm itself) for rotations known to be exact.
+
     Args:
         R: ``(..., 3, 3)`` rotation matrices.
+        check: validate that ``R`` holds rotations (default True).
 
     Returns:
         ``(..., 3)`` axis-angle vectors with norm in ``[0, pi]``.
+
+    Raises:
+        ValueError: ``R`` has the wrong shape or, with ``check``, is not a rotation (see :func:`check_rotation`).
 
     Example:
         >>> w = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
@@ -232,10 +351,13 @@ def log_map(R: Tensor) -> Tensor:
         >>> log_map(exp_map(torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64))).round(decimals=4) + 0.0
         tensor([ 0.0000,  0.0000, -2.2832], dtype=torch.float64)
     """
-    _check_last_dims("R", R, (3, 3))
+    if check:
+        check_rotation(R)
+    else:
+        _check_last_dims("R", R, (3, 3))
     q = _matrix_to_quaternion(R)
     qw, v = q[..., 0], q[..., 1:]
-    vn = _safe_norm(v)
+    vn = safe_norm(v)
     small = vn < _SINC_TAYLOR_THRESHOLD
     vn_safe = torch.where(small, torch.ones_like(vn), vn)
     # theta / |v| = 2 atan2(|v|, qw) / |v|; for small |v| (then qw ~ 1): 2/qw * (1 - |v|^2 / (3 qw^2)).
@@ -261,7 +383,7 @@ def rotation_angle(R: Tensor) -> Tensor:
         >>> rotation_angle(exp_map(torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 4.0]])))  # 4 rad = 2 pi - 2.2832
         tensor([2.0000, 2.2832])
     """
-    return _safe_norm(log_map(R))
+    return safe_norm(log_map(R, check=False))
 
 
 def _parse_shape(shape: tuple) -> torch.Size:
@@ -374,3 +496,78 @@ def angle_between_axes(u: Tensor, v: Tensor, degrees: bool = True) -> Tensor:
     s = torch.linalg.cross(u, v, dim=-1).norm(dim=-1) / (u.norm(dim=-1) * v.norm(dim=-1))
     ang = torch.atan2(s, c)
     return ang * (180.0 / math.pi) if degrees else ang
+
+
+# ----------------------------------------------------------------------------------------------- azimuth/dip
+# The geoscience reading of an axis, here (not in gpytorch_so3.geo) because every layer reports directions this way.
+#: Axes with ``|u_z|`` below this are treated as horizontal (their two opposite azimuths are equivalent).
+HORIZONTAL_TOL = 1e-9
+
+
+def azimuth_dip(u: Tensor) -> tuple[Tensor, Tensor]:
+    """Azimuth and dip (degrees) of axes given as vectors ``(..., 3)`` in (East, North, Up) coordinates.
+
+    The axis is oriented downward (``u_z <= 0``); the azimuth is clockwise from North (+y) in ``[0, 360)``
+    and the dip (plunge) the angle below the horizontal in ``[0, 90]``. For a horizontal axis
+    (``|u_z| < 1e-9 |u|``) the two opposite azimuths are equivalent and the one in ``[0, 180)`` is returned.
+    The azimuth of a vertical axis is undefined; 0 is returned.
+
+    Args:
+        u: ``(..., 3)`` directions (need not be unit length; ``u`` and ``-u`` give the same answer).
+
+    Returns:
+        ``(azimuth, dip)``, each ``(...)``, in the dtype of ``u``.
+
+    Raises:
+        ValueError: if the last dimension is not 3 or a vector is zero.
+
+    Example:
+        >>> az, dip = azimuth_dip(torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]))
+        >>> az.tolist(), dip.tolist()
+        ([0.0, 90.0, 0.0], [0.0, 0.0, 90.0])
+    """
+    if not torch.is_tensor(u):
+        u = torch.as_tensor(u, dtype=torch.get_default_dtype())
+    if u.dim() < 1 or u.shape[-1] != 3:
+        raise ValueError(f"azimuth_dip expects vectors of shape (..., 3), got {tuple(u.shape)}")
+    if not u.is_floating_point():
+        u = u.to(torch.get_default_dtype())
+    norm = u.norm(dim=-1, keepdim=True)
+    if bool((norm == 0).any()):
+        raise ValueError("azimuth_dip: zero vector has no direction")
+    u = u / norm
+    horizontal = u[..., 2].abs() < HORIZONTAL_TOL
+    # Orient downward; horizontal axes are handled by the modulo below, so rounding of u_z cannot flip them.
+    u = torch.where((u[..., 2] > 0)[..., None], -u, u)
+    az = torch.rad2deg(torch.atan2(u[..., 0], u[..., 1])) % 360.0
+    az = torch.where(horizontal, az % 180.0, az)
+    vertical = torch.hypot(u[..., 0], u[..., 1]) < HORIZONTAL_TOL
+    az = torch.where(vertical, torch.zeros_like(az), az)
+    az = torch.where(az >= 360.0, az - 360.0, az)  # (-tiny) % 360 rounds to 360.0 in floating point
+    dip = torch.rad2deg(torch.asin(u[..., 2].abs().clamp(max=1.0)))
+    return az + 0.0, dip + 0.0  # "+ 0.0" turns -0.0 (from atan2 of signed zeros) into 0.0
+
+
+def direction_from_azimuth_dip(azimuth: Tensor | float, dip: Tensor | float) -> Tensor:
+    """Unit vector ``(..., 3)`` (East, North, Up) pointing along an azimuth and dip given in degrees.
+
+    The inverse of :func:`azimuth_dip`: ``u = (cos(dip) sin(az), cos(dip) cos(az), -sin(dip))``.
+
+    Args:
+        azimuth: degrees clockwise from North, any shape.
+        dip: degrees below the horizontal, broadcastable with ``azimuth``.
+
+    Returns:
+        ``(..., 3)`` unit vectors.
+
+    Example:
+        >>> direction_from_azimuth_dip(90.0, 0.0)
+        tensor([1.0000e+00, 6.1232e-17, -0.0000e+00], dtype=torch.float64)
+    """
+    az = torch.as_tensor(azimuth, dtype=torch.float64) if not torch.is_tensor(azimuth) else azimuth
+    dp = torch.as_tensor(dip, dtype=az.dtype, device=az.device) if not torch.is_tensor(dip) else dip.to(az)
+    if not az.is_floating_point():
+        az = az.to(torch.get_default_dtype())
+        dp = dp.to(az)
+    az, dp = torch.deg2rad(az), torch.deg2rad(dp)
+    return torch.stack((torch.cos(dp) * torch.sin(az), torch.cos(dp) * torch.cos(az), -torch.sin(dp)), -1)

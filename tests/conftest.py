@@ -1,6 +1,8 @@
 """Shared test fixtures: dtypes, seeding that restores the global RNG, hypothesis profile.
 
-Markers (``slow``, ``gpu``, ``keops``) and the warning policy are declared in ``pyproject.toml``.
+Markers (``slow``, ``gpu``, ``keops``) and the warning policy are declared in ``pyproject.toml``; the thread count of
+the run (pinned to 1 by default) and the skipping of docstring examples whose optional extra is missing are set up in
+the repository's root ``conftest.py`` (so they also apply when only the examples in ``gpytorch_so3/`` run).
 """
 
 from __future__ import annotations

@@ -26,8 +26,17 @@ from gpytorch_so3.datasets import (
     make_rotated_field,
 )
 
-TENSOR_FIELDS = ("train_X", "train_Y", "test_X", "test_Y", "test_F", "train_F", "lengthscale", "rotation",
-                 "rotation_matrix")
+TENSOR_FIELDS = (
+    "train_X",
+    "train_Y",
+    "test_X",
+    "test_Y",
+    "test_F",
+    "train_F",
+    "lengthscale",
+    "rotation",
+    "rotation_matrix",
+)
 
 
 def reference_correlation(X: np.ndarray, lengthscale, rotvec, nu) -> np.ndarray:
@@ -118,9 +127,9 @@ def test_explicit_rotation_kept():
     torch.testing.assert_close(make_rotated_field(5, 0, rotation=big).rotation, big)
 
 
-def test_true_canonical():
+def test_canonical():
     f = make_rotated_field(10, 0, lengthscale=(0.7, 0.2, 0.4), seed=3)
-    ls, R = f.true_canonical()
+    ls, R = f.canonical()
     torch.testing.assert_close(ls, torch.tensor([0.2, 0.4, 0.7], dtype=torch.float64))
     # the same metric, written canonically
     M = R @ torch.diag(ls**-2) @ R.T
@@ -133,7 +142,7 @@ def test_axis_aligned_field():
     f = make_axis_aligned_field(20, 5, lengthscale=(1.0, 0.2, 0.5), seed=7)
     assert torch.equal(f.rotation, torch.zeros(3, dtype=torch.float64))
     assert torch.equal(f.rotation_matrix, torch.eye(3, dtype=torch.float64))
-    ls, R = f.true_canonical()
+    ls, R = f.canonical()
     torch.testing.assert_close(ls, torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64))
     torch.testing.assert_close(R, torch.eye(3, dtype=torch.float64)[:, [1, 2, 0]])
 
@@ -163,8 +172,14 @@ def test_seed_reproducibility():
         {"seed": 0},
         {"seed": 1, "nu": None},
         {"seed": 2, "nu": 0.5, "lengthscale": (0.3, 0.1, 0.6)},
-        {"seed": 3, "nu": 1.5, "signal_std": 2.0, "noise_std": 0.1, "domain": (-2.0, 3.0),
-         "lengthscale": (0.75, 2.0, 5.0)},
+        {
+            "seed": 3,
+            "nu": 1.5,
+            "signal_std": 2.0,
+            "noise_std": 0.1,
+            "domain": (-2.0, 3.0),
+            "lengthscale": (0.75, 2.0, 5.0),
+        },
     ],
     ids=["matern52", "rbf", "matern12", "matern32-scaled-domain"],
 )
@@ -283,3 +298,13 @@ def test_axis_aligned_bad_input():
         make_axis_aligned_field(5, 2, lengthscale=(0.1, 0.2, -1.0))
     with pytest.raises(TypeError):
         make_axis_aligned_field(5, 2, rotation=(0.0, 0.0, 1.0))  # no rotation argument: it is axis-aligned
+
+
+def test_true_canonical_is_a_deprecated_alias():
+    f = make_rotated_field(10, 0, seed=3)
+    with pytest.warns(
+        DeprecationWarning, match=r"SyntheticField\.true_canonical is deprecated.*use SyntheticField\.canonical"
+    ):
+        old = f.true_canonical()
+    for a, b in zip(old, f.canonical(), strict=True):
+        assert torch.equal(a, b)

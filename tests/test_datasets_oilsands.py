@@ -26,8 +26,14 @@ def raw_table():
 def test_vendored_file_checksum_and_notice():
     assert hashlib.sha256(DATA.read_bytes()).hexdigest() == OILSANDS_SHA256
     notice = (DATA_DIR / "NOTICE").read_text()
-    for needle in ("pygeostat", "1.2.0", OILSANDS_SHA256, "pygeostat/data/example_data/oilsands.dat",
-                   "Permission is hereby granted, free of charge", "Center for Computational Geostatistics"):
+    for needle in (
+        "pygeostat",
+        "1.2.0",
+        OILSANDS_SHA256,
+        "pygeostat/data/example_data/oilsands.dat",
+        "Permission is hereby granted, free of charge",
+        "Center for Computational Geostatistics",
+    ):
         assert needle in notice
 
 
@@ -35,8 +41,11 @@ def test_counts_columns_and_table(raw_table):
     data = load_oilsands()
     assert isinstance(data, DrillHoleData)
     assert len(data) == 5808 and data.n_holes == 280
-    assert data.columns == OILSANDS_COLUMNS == (
-        "Drillhole Number", "East", "North", "Elevation", "Bitumen", "Fines", "Chlorides", "Facies Code")
+    assert (
+        data.columns
+        == OILSANDS_COLUMNS
+        == ("Drillhole Number", "East", "North", "Elevation", "Bitumen", "Fines", "Chlorides", "Facies Code")
+    )
     assert data.title == "Oil Sands Data"
     assert data.coordinates.shape == (5808, 3) and data.targets.shape == (5808, 1) and data.hole_ids.shape == (5808,)
     assert data.coordinates.dtype == torch.float64 and data.hole_ids.dtype == torch.int64
@@ -75,8 +84,9 @@ def test_extents_and_vertical_holes():
         assert bool((xy == xy[0]).all())
 
 
-@pytest.mark.parametrize(("target", "column"), [("Bitumen", 4), ("fines", 5), ("FINES", 5), ("Chlorides", 6),
-                                                ("facies code", 7)])
+@pytest.mark.parametrize(
+    ("target", "column"), [("Bitumen", 4), ("fines", 5), ("FINES", 5), ("Chlorides", 6), ("facies code", 7)]
+)
 def test_target_choice(target, column):
     data = load_oilsands(target=target, dropna=False)
     assert data.target_name == OILSANDS_COLUMNS[column]

@@ -122,12 +122,12 @@ def test_covariance_matches_double_loop(nu, dtype):
     )
 
 
-def test_metric_to_principal_round_trip(dtype):
+def test_metric_to_canonical_round_trip(dtype):
     for seed in range(6):
         ls, w = _params(10 + seed, dtype, batch=(3,))
         R = so3.exp_map(w)
         M = F.metric(ls, R)
-        l2, R2 = F.metric_to_principal(M)
+        l2, R2 = F.metric_to_canonical(M)
         tol = {"rtol": 2e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-11}
         torch.testing.assert_close(F.metric(l2, R2), M, **tol)
         torch.testing.assert_close(l2, ls.sort(-1).values, **tol)
@@ -138,9 +138,9 @@ def test_metric_to_principal_round_trip(dtype):
         torch.testing.assert_close(torch.linalg.det(R2), torch.ones(3, dtype=dtype), **tol)
 
 
-def test_metric_to_principal_of_diagonal_metric():
+def test_metric_to_canonical_of_diagonal_metric():
     M = torch.diag(torch.tensor([4.0, 0.25, 1.0], dtype=torch.float64))
-    ls, R = F.metric_to_principal(M)
+    ls, R = F.metric_to_canonical(M)
     torch.testing.assert_close(ls, torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))
     # Ascending: e_x (l=0.5), e_z (l=1), then e_x x e_z = -e_y.
     expect = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
@@ -164,3 +164,20 @@ def test_check_nu_rejects(nu):
 
 def test_supported_nu():
     assert F.SUPPORTED_NU == (None, 0.5, 1.5, 2.5)
+
+
+def test_metric_to_principal_is_a_deprecated_alias():
+    M = F.metric(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    with pytest.warns(DeprecationWarning, match="metric_to_principal is deprecated.*metric_to_canonical"):
+        old = F.metric_to_principal(M)
+    for a, b in zip(old, F.metric_to_canonical(M), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_private_names_are_aliases_of_the_public_ones():
+    from gpytorch_so3 import priors, so3
+
+    assert F._SQRT_CLAMP == F.SQRT_CLAMP
+    assert so3._sinc is so3.sinc and so3._safe_norm is so3.safe_norm
+    assert priors._Default is priors.Default and priors._DEFAULT is priors.DEFAULT
+    assert priors._as_batch_shape is priors.as_batch_shape and priors._initial_lengthscale is priors.initial_lengthscale

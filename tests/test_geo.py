@@ -137,8 +137,9 @@ def test_gstools_angles_are_extrinsic_zyx(np_rng):
         R = rotation_from_gstools_angles(a).numpy()
         np.testing.assert_allclose(R, Rotation.from_euler("zyx", a).as_matrix(), atol=1e-14)
         # Round trip through the angles (matrix equality: angles are not unique at gimbal lock).
-        np.testing.assert_allclose(rotation_from_gstools_angles(gstools_angles(torch.as_tensor(R))).numpy(), R,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            rotation_from_gstools_angles(gstools_angles(torch.as_tensor(R))).numpy(), R, atol=1e-12
+        )
     gimbal = rotation_from_gstools_angles([0.3, math.pi / 2, 0.0])
     torch.testing.assert_close(rotation_from_gstools_angles(gstools_angles(gimbal)), gimbal)
     with pytest.raises(ValueError, match="at most 3"):
@@ -176,15 +177,21 @@ def test_gstools_len_scale_factors_against_gpytorch_kernels():
     rbf = RBFKernel().double()
     rbf.lengthscale = torch.tensor(L * math.sqrt(2 / math.pi), dtype=torch.float64)  # the FIELD-NOTES factor
     with torch.no_grad():
-        np.testing.assert_allclose(gs.Gaussian(dim=1, len_scale=L).correlation(r.numpy()),
-                                   rbf(x1, x2, diag=True).numpy(), rtol=1e-12)
-        for nu, model in [(0.5, gs.Exponential(dim=1, len_scale=L)), (0.5, gs.Matern(dim=1, nu=0.5, len_scale=L)),
-                          (1.5, gs.Matern(dim=1, nu=1.5, len_scale=L)), (2.5, gs.Matern(dim=1, nu=2.5, len_scale=L))]:
+        np.testing.assert_allclose(
+            gs.Gaussian(dim=1, len_scale=L).correlation(r.numpy()), rbf(x1, x2, diag=True).numpy(), rtol=1e-12
+        )
+        for nu, model in [
+            (0.5, gs.Exponential(dim=1, len_scale=L)),
+            (0.5, gs.Matern(dim=1, nu=0.5, len_scale=L)),
+            (1.5, gs.Matern(dim=1, nu=1.5, len_scale=L)),
+            (2.5, gs.Matern(dim=1, nu=2.5, len_scale=L)),
+        ]:
             k = MaternKernel(nu=nu).double()
             f = 1.0 if type(model).__name__ == "Exponential" else math.sqrt(2.0)
             k.lengthscale = torch.tensor(L * f, dtype=torch.float64)
-            np.testing.assert_allclose(model.correlation(r.numpy()), k(x1, x2, diag=True).numpy(), rtol=1e-9,
-                                       atol=1e-14)
+            np.testing.assert_allclose(
+                model.correlation(r.numpy()), k(x1, x2, diag=True).numpy(), rtol=1e-9, atol=1e-14
+            )
 
 
 @pytest.mark.parametrize(
@@ -202,16 +209,18 @@ def test_gstools_len_scale_factors_against_gpytorch_kernels():
 def test_from_gstools_same_covariance_and_round_trip(name, kwargs, np_rng):
     gs = pytest.importorskip("gstools")
     # anis > 1 on purpose: GSTools allows a main axis that is not the longest.
-    model = getattr(gs, name)(dim=3, var=2.5, len_scale=3.0, anis=[1.6, 0.2], angles=np_rng.uniform(-3, 3, 3),
-                              nugget=0.3, **kwargs)
+    model = getattr(gs, name)(
+        dim=3, var=2.5, len_scale=3.0, anis=[1.6, 0.2], angles=np_rng.uniform(-3, 3, 3), nugget=0.3, **kwargs
+    )
     cov = from_gstools(model)
     assert cov.outputscale == pytest.approx(2.5) and cov.noise == pytest.approx(0.3)
     x1, x2 = np_rng.normal(size=(50, 3)) * 4, np_rng.normal(size=(50, 3)) * 4
     ref = model.cov_spatial((x1 - x2).T)
     np.testing.assert_allclose(_kernel_cov(cov, x1, x2), ref, rtol=1e-9, atol=1e-14)
     with torch.no_grad():
-        np.testing.assert_allclose(cov.kernel()(torch.as_tensor(x1), torch.as_tensor(x2), diag=True).numpy(), ref,
-                                   rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(
+            cov.kernel()(torch.as_tensor(x1), torch.as_tensor(x2), diag=True).numpy(), ref, rtol=1e-9, atol=1e-14
+        )
     back = to_gstools(cov)
     np.testing.assert_allclose(back.cov_spatial((x1 - x2).T), ref, rtol=1e-9, atol=1e-14)
     assert back.anis[0] <= 1 and back.anis[1] <= 1
@@ -248,8 +257,9 @@ def test_exported_model_krige_equals_gp_posterior(nu):
     g = torch.Generator().manual_seed(0)
     X = torch.rand(30, 3, generator=g, dtype=torch.float64)
     Y = torch.sin(5 * X[:, :1]) + 3 * X[:, 1:2] ** 2 + 2
-    model = SingleTaskGP(X, Y, covar_module=ScaleKernel(SO3AnisotropicKernel(nu=nu)).double(),
-                         outcome_transform=Standardize(m=1))
+    model = SingleTaskGP(
+        X, Y, covar_module=ScaleKernel(SO3AnisotropicKernel(nu=nu)).double(), outcome_transform=Standardize(m=1)
+    )
     k = model.covar_module.base_kernel
     k.lengthscale = torch.tensor([[0.3, 0.6, 0.9]], dtype=torch.float64)
     k.rotation = torch.tensor([0.4, -0.3, 1.0], dtype=torch.float64)
@@ -263,8 +273,12 @@ def test_exported_model_krige_equals_gp_posterior(nu):
         post = model.posterior(Xs, observation_noise=True)
         mean, variance = post.mean.squeeze(-1).numpy(), post.variance.squeeze(-1).numpy()
     cov = AnisotropicCovariance.from_model(model, coordinate_scale=scale)
-    krige = gs.krige.Simple(to_gstools(model, coordinate_scale=scale), cond_pos=(X * scale).T.numpy(),
-                            cond_val=Y.squeeze(-1).numpy(), mean=cov.mean)
+    krige = gs.krige.Simple(
+        to_gstools(model, coordinate_scale=scale),
+        cond_pos=(X * scale).T.numpy(),
+        cond_val=Y.squeeze(-1).numpy(),
+        mean=cov.mean,
+    )
     field, var = krige((Xs * scale).T.numpy(), return_var=True)
     np.testing.assert_allclose(field, mean, rtol=1e-9, atol=1e-10)
     # GSTools' kriging variance includes the nugget: the predictive variance of a new observation.
@@ -302,8 +316,9 @@ def test_from_model_rejections():
     with pytest.raises(ValueError, match="batched"):
         AnisotropicCovariance.from_model(SO3AnisotropicKernel(batch_shape=torch.Size([2])))
     X = torch.rand(10, 3, dtype=torch.float64)
-    gp = SingleTaskGP(X, X[:, :1], covar_module=ScaleKernel(SO3AnisotropicKernel()).double(),
-                      input_transform=Normalize(d=3))
+    gp = SingleTaskGP(
+        X, X[:, :1], covar_module=ScaleKernel(SO3AnisotropicKernel()).double(), input_transform=Normalize(d=3)
+    )
     with pytest.raises(ValueError, match="input_transform"):
         AnisotropicCovariance.from_model(gp)
     with pytest.raises(ValueError, match="coordinate_scale"):
@@ -368,16 +383,22 @@ def test_pykrige_angles_equal_gstools_pykrige_properties(np_rng):
     cov = _random_cov(np_rng, None)
     theirs = cov.to_gstools().pykrige_kwargs
     ours = to_pykrige(cov)
-    for key in ("anisotropy_scaling_y", "anisotropy_scaling_z", "anisotropy_angle_x", "anisotropy_angle_y",
-                "anisotropy_angle_z"):
+    for key in (
+        "anisotropy_scaling_y",
+        "anisotropy_scaling_z",
+        "anisotropy_angle_x",
+        "anisotropy_angle_y",
+        "anisotropy_angle_z",
+    ):
         assert ours[key] == pytest.approx(theirs[key], rel=1e-12, abs=1e-12), key
 
 
 def test_from_pykrige_parameter_forms():
     base = {"anisotropy_scaling_y": 2.0, "anisotropy_scaling_z": 10.0, "anisotropy_angle_z": 30.0}
     a = from_pykrige({**base, "variogram_model": "exponential", "variogram_parameters": [2.0, 30.0, 0.5]})
-    b = from_pykrige({**base, "variogram_model": "exponential",
-                      "variogram_parameters": {"sill": 2.5, "range": 30.0, "nugget": 0.5}})
+    b = from_pykrige(
+        {**base, "variogram_model": "exponential", "variogram_parameters": {"sill": 2.5, "range": 30.0, "nugget": 0.5}}
+    )
     for c in (a, b):
         assert c.nu == 0.5 and c.outputscale == pytest.approx(2.0) and c.noise == pytest.approx(0.5)
         ls, _ = c.major_first()
@@ -387,5 +408,6 @@ def test_from_pykrige_parameter_forms():
     with pytest.raises(ValueError, match="spherical"):
         from_pykrige({"variogram_model": "spherical", "variogram_parameters": [1.0, 2.0, 0.0]})
     with pytest.raises(ValueError, match="custom"):
-        from_pykrige({"variogram_model": "custom", "variogram_function": lambda m, d: d,
-                      "variogram_parameters": [1.0, 2.0, 0.0]})
+        from_pykrige(
+            {"variogram_model": "custom", "variogram_function": lambda m, d: d, "variogram_parameters": [1.0, 2.0, 0.0]}
+        )

@@ -9,11 +9,14 @@ element, so that batching and ``kernel[i]`` slicing are tested on parameters tha
 from __future__ import annotations
 
 import unittest
+from unittest.mock import MagicMock, patch
 
 import torch
 from gpytorch.test.base_kernel_test_case import BaseKernelTestCase
 
 from gpytorch_so3 import FullSPDKernel, SO3AnisotropicKernel
+from gpytorch_so3.kernels import keops as keops_mod
+from gpytorch_so3.kernels.keops import KeOpsSO3AnisotropicKernel
 
 
 class _Anisotropic3DContract(BaseKernelTestCase):
@@ -108,3 +111,40 @@ class TestFullSPDKernelMatern32(_FullSPDContract, unittest.TestCase):
 
 class TestFullSPDKernelMatern52(_FullSPDContract, unittest.TestCase):
     nu = 2.5
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The KeOps kernel through the same contract suite, once on its dense path (automatic mode, small data) and once on
+# its KeOps path with pykeops' LazyTensor replaced by an identity wrapper (so it runs without a KeOps compiler).
+# ----------------------------------------------------------------------------------------------------------------
+class TestKeOpsSO3KernelDensePath(_SO3Contract, unittest.TestCase):
+    kernel_class = KeOpsSO3AnisotropicKernel
+    nu = 2.5
+
+
+class TestKeOpsSO3KernelKeOpsPath(_SO3Contract, unittest.TestCase):
+    nu = 1.5
+
+    def kernel_class(self, **kwargs):  # the suite calls kernel_class(nu=..., **kwargs)
+        return KeOpsSO3AnisotropicKernel(use_keops=True, **kwargs)
+
+    def setUp(self):
+        super().setUp()
+        self._lazy = MagicMock(wraps=lambda x: x)
+        patches = [patch.object(keops_mod, "LazyTensor", self._lazy), patch.object(keops_mod, "_HAS_KEOPS", True)]
+        for p in patches:
+            p.start()
+            self.addCleanup(p.stop)
+
+    def tearDown(self):
+        # Not vacuous: every test that evaluates a matrix with two or more rows on each side went through KeOps.
+        called = self._lazy.called
+        super().tearDown()
+        evaluating = (
+            "test_no_batch_kernel_single_batch_x_no_ard",
+            "test_single_batch_kernel_single_batch_x_no_ard",
+            "test_no_batch_kernel_double_batch_x_no_ard",
+            "test_active_dims_list",
+        )
+        if self._testMethodName in evaluating:
+            assert called, f"{self._testMethodName}: the KeOps branch did not run"

@@ -326,8 +326,11 @@ def test_pickle_kernel_with_priors(seed):
         # buffer and travels with it, the Haar smoothing is a constructor setting (like the kernel's nu)
         sd = k.state_dict()
         assert all(torch.is_tensor(v) for v in sd.values())
-        k3 = so3_covar_module(rotation_prior=type(rotation_prior)(**({"smoothing": 0.2} if isinstance(
-            rotation_prior, HaarRotationPrior) else {}))).double()
+        k3 = so3_covar_module(
+            rotation_prior=type(rotation_prior)(
+                **({"smoothing": 0.2} if isinstance(rotation_prior, HaarRotationPrior) else {})
+            )
+        ).double()
         k3.load_state_dict(sd)
         torch.testing.assert_close(_log_prior_sum(k3), _log_prior_sum(k))
         if isinstance(rotation_prior, GaussianRotationPrior):
@@ -424,8 +427,14 @@ def test_so3_covar_module_defaults():
 
 
 def test_so3_covar_module_options():
-    k = so3_covar_module(None, batch_shape=(3,), active_dims=(1, 2, 4), lengthscale_prior=None, rotation_prior=None,
-                         outputscale_prior=None)
+    k = so3_covar_module(
+        None,
+        batch_shape=(3,),
+        active_dims=(1, 2, 4),
+        lengthscale_prior=None,
+        rotation_prior=None,
+        outputscale_prior=None,
+    )
     assert k.base_kernel.nu is None
     assert k.batch_shape == (3,) and k.base_kernel.rotation.shape == (3, 3)
     assert len(list(k.named_priors())) == 0

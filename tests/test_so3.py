@@ -221,7 +221,7 @@ def test_log_map_gradcheck(w):
     # must not give two tied quaternion components (e.g. (1, -2, 2) / 3): the branch would flip inside the
     # finite difference. Along SO(3) all branches agree (see test_log_exp_jacobian_is_identity).
     R = so3.exp_map(w.to(torch.float64)).requires_grad_(True)
-    assert torch.autograd.gradcheck(so3.log_map, (R,))
+    assert torch.autograd.gradcheck(lambda m: so3.log_map(m, check=False), (R,))  # perturbed R is off SO(3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -551,3 +551,66 @@ def test_bad_types_raise_type_error():
         so3.exp_map([0.0, 0.0, 0.0])
     with pytest.raises(TypeError, match="floating dtype"):
         so3.log_map(torch.eye(3, dtype=torch.int32))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# log_map validates its input (issue 15): matrices that are not rotations raise instead of returning a vector
+# ---------------------------------------------------------------------------------------------------------------
+def _not_rotations(dtype):
+    R = so3.exp_map(torch.tensor([0.3, -0.2, 0.4], dtype=dtype))
+    shear = torch.eye(3, dtype=dtype)
+    shear[0, 1] = 0.1
+    return {
+        "reflection": (torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=dtype)), "a reflection"),
+        "rotoreflection": (-R, "a reflection"),
+        "2I": (2 * torch.eye(3, dtype=dtype), r"det = 8"),
+        "zeros": (torch.zeros(3, 3, dtype=dtype), "singular"),
+        "non-orthogonal": (R @ shear, r"max \|R\^T R - I\| = 0\.1"),
+        "scaled by 1+1e-2": (R * 1.01, r"det = 1\.03"),
+        "nan": (torch.full((3, 3), math.nan, dtype=dtype), "non-finite"),
+        "inf": (R.masked_fill(torch.eye(3, dtype=torch.bool), math.inf), "non-finite"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_not_rotations(torch.float64)))
+def test_log_map_rejects_non_rotations(case, dtype):
+    bad, problem = _not_rotations(dtype)[case]
+    with pytest.raises(ValueError, match=f"R is not a rotation matrix: .*{problem}"):
+        so3.log_map(bad)
+    so3.log_map(bad, check=False)  # the unchecked hot path computes something and does not raise
+
+
+def test_log_map_names_the_offending_batch_entry():
+    R = so3.random_rotation(2, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    R[1, 2] = torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"at batch index \(1, 2\) \(shape \(2, 4, 3, 3\)\)"):
+        so3.log_map(R)
+
+
+def test_log_map_check_tolerance_is_dtype_aware():
+    """Rounding of genuine rotations passes in each dtype; a scale error of 5e-5 passes in float32, not float64."""
+    w = 4 * torch.rand(1000, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 2
+    for dtype in (torch.float32, torch.float64):
+        R = so3.exp_map(w.to(dtype))
+        R3 = R @ R @ R.transpose(-1, -2)  # products of rotations accumulate rounding
+        so3.log_map(R3)
+        so3.log_map(
+            torch.linalg.eigh(R3 + R3.transpose(-1, -2))[1]
+            * torch.linalg.det(torch.linalg.eigh(R3 + R3.transpose(-1, -2))[1])[..., None, None]
+        )  # eigenvector frames
+        so3.log_map(torch.round(R.double() * 1e6).to(dtype) / 1e6)  # six decimals, as read from a text file
+    off = so3.exp_map(torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)) * (1 + 5e-5)
+    so3.log_map(off.float())
+    with pytest.raises(ValueError, match="not a rotation"):
+        so3.log_map(off)
+    so3.log_map(off, check=False)
+    with pytest.raises(ValueError, match="not a rotation"):
+        so3.check_rotation(off.float(), atol=1e-6)  # explicit tolerance
+
+
+def test_log_map_check_keeps_gradients_and_meta():
+    w = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64, requires_grad=True)
+    so3.log_map(so3.exp_map(w)).sum().backward()
+    assert torch.isfinite(w.grad).all()
+    assert so3.log_map(torch.empty(4, 3, 3, device="meta")).shape == (4, 3)
+    assert so3.log_map(torch.empty(0, 3, 3)).shape == (0, 3)

@@ -10,9 +10,13 @@ through ``z`` (a covariance function that closes over parameters does not backpr
 PR #62). Matrix-vector products then cost ``O(N M)`` time and ``O(N + M)`` memory: an ``N x M`` matrix is
 never allocated.
 
-This is the only module of the package that imports ``pykeops``; the import is guarded. Without pykeops
-the kernel emits one :class:`~gpytorch_so3.exceptions.KeOpsFallbackWarning` (per process) and computes
-exactly what :class:`~gpytorch_so3.SO3AnisotropicKernel` computes.
+This is the only module of the package that imports ``pykeops``, and only when the KeOps path is about to run
+(the first block large enough for it, or ``use_keops=True``): importing this module, building the kernel or using
+it on small inputs never imports pykeops. Without pykeops the kernel emits one
+:class:`~gpytorch_so3.exceptions.KeOpsFallbackWarning` (per process), the first time it would have used KeOps, and
+computes exactly what :class:`~gpytorch_so3.SO3AnisotropicKernel` computes. (gpytorch itself imports pykeops in
+``gpytorch.kernels.keops`` when it is installed, which prints pykeops' "[KeOps] Warning : CUDA libraries not
+found" on CPU-only machines; set the environment variable ``KEOPS_VERBOSE=0`` to silence pykeops.)
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ from gpytorch_so3.exceptions import KeOpsFallbackWarning
 from gpytorch_so3.kernels.base import validate_inputs
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
-try:  # pragma: no cover - exercised through the `_HAS_KEOPS` flag in the tests
-    from pykeops.torch import LazyTensor
-
-    _HAS_KEOPS = True
-except ImportError:  # pragma: no cover - depends on the environment
-    LazyTensor = None
-    _HAS_KEOPS = False
+# pykeops is imported on first use of the KeOps path (see `_keops_lazy_tensor`), never at module import: importing
+# it compiles nothing but prints messages ("[KeOps] Warning : CUDA libraries not found ...") and takes ~0.1 s.
+# `LazyTensor` is None until then; tests may set it (with `_HAS_KEOPS = True`) to a mock.
+LazyTensor = None
+#: None: not tried yet; True/False: whether ``from pykeops.torch import LazyTensor`` succeeded.
+_HAS_KEOPS: bool | None = None
 
 __all__ = ["KeOpsSO3AnisotropicKernel", "keops_available"]
 
@@ -52,8 +55,21 @@ _KEOPS_SQRT_EPS = 1e-20
 _FALLBACK_WARNED = False
 
 
+def _keops_lazy_tensor():
+    """Pykeops' ``LazyTensor`` class, imported on the first call; None (and one warning) if it cannot be imported."""
+    global LazyTensor, _HAS_KEOPS
+    if _HAS_KEOPS is None:
+        try:
+            from pykeops.torch import LazyTensor as _LazyTensor
+        except ImportError:  # pragma: no cover - depends on the environment
+            _HAS_KEOPS = False
+        else:
+            LazyTensor, _HAS_KEOPS = _LazyTensor, True
+    return LazyTensor if _HAS_KEOPS else None
+
+
 def keops_available() -> bool:
-    """Whether ``pykeops`` could be imported (the KeOps path can run).
+    """Whether ``pykeops`` can be imported (the KeOps path can run); imports it on the first call.
 
     Returns:
         ``True`` if ``pykeops.torch.LazyTensor`` is importable.
@@ -62,7 +78,7 @@ def keops_available() -> bool:
         >>> isinstance(keops_available(), bool)
         True
     """
-    return _HAS_KEOPS
+    return _keops_lazy_tensor() is not None
 
 
 def _use_keops(n1: int, n2: int, use_keops: bool | None) -> bool:
@@ -76,13 +92,20 @@ def _use_keops(n1: int, n2: int, use_keops: bool | None) -> bool:
     either side is dense: linear_operator evaluates diagonals and single entries as batches of ``1 x 1`` blocks
     and preconditioners row by row, for which a KeOps reduction only adds overhead (this matters under
     ``max_cholesky_size(0)``, where gpytorch's own rule sends every block to KeOps). ``False`` never uses KeOps.
+    pykeops is imported only when this returns True for the first time; if it cannot be imported, one
+    :class:`~gpytorch_so3.exceptions.KeOpsFallbackWarning` is emitted per process and the block is dense.
     """
-    if not _HAS_KEOPS or use_keops is False or n1 < 2 or n2 < 2:
+    if use_keops is False or n1 < 2 or n2 < 2:
         return False
-    if use_keops is True:
-        return True
-    t = settings.max_cholesky_size.value()
-    return settings.use_keops.on() and ((n1 >= t and n2 >= t) or n1 * n2 >= t * t)
+    if use_keops is not True:
+        t = settings.max_cholesky_size.value()
+        if not (settings.use_keops.on() and ((n1 >= t and n2 >= t) or n1 * n2 >= t * t)):
+            return False
+    # KeOps would be used: only now import pykeops; without it, say so once and take the dense path.
+    if _keops_lazy_tensor() is None:
+        _warn_fallback()
+        return False
+    return True
 
 
 def _correlation_formula(sq_dist, nu: float | None):
@@ -135,11 +158,12 @@ def _warn_fallback() -> None:
     if not _FALLBACK_WARNED:
         _FALLBACK_WARNED = True
         warnings.warn(
-            "pykeops is not installed (or failed to import): KeOpsSO3AnisotropicKernel uses the dense "
-            "SO3AnisotropicKernel path, which builds N x M kernel matrices. Install the extra "
-            "`pip install gpytorch-so3[keops]` for large inputs. This warning is shown once per process.",
+            "KeOpsSO3AnisotropicKernel falls back to the dense path: pykeops is not installed (or failed to "
+            "import), so kernel matrices are built as dense N x M tensors (memory O(N M)). Install the extra "
+            "`pip install 'gpytorch-so3[keops]'` for large inputs, or pass use_keops=False to choose the dense "
+            "path explicitly. This warning is shown once per process.",
             KeOpsFallbackWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -157,20 +181,21 @@ class KeOpsSO3AnisotropicKernel(SO3AnisotropicKernel):
 
     * ``None`` (default): automatically, when ``gpytorch.settings.use_keops`` is on and both inputs have at
       least ``t = gpytorch.settings.max_cholesky_size`` rows (gpytorch's rule; ``t`` is 800 in gpytorch, but
-      ``import botorch``, which ``gpytorch_so3`` does, raises it to 4096 process-wide) or the block has at least
+      ``import botorch`` raises it to 4096 process-wide) or the block has at least
       ``t^2`` entries (so that tall test-vs-train blocks stay symbolic too); smaller blocks take the dense path;
     * ``True``: for every block with more than one row on each side (e.g. to test the KeOps path on small data);
     * ``False``: never (the dense path; useful for timing comparisons).
 
     ``diag=True`` always uses the dense ``O(N)`` diagonal. Without ``pykeops`` one
-    :class:`~gpytorch_so3.exceptions.KeOpsFallbackWarning` is emitted per process (unless ``use_keops=False``)
-    and the dense path is used. Tensors follow the inputs' device and dtype (KeOps runs on CPU and CUDA).
+    :class:`~gpytorch_so3.exceptions.KeOpsFallbackWarning` is emitted per process, the first time a block would
+    have used KeOps (never with ``use_keops=False``), and the dense path is used. Tensors follow the inputs'
+    device and dtype (KeOps runs on CPU and CUDA).
 
     Example:
         >>> import torch, gpytorch
         >>> k = gpytorch.kernels.ScaleKernel(KeOpsSO3AnisotropicKernel(nu=2.5))
         >>> x = torch.rand(5000, 3)
-        >>> K = k(x)  # lazily evaluated; KeOps inside because 5000 >= max_cholesky_size (4096 with BoTorch)
+        >>> K = k(x)  # lazy; KeOps inside: 5000 >= max_cholesky_size (800; 4096 after `import botorch`)
         >>> K.shape
         torch.Size([5000, 5000])
     """
@@ -214,8 +239,6 @@ class KeOpsSO3AnisotropicKernel(SO3AnisotropicKernel):
             eps=eps,
         )
         self.use_keops = use_keops
-        if not _HAS_KEOPS and use_keops is not False:
-            _warn_fallback()
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params):
         r"""Covariance (correlation) of 3-D inputs, symbolic for large inputs.

@@ -45,7 +45,7 @@ plt.rcParams["figure.dpi"] = 80
 # `make_rotated_field` draws a field *exactly* from the Gaussian process with this kernel (Matérn-5/2, principal
 # length-scales 0.15, 0.4 and 1.0 in the unit cube, a Haar-random rotation chosen by the seed) at random points
 # in the unit cube, and adds 5% observation noise. Because we know the truth, we can check what the fit
-# recovers. `true_canonical()` lists the truth in the package's canonical form: length-scales ascending, and the
+# recovers. `canonical()` lists the truth in the package's canonical form: length-scales ascending, and the
 # matching principal directions as the columns of a rotation matrix.
 
 # %%
@@ -53,7 +53,7 @@ field = make_rotated_field(n_train=N_TRAIN, n_test=N_TEST, seed=0)
 train_x, train_y = field.train_X, field.train_Y.squeeze(-1)  # GPyTorch wants 1-D targets
 test_x, test_y = field.test_X, field.test_Y.squeeze(-1)
 
-true_ls, true_axes = field.true_canonical()
+true_ls, true_axes = field.canonical()
 print("training inputs", tuple(train_x.shape), " held-out inputs", tuple(test_x.shape))
 print("true length-scales (ascending):", true_ls.numpy().round(3))
 print("true principal directions (columns: short, middle, long):\n", true_axes.numpy().round(3))

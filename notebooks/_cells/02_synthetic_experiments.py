@@ -73,7 +73,7 @@ t_start = time.perf_counter()
 for seed in SEEDS:
     for field_name, make_field in FIELDS.items():
         field = make_field(n_train=N_TRAIN, n_test=N_TEST, nu=NU, seed=seed)
-        true_ls, true_axes = field.true_canonical()
+        true_ls, true_axes = field.canonical()
         for kind in KINDS:
             fm = fit_model(kind, field.train_X, field.train_Y, nu=NU, num_restarts=RESTARTS, seed=seed)
             scores = evaluate(fm.model, field.test_X, field.test_Y)

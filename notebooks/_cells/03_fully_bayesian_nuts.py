@@ -126,7 +126,7 @@ for c in range(info.num_chains):
 # %%
 summary = summarize_posterior(model)
 print(summary)
-true_ls, true_axes = field.true_canonical()
+true_ls, true_axes = field.canonical()
 print("\ntruth: length-scales", true_ls.numpy().round(3))
 print("angle between posterior mean direction and truth (short, middle, long):",
       so3.angle_between_axes(summary.directions.T, true_axes.T).numpy().round(1), "degrees")

@@ -40,7 +40,7 @@ from botorch.optim import optimize_acqf
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from gpytorch_so3 import fit_map, so3
-from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, physical_principal_axes
+from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, physical_canonical
 from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
 from gpytorch_so3.nuts import fit_nuts
 from gpytorch_so3.priors import so3_covar_module
@@ -99,7 +99,7 @@ plt.show()
 # 10: a 45° direction in the hall is no longer at 45° afterwards, so a rotation learned in those coordinates is not
 # the physical one (and the priors, made for one common scale, act on a distorted geometry).
 # `IsotropicNormalize(3, bounds=BOUNDS)` divides all three by 40 (the largest side): angles are kept, and
-# `physical_principal_axes` maps the fitted length-scales back to metres. `check_input_scaling` (also called by
+# `physical_canonical` maps the fitted length-scales back to metres. `check_input_scaling` (also called by
 # `fit_map`) reports the problem:
 
 # %%
@@ -204,13 +204,13 @@ plt.show()
 # %% [markdown]
 # ## What the SO(3) surrogate learned, in metres
 #
-# `physical_principal_axes` reads the fitted kernel's metric, undoes the input transform and returns the principal
+# `physical_canonical` reads the fitted kernel's metric, undoes the input transform and returns the principal
 # length-scales (ascending, in metres) and directions. They are the *surrogate's* correlation lengths, not the
 # plume's widths (a Gaussian bump is not a draw from the GP), but with enough measurements near the ridge the
 # short axis should line up with the plume's narrow direction.
 
 # %%
-ls_phys, axes_phys = physical_principal_axes(last_model["so3", SEEDS[0]])
+ls_phys, axes_phys = physical_canonical(last_model["so3", SEEDS[0]])
 true_axes = so3.canonicalize(WIDTHS, R_TRUE)[1]
 print("principal length-scales (m):", ls_phys.numpy().round(2))
 print("angles to the plume's axes (narrow, middle, long):",
