@@ -154,12 +154,7 @@ class AnisotropicKernel(Kernel):
         t = torch.as_tensor(value)
         public = name[4:] if name.startswith("raw_") else name
         shape = tuple(self._parameters[name].shape)
-        fits = tuple(t.shape) == shape
-        if not exact_shape and not fits:
-            try:
-                fits = torch.broadcast_shapes(t.shape, shape) == shape
-            except RuntimeError:
-                fits = False
+        fits = tuple(t.shape) == shape if exact_shape else self._shape_fits(t.shape, shape)
         if not fits:
             rule = "" if exact_shape else " (or broadcastable to it)"
             raise ValueError(
@@ -169,6 +164,52 @@ class AnisotropicKernel(Kernel):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(
                 f"{type(self).__name__}: {public} must be finite; got NaN/inf in {name} of shape {tuple(t.shape)}"
+            )
+
+    def _shape_fits(self, value_shape: torch.Size, param_shape: torch.Size) -> bool:
+        """Whether a value of ``value_shape`` may be assigned to a parameter of ``param_shape``.
+
+        It must broadcast to ``param_shape``. While gpytorch loads MCMC samples (``pyro_load_from_samples`` turns
+        strict initialisation off, ``_strict_init = False``) extra leading sample dimensions are allowed too, as
+        gpytorch's own ``initialize`` then reshapes the parameter.
+        """
+        try:
+            out = tuple(torch.broadcast_shapes(value_shape, param_shape))
+        except RuntimeError:
+            return False
+        param_shape = tuple(param_shape)
+        if getattr(self, "_strict_init", True):
+            return out == param_shape
+        return out[len(out) - len(param_shape) :] == param_shape
+
+    @staticmethod
+    def _fit_to_param(value: Tensor, param: Tensor) -> Tensor:
+        """``value`` expanded to ``param``'s shape, or unchanged if it has extra (MCMC sample) dimensions."""
+        grow = value.dim() > param.dim() or any(
+            v > p for v, p in zip(reversed(value.shape), reversed(param.shape), strict=False)
+        )
+        return value if grow else value.expand_as(param)
+
+    def _check_prior_shape(self, name: str, prior: object, param_shape: torch.Size) -> None:
+        """A prior's ``batch_shape + event_shape`` must broadcast to its parameter's shape without changing it."""
+        event = tuple(getattr(prior, "event_shape", ()))
+        batch = tuple(getattr(prior, "batch_shape", ()))
+        param_shape = tuple(param_shape)
+        if len(event) > 0 and event != param_shape[len(param_shape) - len(event) :]:
+            raise ValueError(
+                f"{type(self).__name__}: {name} has event_shape {event}, but the parameter has shape {param_shape} "
+                f"(dim={self.dim}, batch_shape={tuple(self.batch_shape)}); its event_shape must be () or "
+                f"{param_shape[-len(event) :]}"
+            )
+        full = batch + event
+        try:
+            ok = tuple(torch.broadcast_shapes(full, param_shape)) == param_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{type(self).__name__}: {name} has batch_shape {batch} and event_shape {event}, which do not "
+                f"broadcast to the parameter's shape {param_shape} (batch_shape={tuple(self.batch_shape)})"
             )
 
     def initialize(self, **kwargs) -> AnisotropicKernel:

@@ -114,39 +114,13 @@ class RotatedAnisotropicKernel(AnisotropicKernel):
             self._check_prior_shape("rotation_prior", rotation_prior, self.raw_rotation.shape)
             self.register_prior("rotation_prior", rotation_prior, self._rotation_param, self._rotation_closure)
 
-    def _check_prior_shape(self, name: str, prior: Prior, param_shape: torch.Size) -> None:
-        """A prior's ``batch_shape + event_shape`` must broadcast to its parameter's shape without changing it."""
-        event = tuple(getattr(prior, "event_shape", ()))
-        batch = tuple(getattr(prior, "batch_shape", ()))
-        param_shape = tuple(param_shape)
-        if len(event) > 0 and event != param_shape[len(param_shape) - len(event) :]:
-            raise ValueError(
-                f"{type(self).__name__}: {name} has event_shape {event}, but the parameter has shape {param_shape} "
-                f"(dim={self.dim}, batch_shape={tuple(self.batch_shape)}); its event_shape must be () or "
-                f"{param_shape[-len(event) :]}"
-            )
-        full = batch + event
-        try:
-            ok = tuple(torch.broadcast_shapes(full, param_shape)) == param_shape
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"{type(self).__name__}: {name} has batch_shape {batch} and event_shape {event}, which do not "
-                f"broadcast to the parameter's shape {param_shape} (batch_shape={tuple(self.batch_shape)})"
-            )
-
     # -- length-scales: validated before they reach the constraint's inverse transform --------------------------
     def _set_lengthscale(self, value: Tensor | float) -> None:
         if not torch.is_tensor(value):
             value = torch.as_tensor(value)
         value = value.detach().to(self.raw_lengthscale)
         shape = tuple(self.raw_lengthscale.shape)
-        try:
-            fits = tuple(torch.broadcast_shapes(value.shape, shape)) == shape
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if not self._shape_fits(value.shape, shape):
             raise ValueError(
                 f"{type(self).__name__}: lengthscale must have shape (*batch_shape, 1, {self.dim}), got "
                 f"{tuple(value.shape)}; for batch_shape {tuple(self.batch_shape)} that is {shape} or a shape "
@@ -184,11 +158,7 @@ class RotatedAnisotropicKernel(AnisotropicKernel):
         value = value.detach().to(self.raw_rotation)
         shape = tuple(self.raw_rotation.shape)
         m = self.num_rotation_coordinates
-        try:
-            fits = value.dim() >= 1 and tuple(torch.broadcast_shapes(value.shape, shape)) == shape
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if value.dim() < 1 or not self._shape_fits(value.shape, shape):
             raise ValueError(
                 f"{type(self).__name__}: rotation must have shape (*batch_shape, {m}), got {tuple(value.shape)}; for "
                 f"batch_shape {tuple(self.batch_shape)} that is {shape} or a shape broadcastable to it "
@@ -198,7 +168,9 @@ class RotatedAnisotropicKernel(AnisotropicKernel):
             raise ValueError(
                 f"{type(self).__name__}: rotation must be finite, got NaN/inf in a tensor of shape {tuple(value.shape)}"
             )
-        self.initialize(raw_rotation=value.expand_as(self.raw_rotation))
+        # Loading MCMC samples (non-strict, see _shape_fits) may add leading dimensions: gpytorch's initialize then
+        # reshapes the parameter.
+        self.initialize(raw_rotation=self._fit_to_param(value, self.raw_rotation))
 
     def _rotation_param(self, m: RotatedAnisotropicKernel) -> Tensor:
         # Used by rotation_prior (a bound method, not a lambda, so the kernel pickles: gpytorch PR #1876).
