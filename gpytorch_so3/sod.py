@@ -53,9 +53,9 @@ __all__ = [
     "vee",
 ]
 
-# Below this 1 - cos(theta) the series of theta / sin(theta) in u = 1 - cos(theta) is used in `log_map`: the
-# truncation error ~ u^3 / 10 is below 1e-19 there, while arccos(1 - u) loses half the digits as u -> 0.
-_LOG_SERIES_THRESHOLD = 1e-6
+# Below this planar angle `log_map` (d >= 4) uses the series 1 + t^2/6 + 7 t^4/360 of t / sin(t): truncation error
+# ~ t^6 / 200 < 1e-20 there, and no 0/0 at t = 0.
+_LOG_SERIES_THRESHOLD = 1e-3
 
 
 def _check_dim(dim: int) -> int:
@@ -218,34 +218,27 @@ def exp_map(w: Tensor, dim: int) -> Tensor:
     return torch.linalg.matrix_exp(hat(w, dim))
 
 
-def _theta_over_sin(c: Tensor) -> Tensor:
-    """``f(c) = arccos(c) / sqrt(1 - c^2)`` (``theta / sin(theta)`` at ``c = cos(theta)``), finite for ``c > -1``.
-
-    Series ``1 + u/3 + 2 u^2/15`` in ``u = 1 - c`` near ``c = 1``; ``1 - c^2`` floored at the dtype's ``tiny`` so
-    that ``c = -1`` (an angle of exactly pi, where the logarithm is not unique) gives a large finite value.
-    """
-    u = 1.0 - c
-    small = u < _LOG_SERIES_THRESHOLD
-    c_safe = torch.where(small, torch.zeros_like(c), c).clamp(-1.0, 1.0)
-    s = ((1.0 - c_safe) * (1.0 + c_safe)).clamp_min(torch.finfo(c.dtype).tiny).sqrt()
-    return torch.where(small, 1.0 + u / 3.0 + 2.0 * u * u / 15.0, torch.arccos(c_safe) / s)
-
-
 def _log_normal_matrix(R: Tensor) -> Tensor:
     r"""Principal logarithm of rotations through the commuting symmetric and skew parts (no gradient).
 
     ``R = Q blockdiag(rot(theta_k), 1) Q^T`` gives ``S = (R + R^T)/2 = Q blockdiag(cos theta_k I_2, 1) Q^T`` and
-    ``K = (R - R^T)/2 = Q blockdiag(sin theta_k J, 0) Q^T``; they commute, and on each eigenspace of ``S`` (eigenvalue
-    ``cos theta``) the logarithm is ``(theta / sin theta) K``. Hence ``log R = f(S) K`` with
-    ``f(c) = arccos(c) / sqrt(1 - c^2)``, a smooth function of the symmetric ``S`` evaluated by ``eigh`` (backward
-    stable; degenerate eigenvalues, which come in pairs here, do no harm to a matrix *function*). The result is
-    symmetrised to a skew matrix, ``(f(S) K + K f(S)) / 2``.
+    ``K = (R - R^T)/2 = Q blockdiag(sin theta_k J, 0) Q^T``; they commute, and on each eigenspace of ``S`` the
+    logarithm is ``(theta / sin theta) K``. With ``S = V diag(c_i) V^T`` (``eigh``), ``s_i = |K v_i| = sin theta_i``
+    and ``theta_i = atan2(s_i, c_i)`` (well conditioned for every angle, unlike ``arccos(c_i)``), ``log R = V
+    diag(theta_i / s_i) V^T K``. Eigenvectors of (nearly) equal ``c_i`` may mix, but only within one planar angle, so
+    ``theta_i / s_i`` is unaffected. Error ``~ eps / (pi - theta_max)``: accurate away from a half-turn. The result is
+    symmetrised to a skew matrix, ``(F K + K F) / 2``.
     """
     S = 0.5 * (R + R.mT)
     K = 0.5 * (R - R.mT)
-    evals, evecs = torch.linalg.eigh(S)
-    fS = (evecs * _theta_over_sin(evals).unsqueeze(-2)) @ evecs.mT
-    W = fS @ K
+    c, V = torch.linalg.eigh(S)
+    s = torch.linalg.vector_norm(K @ V, dim=-2)  # |K v_i|, (..., d)
+    theta = torch.atan2(s, c)
+    small = theta < _LOG_SERIES_THRESHOLD
+    t2 = theta * theta
+    ratio = torch.where(small, 1.0 + t2 / 6.0 + 7.0 * t2 * t2 / 360.0, theta / s.clamp_min(torch.finfo(s.dtype).tiny))
+    F = (V * ratio.unsqueeze(-2)) @ V.mT
+    W = F @ K
     return 0.5 * (W - W.mT)
 
 
@@ -295,12 +288,13 @@ def log_map(R: Tensor) -> Tensor:
 
     * ``d = 2``: ``theta = atan2(R[1, 0], R[0, 0])`` in ``(-pi, pi]``;
     * ``d = 3``: :func:`gpytorch_so3.so3.log_map` (quaternion-based; ``|w| <= pi``, stable near 0 and pi);
-    * ``d >= 4``: ``log R = f(S) K`` with ``S, K`` the symmetric and skew parts of ``R`` and
-      ``f(c) = arccos(c) / sqrt(1 - c^2)`` evaluated through ``eigh(S)`` (see ``_log_normal_matrix``). Accurate
-      near the identity (relative accuracy of ``K``); every planar angle is returned in ``[0, pi]``. The
-      logarithm is unique only inside the injectivity radius (all planar angles ``< pi``); within ``delta`` of an
-      angle ``pi`` the error grows like ``eps / delta``, and at exactly ``pi`` the value is finite but not a
-      logarithm. Gradients: the inverse-function derivative along SO(d) (custom backward).
+    * ``d >= 4``: ``log R = F K`` with ``S, K`` the symmetric and skew parts of ``R`` and ``F = f(S)``,
+      ``f = theta / sin(theta)`` per eigenvector of ``S`` (``eigh``; ``theta = atan2(|K v|, c)``, see
+      ``_log_normal_matrix``). Accurate near the identity (relative accuracy of ``K``); every planar angle is
+      returned in ``[0, pi]``. The logarithm is unique only inside the injectivity radius (all planar angles
+      ``< pi``); within ``delta`` of an angle ``pi`` the error grows like ``eps / delta``, and at exactly ``pi`` the
+      value is finite but not a logarithm. Gradients: the inverse-function derivative along SO(d) (custom
+      backward).
 
     Args:
         R: ``(..., d, d)`` rotation matrices (``d`` is read from the shape).
