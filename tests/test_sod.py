@@ -253,7 +253,7 @@ def test_haar_trace_matches_scipy_special_ortho_group(d):
     ref = np.trace(stats.special_ortho_group(d, seed=300 + d).rvs(N_HAAR), axis1=-2, axis2=-1)
     assert stats.ks_2samp(ours, ref).pvalue > 1e-3
     # second check on a coupling of two columns (sensitive to the orientation / det fix): the 2 x 2 leading minor
-    minor = lambda R: R[:, 0, 0] * R[:, 1, 1] - R[:, 0, 1] * R[:, 1, 0]  # noqa: E731
+    minor = lambda R: R[:, 0, 0] * R[:, 1, 1] - R[:, 0, 1] * R[:, 1, 0]
     ref_R = stats.special_ortho_group(d, seed=400 + d).rvs(N_HAAR)
     assert stats.ks_2samp(minor(_haar(d, seed=500 + d)), minor(ref_R)).pvalue > 1e-3
 
@@ -293,7 +293,7 @@ def test_canonicalize_invariant_over_all_signed_permutations(d, dtype):
     torch.testing.assert_close(torch.linalg.det(R_c), torch.ones(3, len(perms), dtype=dtype), atol=tol, rtol=0)
     big = R_c.abs().argmax(-2, keepdim=True)
     assert bool((R_c.gather(-2, big)[..., 0, : d - 1] > 0).all())
-    M = lambda l, Q: Q @ torch.diag_embed(l**-2) @ Q.mT  # noqa: E731
+    M = lambda l, Q: Q @ torch.diag_embed(l**-2) @ Q.mT
     torch.testing.assert_close(M(l_c, R_c), M(lsp, Rp), atol=tol * 100, rtol=tol * 10)
 
 
