@@ -177,6 +177,11 @@ class RotatedAnisotropicKernel(AnisotropicKernel):
         return m.rotation
 
     def _rotation_closure(self, m: RotatedAnisotropicKernel, v: Tensor) -> None:
+        # BoTorch's `sample_all_priors` treats a prior whose event shape has one element (dim = 2: event shape (1,))
+        # as univariate and draws `closure(module).shape` samples, i.e. one trailing dimension too many: drop it.
+        raw = m.raw_rotation
+        if m.num_rotation_coordinates == 1 and v.dim() == raw.dim() + 1 and tuple(v.shape) == (*raw.shape, 1):
+            v = v.squeeze(-1)
         m._set_rotation(v)
 
     # -- derived quantities -----------------------------------------------------------------------------------
