@@ -446,3 +446,56 @@ def test_shape_errors_name_parameter_and_both_shapes():
     k = RotatedAnisotropicKernel(3, batch_shape=torch.Size([3]))
     with pytest.raises(ValueError, match=r"rotation must have shape \(\*batch_shape, 3\), got \(2, 3\)"):
         k.rotation = torch.zeros(2, 3)
+
+
+# ------------------------------------------------------------------------------------------ recovery (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_map_recovers_planar_azimuth(seed):
+    """d = 2, n = 200 noisy draws of a Matern-5/2 field rotated by 30 degrees (length-scales 0.08, 0.4, unit square):
+    the best of an identity (ARD) start and 4 Haar starts, each fitted by BoTorch's L-BFGS-B with the default
+    shrinkage rotation prior, recovers the principal directions within 6 degrees and beats ARD's held-out RMSE by a
+    factor <= 0.75 (the issue-17 targets). Seeded; about 10 s per seed on one core."""
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from gpytorch_so3.priors import default_sod_rotation_prior
+
+    g = torch.Generator().manual_seed(seed)
+    d, n, ls_true = 2, 200, torch.tensor([[0.08, 0.4]], dtype=torch.float64)
+    # An oblique truth (30 degrees; 45 is the most oblique in 2-D): near-axis-aligned truths leave ARD nothing to lose.
+    R_true = sod.exp_map(torch.tensor([math.pi / 6], dtype=torch.float64), 2)
+    truth = RotatedAnisotropicKernel(d, 2.5).double()
+    truth.lengthscale, truth.rotation = ls_true, sod.log_map(R_true)
+    X = torch.rand(n + 200, d, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        K = truth(X).to_dense() + 1e-6 * torch.eye(n + 200, dtype=torch.float64)
+        f = torch.linalg.cholesky(K) @ torch.randn(n + 200, 1, generator=g, dtype=torch.float64)
+    Y = f + 0.05 * torch.randn(n + 200, 1, generator=g, dtype=torch.float64)
+    best = None
+    for restart in range(5):
+        base = RotatedAnisotropicKernel(
+            d, 2.5, rotation_prior=default_sod_rotation_prior(d), lengthscale_prior=LogNormalPrior(math.log(0.5), 1.0)
+        ).double()
+        model = SingleTaskGP(X[:n], Y[:n], covar_module=ScaleKernel(base))
+        R0 = torch.eye(d, dtype=torch.float64) if restart == 0 else sod.random_rotation(d, generator=g).double()
+        base.rotation, base.lengthscale = sod.log_map(R0), 0.5
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        fit_gpytorch_mll(mll)
+        model.train()
+        with torch.no_grad():
+            value = float(mll(model(X[:n]), model.train_targets))
+        if best is None or value > best[0]:
+            best = (value, model)
+    model = best[1].eval()
+    l_fit, R_fit = model.covar_module.base_kernel.canonical()
+    _, R_ref = sod.canonicalize(ls_true[0], R_true)
+    angles = torch.rad2deg(torch.acos((R_fit * R_ref).sum(0).abs().clamp(max=1.0)))
+    assert float(angles.max()) < 6.0, (angles, l_fit)
+    ard = SingleTaskGP(X[:n], Y[:n])
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(ard.likelihood, ard))
+    with torch.no_grad():
+        rmse = (model.posterior(X[n:]).mean - f[n:]).pow(2).mean().sqrt()
+        rmse_ard = (ard.posterior(X[n:]).mean - f[n:]).pow(2).mean().sqrt()
+    assert float(rmse / rmse_ard) <= 0.75
