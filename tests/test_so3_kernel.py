@@ -674,3 +674,20 @@ def test_rotation_prior_shape_errors_name_the_prior_and_shapes():
     # fitting shapes are accepted: scalar priors, matching batch, broadcastable batch
     SO3AnisotropicKernel(rotation_prior=GaussianRotationPrior(batch_shape=(2,)), batch_shape=torch.Size([2]))
     SO3AnisotropicKernel(rotation_prior=NormalPrior(torch.zeros(3), 1.0))
+
+
+def test_first_release_pickles_still_work():
+    # Objects pickled before the d-dimensional base class carry no `dim` / `num_rotation_coordinates` attributes.
+    k = make_kernel(2.5, torch.float64)
+    x = rand_x(5, 3, seed=90)
+    expected = dense(k, x).detach()
+    state = k.__getstate__() if hasattr(k, "__getstate__") else dict(k.__dict__)
+    state = dict(state)
+    state.pop("dim", None)
+    state.pop("num_rotation_coordinates", None)
+    old = SO3AnisotropicKernel.__new__(SO3AnisotropicKernel)
+    old.__setstate__(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.dim == 3 and restored.rotation.shape == (3,)
+    torch.testing.assert_close(dense(restored, x).detach(), expected, rtol=0, atol=0)
+    restored.rotation = torch.zeros(3, dtype=torch.float64)

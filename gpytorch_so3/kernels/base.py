@@ -119,6 +119,9 @@ class AnisotropicKernel(Kernel):
     """
 
     is_stationary = True
+    #: Class-level default of the instance attribute set in ``__init__``: objects pickled by the first release
+    #: (3-D only, no ``dim`` attribute) unpickle as 3-D kernels.
+    dim = 3
 
     def __init__(
         self,

@@ -69,6 +69,10 @@ class SO3AnisotropicKernel(RotatedAnisotropicKernel):
     .. [WarriorChakrabarty2026] Warrior & Chakrabarty, "Lie-algebraic anisotropic kernels", arXiv:2605.11179.
     """
 
+    #: Class-level defaults for objects pickled by the first release (before the d-dimensional base class).
+    dim = 3
+    num_rotation_coordinates = 3
+
     def __init__(
         self,
         nu: float | None = None,
