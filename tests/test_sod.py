@@ -328,3 +328,9 @@ def test_errors_name_the_problem():
         sod.canonicalize(torch.ones(3), torch.eye(4))
     with pytest.raises(ValueError, match="non-negative ints"):
         sod.random_rotation(3, -1)
+
+
+def test_log_gradcheck_batched_d5():
+    R0 = sod.random_rotation(5, 2, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    v = (0.1 * torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(6), dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: sod.log_map(R0 @ sod.exp_map(x, 5)), (v,))
