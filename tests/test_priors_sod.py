@@ -202,6 +202,6 @@ def test_botorch_sample_all_priors(seed):
         base = RotatedAnisotropicKernel(2, 2.5, rotation_prior=prior, batch_shape=torch.Size([2]))
         model = SingleTaskGP(X, Y, covar_module=ScaleKernel(base, batch_shape=torch.Size([2])))
         sample_all_priors(model)
-            assert base.rotation.shape == (2, 1) and not torch.equal(base.rotation[0], base.rotation[1])
+        assert base.rotation.shape == (2, 1) and not torch.equal(base.rotation[0], base.rotation[1])
         model.eval()
         assert torch.isfinite(model.posterior(torch.rand(3, 2, dtype=torch.float64)).mean).all()
