@@ -289,3 +289,51 @@ def test_rotation_of_inputs_matches_rotated_factor():
 
 def test_repr():
     assert "Matern(nu=0.5)" in repr(FullSPDKernel(nu=0.5))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parameter validation (issue 15)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])
+def test_bad_cholesky_diag_raises(bad):
+    k = FullSPDKernel()
+    before = k.cholesky_diag.detach().clone()
+    with pytest.raises(ValueError, match="FullSPDKernel: cholesky_diag must be positive and finite"):
+        k.cholesky_diag = torch.tensor([1.0, bad, 1.0])
+    with pytest.raises(ValueError, match="cholesky_diag must be positive and finite"):
+        k.initialize(cholesky_diag=bad)
+    assert torch.equal(k.cholesky_diag, before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_offdiag_and_raw_values_raise(bad):
+    k = FullSPDKernel()
+    with pytest.raises(ValueError, match="FullSPDKernel: cholesky_offdiag must be finite"):
+        k.initialize(cholesky_offdiag=torch.tensor([0.0, bad, 0.0]))
+    with pytest.raises(ValueError, match="cholesky_offdiag must be finite"):
+        k.cholesky_offdiag = torch.tensor([bad, 0.0, 0.0])
+    with pytest.raises(ValueError, match="cholesky_diag must be finite"):
+        k.initialize(raw_cholesky_diag=torch.full((3,), bad))
+    for name, public in (("raw_cholesky_diag", "cholesky_diag"), ("cholesky_offdiag", "cholesky_offdiag")):
+        sd = k.state_dict()
+        sd[name] = torch.full_like(sd[name], bad)
+        with pytest.raises(ValueError, match=f"{public} must be finite"):
+            k.load_state_dict(sd)
+    assert torch.isfinite(k.cholesky_factor).all()
+
+
+def test_shape_errors_name_parameter_and_both_shapes():
+    for bs in ((), (2,)):
+        k = FullSPDKernel(batch_shape=torch.Size(bs))
+        with pytest.raises(ValueError, match=r"cholesky_diag must have shape \(\*batch_shape, 3\), got \(4, 3\)"):
+            k.cholesky_diag = torch.ones(4, 3)
+        with pytest.raises(ValueError, match=r"cholesky_offdiag must have shape .* got \(2,\)"):
+            k.initialize(cholesky_offdiag=torch.zeros(2))
+        with pytest.raises(ValueError, match=r"cholesky_offdiag must have shape .* got \(4, 3\)"):
+            k.cholesky_offdiag = torch.zeros(4, 3)
+    k = FullSPDKernel()
+    k.cholesky_offdiag = torch.tensor([0.1, 0.2, 0.3])  # plain assignment works and copies into the parameter
+    assert isinstance(k.cholesky_offdiag, torch.nn.Parameter)
+    assert torch.equal(k.cholesky_offdiag.detach(), torch.tensor([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match=r"cholesky_diag_prior has batch_shape \(3, 3\).*\(2, 3\)"):
+        FullSPDKernel(cholesky_diag_prior=LogNormalPrior(torch.zeros(3, 3), 1.0), batch_shape=torch.Size([2]))

@@ -4,6 +4,7 @@ batching, composition with other gpytorch kernels, serialisation, priors, traini
 from __future__ import annotations
 
 import pickle
+import re
 
 import gpytorch
 import numpy as np
@@ -583,3 +584,110 @@ def test_non_prior_priors_raise_type_error():
     with pytest.raises(TypeError, match="Prior"):
         SO3AnisotropicKernel(lengthscale_prior=torch.distributions.Normal(0.0, 1.0))
     SO3AnisotropicKernel(rotation_prior=NormalPrior(0.0, 1.0))  # a gpytorch Prior is fine
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parameter validation (issue 15): non-finite / non-positive values and wrong shapes name the parameter
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_rotation_raises(bad):
+    k = SO3AnisotropicKernel()
+    with pytest.raises(ValueError, match="SO3AnisotropicKernel: rotation must be finite"):
+        k.rotation = torch.tensor([0.1, bad, 0.0])
+    with pytest.raises(ValueError, match="rotation must be finite"):
+        k.initialize(rotation=torch.tensor([bad, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="rotation must be finite"):
+        k.initialize(raw_rotation=torch.tensor([bad, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="rotation must be finite"):
+        k.initialize(raw_rotation=bad)
+    assert torch.equal(k.rotation, torch.zeros(3))  # unchanged
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -0.5])
+def test_bad_lengthscale_raises(bad):
+    k = SO3AnisotropicKernel(nu=2.5)
+    before = k.lengthscale.detach().clone()
+    with pytest.raises(ValueError, match="SO3AnisotropicKernel: lengthscale must be positive and finite"):
+        k.lengthscale = torch.tensor([[1.0, 1.0, bad]])
+    with pytest.raises(ValueError, match="lengthscale must be positive and finite"):
+        k.lengthscale = bad
+    with pytest.raises(ValueError, match="lengthscale must be positive and finite"):
+        k.initialize(lengthscale=torch.tensor([bad, 1.0, 1.0]))
+    assert torch.equal(k.lengthscale, before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_load_state_dict_with_non_finite_raw_values_raises(bad):
+    k = make_kernel(1.5, torch.float64)
+    good = {n: v.clone() for n, v in k.state_dict().items()}
+    for name in ("raw_rotation", "raw_lengthscale"):
+        sd = {n: v.clone() for n, v in good.items()}
+        sd[name].view(-1)[0] = bad
+        with pytest.raises(ValueError, match=rf"SO3AnisotropicKernel: {name[4:]} must be finite.*{name}"):
+            k.load_state_dict(sd)
+        for n, v in k.state_dict().items():
+            assert torch.equal(v, good[n])  # nothing was loaded
+    # nested (ScaleKernel) and raw non-finite through initialize too
+    sk = ScaleKernel(SO3AnisotropicKernel())
+    sd = sk.state_dict()
+    sd["base_kernel.raw_lengthscale"] = torch.full((1, 3), bad)
+    with pytest.raises(ValueError, match="lengthscale must be finite"):
+        sk.load_state_dict(sd)
+    with pytest.raises(ValueError, match="lengthscale must be finite"):
+        sk.initialize(**{"base_kernel.raw_lengthscale": torch.full((1, 3), bad)})
+
+
+@pytest.mark.parametrize("batch_shape", [(), (2,)])
+def test_rotation_and_lengthscale_shape_errors_name_both_shapes(batch_shape):
+    k = SO3AnisotropicKernel(batch_shape=torch.Size(batch_shape))
+    expected = (*batch_shape, 3)
+    with pytest.raises(
+        ValueError, match=rf"rotation must have shape \(\*batch_shape, 3\), got \(4, 3\); .*{re.escape(str(expected))}"
+    ):
+        k.rotation = torch.zeros(4, 3)
+    ls_shape = re.escape(str((*batch_shape, 1, 3)))
+    msg = rf"lengthscale must have shape \(\*batch_shape, 1, 3\), got \(2,\); .*{ls_shape}"
+    with pytest.raises(ValueError, match=msg):
+        k.lengthscale = torch.ones(2)
+    with pytest.raises(ValueError, match=r"raw_rotation must have shape .* got \(4, 3\)"):
+        k.initialize(raw_rotation=torch.zeros(4, 3))
+    assert k.rotation.shape == expected and k.lengthscale.shape == (*batch_shape, 1, 3)
+
+
+def test_rotation_batch_3_vs_2_names_both_shapes():
+    k = SO3AnisotropicKernel(batch_shape=torch.Size([2]))
+    with pytest.raises(ValueError, match=r"rotation must have shape \(\*batch_shape, 3\), got \(3, 3\).*\(2, 3\)"):
+        k.rotation = torch.zeros(3, 3)
+
+
+def test_rotation_prior_shape_errors_name_the_prior_and_shapes():
+    from gpytorch_so3.priors import GaussianLieAlgebraPrior, GaussianRotationPrior
+
+    with pytest.raises(ValueError, match=r"rotation_prior has event_shape \(6,\).*\(3,\)"):
+        SO3AnisotropicKernel(rotation_prior=GaussianLieAlgebraPrior(4))  # event shape 6 instead of 3
+    with pytest.raises(ValueError, match=r"rotation_prior has event_shape \(4,\).*\(3,\)"):
+        SO3AnisotropicKernel(rotation_prior=MultivariateNormalPrior(torch.zeros(4), torch.eye(4)))
+    with pytest.raises(ValueError, match=r"rotation_prior has batch_shape \(3,\).*\(2, 3\)"):
+        SO3AnisotropicKernel(rotation_prior=GaussianRotationPrior(batch_shape=(3,)), batch_shape=torch.Size([2]))
+    with pytest.raises(ValueError, match=r"lengthscale_prior has batch_shape \(3, 1, 1\).*\(2, 1, 3\)"):
+        SO3AnisotropicKernel(lengthscale_prior=LogNormalPrior(torch.zeros(3, 1, 1), 1.0), batch_shape=torch.Size([2]))
+    # fitting shapes are accepted: scalar priors, matching batch, broadcastable batch
+    SO3AnisotropicKernel(rotation_prior=GaussianRotationPrior(batch_shape=(2,)), batch_shape=torch.Size([2]))
+    SO3AnisotropicKernel(rotation_prior=NormalPrior(torch.zeros(3), 1.0))
+
+
+def test_first_release_pickles_still_work():
+    # Objects pickled before the d-dimensional base class carry no `dim` / `num_rotation_coordinates` attributes.
+    k = make_kernel(2.5, torch.float64)
+    x = rand_x(5, 3, seed=90)
+    expected = dense(k, x).detach()
+    state = k.__getstate__() if hasattr(k, "__getstate__") else dict(k.__dict__)
+    state = dict(state)
+    state.pop("dim", None)
+    state.pop("num_rotation_coordinates", None)
+    old = SO3AnisotropicKernel.__new__(SO3AnisotropicKernel)
+    old.__setstate__(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.dim == 3 and restored.rotation.shape == (3,)
+    torch.testing.assert_close(dense(restored, x).detach(), expected, rtol=0, atol=0)
+    restored.rotation = torch.zeros(3, dtype=torch.float64)

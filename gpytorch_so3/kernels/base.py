@@ -1,4 +1,8 @@
-"""Shared skeleton of the 3-D anisotropic kernels: input validation and ``centre -> whiten -> distance -> base``."""
+"""Shared skeleton of the anisotropic kernels: input validation and ``centre -> whiten -> distance -> base``.
+
+:class:`AnisotropicKernel` works on ``dim``-dimensional inputs; ``Anisotropic3DKernel`` is the same class (the name
+of the first release, kept as an alias; its ``dim`` defaults to 3).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 
-__all__ = ["Anisotropic3DKernel", "validate_inputs"]
+__all__ = ["Anisotropic3DKernel", "AnisotropicKernel", "validate_inputs"]
 
 
 def _check_input(kernel_name: str, name: str, x: Tensor) -> None:
@@ -26,15 +30,17 @@ def validate_inputs(
     x2: Tensor | None,
     active_dims: Tensor | None,
     param_dtype: torch.dtype,
+    dim: int = 3,
 ) -> None:
-    """Check the inputs of a 3-D kernel and raise a ``TypeError``/``ValueError`` that names the problem.
+    """Check the inputs of a ``dim``-D kernel and raise a ``TypeError``/``ValueError`` that names the problem.
 
     Args:
         kernel_name: class name used in messages.
         x1: ``(..., n, d)`` inputs.
         x2: ``(..., m, d)`` inputs or ``None``.
-        active_dims: the kernel's ``active_dims`` (length 3) or ``None`` (then ``d`` must be 3).
+        active_dims: the kernel's ``active_dims`` (length ``dim``) or ``None`` (then ``d`` must be ``dim``).
         param_dtype: dtype of the kernel's parameters; inputs must match it.
+        dim: the number of input dimensions the kernel acts on (default 3).
 
     Raises:
         TypeError: non-tensor or non-floating inputs, or a dtype that differs from ``param_dtype``.
@@ -47,6 +53,7 @@ def validate_inputs(
             ...
         ValueError: MyKernel works on 3-D inputs: x1 must have shape (..., n, 3), got (5, 2) ...
         >>> validate_inputs("MyKernel", torch.rand(5, 4), None, torch.tensor([0, 1, 3]), torch.float32)  # 3 of 4
+        >>> validate_inputs("MyKernel", torch.rand(5, 2), None, None, torch.float32, dim=2)  # a 2-D kernel
     """
     _check_input(kernel_name, "x1", x1)
     xs = [("x1", x1)]
@@ -62,12 +69,12 @@ def validate_inputs(
         )
     for name, x in xs:
         if x.dim() < 2:
-            raise ValueError(f"{kernel_name}: {name} must have shape (..., n, 3), got {tuple(x.shape)}")
+            raise ValueError(f"{kernel_name}: {name} must have shape (..., n, {dim}), got {tuple(x.shape)}")
         if active_dims is None:
-            if x.shape[-1] != 3:
+            if x.shape[-1] != dim:
                 raise ValueError(
-                    f"{kernel_name} works on 3-D inputs: {name} must have shape (..., n, 3), got {tuple(x.shape)} "
-                    "(use active_dims=(i, j, k) to select three columns of wider inputs)"
+                    f"{kernel_name} works on {dim}-D inputs: {name} must have shape (..., n, {dim}), got "
+                    f"{tuple(x.shape)} (use active_dims to select {dim} columns of wider inputs)"
                 )
             sel = x
         else:
@@ -83,16 +90,20 @@ def validate_inputs(
             raise ValueError(f"{kernel_name}: {name} contains NaN or inf in {bad} row(s); inputs must be finite")
 
 
-class Anisotropic3DKernel(Kernel):
-    r"""Base class: a stationary kernel of the whitened distance ``|(x - x') A|`` on 3-D inputs.
+class AnisotropicKernel(Kernel):
+    r"""Base class: a stationary kernel of the whitened distance ``|(x - x') A|`` on ``dim``-D inputs.
 
-    Subclasses define :attr:`whitening_matrix` ``A`` (``batch_shape x 3 x 3``); the metric is ``M = A A^T``.
-    The base correlation is gpytorch's RBF (``nu=None``) or Matern form at unit length-scale.
+    Subclasses define :attr:`whitening_matrix` ``A`` (``batch_shape x dim x dim``); the metric is ``M = A A^T``.
+    The base correlation is gpytorch's RBF (``nu=None``) or Matern form at unit length-scale. ``dim`` defaults to 3
+    (``Anisotropic3DKernel`` is this class under its first-release name).
+
+    Every parameter registered directly on such a kernel must be finite: :meth:`initialize` and
+    ``load_state_dict`` reject NaN/inf values with a ``ValueError`` naming the parameter.
 
     Example:
         A kernel with a fixed diagonal whitening matrix (axis-aligned length-scales ``1, 1/2, 1/4``):
 
-        >>> class Diagonal(Anisotropic3DKernel):
+        >>> class Diagonal(AnisotropicKernel):
         ...     def __init__(self):
         ...         super().__init__(nu=None, batch_shape=None, active_dims=None)
         ...         self.register_parameter("scales", torch.nn.Parameter(torch.tensor([1.0, 2.0, 4.0])))
@@ -108,36 +119,126 @@ class Anisotropic3DKernel(Kernel):
     """
 
     is_stationary = True
+    #: Class-level default of the instance attribute set in ``__init__``: objects pickled by the first release
+    #: (3-D only, no ``dim`` attribute) unpickle as 3-D kernels.
+    dim = 3
 
     def __init__(
         self,
         nu: float | None,
         batch_shape: torch.Size | None,
         active_dims: tuple[int, ...] | None,
+        *,
+        dim: int = 3,
         **kwargs,
     ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}")
         if active_dims is not None:
             dims = torch.as_tensor(active_dims)
-            if dims.dim() != 1 or dims.numel() != 3:
+            if dims.dim() != 1 or dims.numel() != dim:
                 raise ValueError(
-                    f"{type(self).__name__}: active_dims must list exactly 3 input columns, got {active_dims!r}"
+                    f"{type(self).__name__}: active_dims must list exactly {dim} input columns, got {active_dims!r}"
                 )
-            if dims.is_floating_point() or bool((dims < 0).any()) or len(set(dims.tolist())) != 3:
+            if dims.is_floating_point() or bool((dims < 0).any()) or len(set(dims.tolist())) != dim:
                 raise ValueError(
-                    f"{type(self).__name__}: active_dims must be 3 distinct non-negative ints, got {active_dims!r}"
+                    f"{type(self).__name__}: active_dims must be {dim} distinct non-negative ints, got {active_dims!r}"
                 )
         batch_shape = torch.Size([]) if batch_shape is None else torch.Size(batch_shape)
         super().__init__(batch_shape=batch_shape, active_dims=active_dims, **kwargs)
+        self.dim = dim
         self.nu = F.check_nu(nu)
+
+    # -- parameter validation: no NaN/inf and no wrong shape may enter through initialize() or load_state_dict() --
+    def _check_parameter_value(self, name: str, value: object, exact_shape: bool = False) -> None:
+        """Raise a ``ValueError`` naming ``name`` if ``value`` is not finite or does not fit the parameter's shape."""
+        if name not in self._parameters or not (torch.is_tensor(value) or isinstance(value, int | float)):
+            return
+        t = torch.as_tensor(value)
+        public = name[4:] if name.startswith("raw_") else name
+        shape = tuple(self._parameters[name].shape)
+        fits = tuple(t.shape) == shape if exact_shape else self._shape_fits(t.shape, shape)
+        if not fits:
+            rule = "" if exact_shape else " (or broadcastable to it)"
+            raise ValueError(
+                f"{type(self).__name__}: {name} must have shape {shape}{rule} for batch_shape "
+                f"{tuple(self.batch_shape)}, got {tuple(t.shape)}"
+            )
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"{type(self).__name__}: {public} must be finite; got NaN/inf in {name} of shape {tuple(t.shape)}"
+            )
+
+    def _shape_fits(self, value_shape: torch.Size, param_shape: torch.Size) -> bool:
+        """Whether a value of ``value_shape`` may be assigned to a parameter of ``param_shape``.
+
+        It must broadcast to ``param_shape``. While gpytorch loads MCMC samples (``pyro_load_from_samples`` turns
+        strict initialisation off, ``_strict_init = False``) extra leading sample dimensions are allowed too, as
+        gpytorch's own ``initialize`` then reshapes the parameter.
+        """
+        try:
+            out = tuple(torch.broadcast_shapes(value_shape, param_shape))
+        except RuntimeError:
+            return False
+        param_shape = tuple(param_shape)
+        if getattr(self, "_strict_init", True):
+            return out == param_shape
+        return out[len(out) - len(param_shape) :] == param_shape
+
+    @staticmethod
+    def _fit_to_param(value: Tensor, param: Tensor) -> Tensor:
+        """``value`` expanded to ``param``'s shape, or unchanged if it has extra (MCMC sample) dimensions."""
+        grow = value.dim() > param.dim() or any(
+            v > p for v, p in zip(reversed(value.shape), reversed(param.shape), strict=False)
+        )
+        return value if grow else value.expand_as(param)
+
+    def _check_prior_shape(self, name: str, prior: object, param_shape: torch.Size) -> None:
+        """A prior's ``batch_shape + event_shape`` must broadcast to its parameter's shape without changing it."""
+        event = tuple(getattr(prior, "event_shape", ()))
+        batch = tuple(getattr(prior, "batch_shape", ()))
+        param_shape = tuple(param_shape)
+        if len(event) > 0 and event != param_shape[len(param_shape) - len(event) :]:
+            raise ValueError(
+                f"{type(self).__name__}: {name} has event_shape {event}, but the parameter has shape {param_shape} "
+                f"(dim={self.dim}, batch_shape={tuple(self.batch_shape)}); its event_shape must be () or "
+                f"{param_shape[-len(event) :]}"
+            )
+        full = batch + event
+        try:
+            ok = tuple(torch.broadcast_shapes(full, param_shape)) == param_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{type(self).__name__}: {name} has batch_shape {batch} and event_shape {event}, which do not "
+                f"broadcast to the parameter's shape {param_shape} (batch_shape={tuple(self.batch_shape)})"
+            )
+
+    def initialize(self, **kwargs) -> AnisotropicKernel:
+        """``gpytorch.Module.initialize`` that rejects non-finite values of this kernel's own parameters."""
+        for name, value in kwargs.items():
+            self._check_parameter_value(name, value)
+        return super().initialize(**kwargs)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        for name in self._parameters:
+            if prefix + name in state_dict:
+                self._check_parameter_value(name, state_dict[prefix + name], exact_shape=True)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @property
     @abstractmethod
     def whitening_matrix(self) -> Tensor:
-        """``A``, ``batch_shape x 3 x 3``, with metric ``M = A A^T``."""
+        """``A``, ``batch_shape x dim x dim``, with metric ``M = A A^T``."""
 
     @property
     def metric(self) -> Tensor:
-        """The metric ``M = A A^T``, ``batch_shape x 3 x 3``."""
+        """The metric ``M = A A^T``, ``batch_shape x dim x dim``."""
         A = self.whitening_matrix
         return A @ A.transpose(-1, -2)
 
@@ -149,18 +250,18 @@ class Anisotropic3DKernel(Kernel):
         """Validate the inputs, then defer to :meth:`gpytorch.kernels.Kernel.__call__`."""
         if last_dim_is_batch:
             raise ValueError(
-                f"{type(self).__name__} couples the three input dimensions through one metric; "
+                f"{type(self).__name__} couples the {self.dim} input dimensions through one metric; "
                 "last_dim_is_batch=True has no meaning for it"
             )
-        validate_inputs(type(self).__name__, x1, x2, self.active_dims, self._param_dtype())
+        validate_inputs(type(self).__name__, x1, x2, self.active_dims, self._param_dtype(), dim=self.dim)
         return super().__call__(x1, x2, diag=diag, **params)
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params) -> Tensor:
-        r"""Covariance (correlation) of 3-D inputs.
+        r"""Covariance (correlation) of ``dim``-D inputs.
 
         Args:
-            x1: ``batch_shape x n x 3`` inputs.
-            x2: ``batch_shape x m x 3`` inputs.
+            x1: ``batch_shape x n x dim`` inputs.
+            x2: ``batch_shape x m x dim`` inputs.
             diag: return only the diagonal (requires ``n == m``).
             last_dim_is_batch: not supported (raises ``ValueError``).
             **params: passed on to :meth:`gpytorch.kernels.Kernel.covar_dist`.
@@ -171,8 +272,8 @@ class Anisotropic3DKernel(Kernel):
         if last_dim_is_batch:
             raise ValueError(f"{type(self).__name__} does not support last_dim_is_batch=True")
         # Wrappers such as ScaleKernel call `base_kernel.forward` directly and bypass our `__call__`, so the checks
-        # run here too (on the already active-dim-selected inputs). Cost: one isfinite over n x 3 per call.
-        validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype())
+        # run here too (on the already active-dim-selected inputs). Cost: one isfinite over n x dim per call.
+        validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype(), dim=self.dim)
         # Centring first keeps |z|^2 small so the expanded-norm distance formula loses no digits (as MaternKernel).
         mean = x1.mean(dim=-2, keepdim=True)
         A = self.whitening_matrix
@@ -195,3 +296,7 @@ class Anisotropic3DKernel(Kernel):
 
     def _nu_repr(self) -> str:
         return "RBF" if self.nu is None else f"Matern(nu={self.nu})"
+
+
+#: The first-release name of :class:`AnisotropicKernel` (``dim`` defaults to 3); kept for compatibility.
+Anisotropic3DKernel = AnisotropicKernel

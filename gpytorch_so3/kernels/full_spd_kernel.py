@@ -85,6 +85,7 @@ class FullSPDKernel(Anisotropic3DKernel):
             if prior is not None:
                 if not isinstance(prior, Prior):
                     raise TypeError(f"Expected gpytorch.priors.Prior for {name}, got {type(prior).__name__}")
+                self._check_prior_shape(name, prior, self.raw_cholesky_diag.shape)
                 self.register_prior(name, prior, param, closure)
         self.cholesky_diag = torch.full_like(self.raw_cholesky_diag, 1.0 / math.log(2.0))
 
@@ -99,8 +100,19 @@ class FullSPDKernel(Anisotropic3DKernel):
 
     def _set_cholesky_diag(self, value: Tensor | float) -> None:
         value = torch.as_tensor(value).to(self.raw_cholesky_diag)
+        shape = tuple(self.raw_cholesky_diag.shape)
+        if not self._shape_fits(value.shape, shape):
+            raise ValueError(
+                f"{type(self).__name__}: cholesky_diag must have shape (*batch_shape, 3), got {tuple(value.shape)}; "
+                f"for batch_shape {tuple(self.batch_shape)} that is {shape} or a shape broadcastable to it"
+            )
+        if not bool(torch.isfinite(value).all()) or not bool((value > 0).all()):
+            raise ValueError(
+                f"{type(self).__name__}: cholesky_diag must be positive and finite, got {value.tolist()} "
+                f"(shape {tuple(value.shape)})"
+            )
         raw = self.raw_cholesky_diag_constraint.inverse_transform(value)
-        self.initialize(raw_cholesky_diag=raw.expand_as(self.raw_cholesky_diag))
+        self.initialize(raw_cholesky_diag=self._fit_to_param(raw, self.raw_cholesky_diag))
 
     def _diag_param(self, m: FullSPDKernel) -> Tensor:
         return m.cholesky_diag
@@ -111,8 +123,17 @@ class FullSPDKernel(Anisotropic3DKernel):
     def _offdiag_param(self, m: FullSPDKernel) -> Tensor:
         return m.cholesky_offdiag
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # ``cholesky_offdiag`` is itself the parameter: route plain assignment through ``initialize`` so that it is
+        # validated (finite, shape) and copied, instead of torch replacing or rejecting the parameter.
+        if name == "cholesky_offdiag" and "cholesky_offdiag" in self._parameters:
+            value = torch.as_tensor(value).detach().to(self._parameters["cholesky_offdiag"])
+            self.initialize(cholesky_offdiag=value)
+            return
+        super().__setattr__(name, value)
+
     def _offdiag_closure(self, m: FullSPDKernel, v: Tensor) -> None:
-        m.initialize(cholesky_offdiag=torch.as_tensor(v).to(m.cholesky_offdiag).expand_as(m.cholesky_offdiag))
+        m.initialize(cholesky_offdiag=m._fit_to_param(torch.as_tensor(v).to(m.cholesky_offdiag), m.cholesky_offdiag))
 
     @property
     def cholesky_factor(self) -> Tensor:

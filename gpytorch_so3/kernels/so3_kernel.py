@@ -7,14 +7,12 @@ from gpytorch.constraints import Interval
 from gpytorch.priors import Prior
 from torch import Tensor
 
-from gpytorch_so3 import functional as F
-from gpytorch_so3 import so3
-from gpytorch_so3.kernels.base import Anisotropic3DKernel
+from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 
 __all__ = ["SO3AnisotropicKernel"]
 
 
-class SO3AnisotropicKernel(Anisotropic3DKernel):
+class SO3AnisotropicKernel(RotatedAnisotropicKernel):
     r"""Stationary kernel on 3-D inputs with a rotated anisotropic metric.
 
     .. math::
@@ -36,6 +34,7 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
       use :func:`gpytorch_so3.so3.canonicalize` to compare fits.
 
     Like every gpytorch kernel it has unit output-scale; wrap it in :class:`gpytorch.kernels.ScaleKernel`.
+    It is :class:`~gpytorch_so3.kernels.rotated_kernel.RotatedAnisotropicKernel` with ``dim`` fixed to 3.
 
     Example:
         >>> import torch, gpytorch
@@ -70,7 +69,9 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
     .. [WarriorChakrabarty2026] Warrior & Chakrabarty, "Lie-algebraic anisotropic kernels", arXiv:2605.11179.
     """
 
-    has_lengthscale = True
+    #: Class-level defaults for objects pickled by the first release (before the d-dimensional base class).
+    dim = 3
+    num_rotation_coordinates = 3
 
     def __init__(
         self,
@@ -90,29 +91,22 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
             lengthscale_prior: prior on the ``batch_shape x 1 x 3`` principal length-scales.
             lengthscale_constraint: constraint of the length-scales (default: ``Positive()``).
             rotation_prior: prior on the ``batch_shape x 3`` axis-angle vector, e.g. from
-                :mod:`gpytorch_so3.priors`; its ``event_shape`` should be ``(3,)``.
+                :mod:`gpytorch_so3.priors`; its ``event_shape`` must be ``()`` or ``(3,)``.
             batch_shape: batch shape of the hyperparameters (default: none).
             active_dims: three input columns the kernel acts on (default: all, and inputs must be 3-D).
             eps: gpytorch's lower bound on the length-scale (passed to ``Kernel``).
         """
         super().__init__(
+            3,
             nu,
-            batch_shape,
-            active_dims,
-            ard_num_dims=3,
             lengthscale_prior=lengthscale_prior,
             lengthscale_constraint=lengthscale_constraint,
+            rotation_prior=rotation_prior,
+            batch_shape=batch_shape,
+            active_dims=active_dims,
             eps=eps,
         )
-        self.register_parameter("raw_rotation", torch.nn.Parameter(torch.zeros(*self.batch_shape, 3)))
-        if rotation_prior is not None:
-            if not isinstance(rotation_prior, Prior):
-                raise TypeError(
-                    f"Expected gpytorch.priors.Prior for rotation_prior, got {type(rotation_prior).__name__}"
-                )
-            self.register_prior("rotation_prior", rotation_prior, self._rotation_param, self._rotation_closure)
 
-    # -- rotation: an unconstrained parameter, exposed through the usual property/setter pair ------------------
     @property
     def rotation(self) -> Tensor:
         """The axis-angle vector ``w``, ``batch_shape x 3`` (unconstrained)."""
@@ -121,51 +115,6 @@ class SO3AnisotropicKernel(Anisotropic3DKernel):
     @rotation.setter
     def rotation(self, value: Tensor | float) -> None:
         self._set_rotation(value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        # ``k.rotation = other.rotation`` passes an ``nn.Parameter`` (``rotation`` is the raw parameter itself), which
-        # ``torch.nn.Module.__setattr__`` would try to register as a new parameter (KeyError) instead of calling the
-        # property setter: route it to the setter, copying the values.
-        if name == "rotation":
-            self._set_rotation(value)
-            return
-        super().__setattr__(name, value)
-
-    def _set_rotation(self, value: Tensor | float) -> None:
-        if not torch.is_tensor(value):
-            value = torch.as_tensor(value)
-        value = value.detach().to(self.raw_rotation)
-        if value.shape[-1:] != (3,):
-            raise ValueError(f"rotation must have shape (*batch_shape, 3), got {tuple(value.shape)}")
-        self.initialize(raw_rotation=value.expand_as(self.raw_rotation))
-
-    def _rotation_param(self, m: SO3AnisotropicKernel) -> Tensor:
-        # Used by rotation_prior (a bound method, not a lambda, so the kernel pickles: gpytorch PR #1876).
-        return m.rotation
-
-    def _rotation_closure(self, m: SO3AnisotropicKernel, v: Tensor) -> None:
-        m._set_rotation(v)
-
-    # -- derived quantities -----------------------------------------------------------------------------------
-    @property
-    def rotation_matrix(self) -> Tensor:
-        """``R = exp(hat(rotation))``, ``batch_shape x 3 x 3``; column ``i`` goes with ``lengthscale[..., 0, i]``."""
-        return so3.exp_map(self.rotation)
-
-    @property
-    def whitening_matrix(self) -> Tensor:
-        """``A = R diag(1 / lengthscale)``, ``batch_shape x 3 x 3``; ``metric = A A^T``."""
-        return F.so3_whitening_matrix(self.lengthscale.squeeze(-2), self.rotation_matrix)
-
-    @property
-    def metric(self) -> Tensor:
-        """``M = R diag(lengthscale^-2) R^T``, ``batch_shape x 3 x 3``."""
-        return F.metric(self.lengthscale.squeeze(-2), self.rotation_matrix)
-
-    def canonical(self) -> tuple[Tensor, Tensor]:
-        """Canonical ``(lengthscale, R)``: ``batch_shape x 3``, ``batch_shape x 3 x 3`` (see ``so3.canonicalize``)."""
-        with torch.no_grad():
-            return so3.canonicalize(self.lengthscale.squeeze(-2), self.rotation_matrix)
 
     def extra_repr(self) -> str:
         """Base form and batch shape, shown by ``repr``."""
