@@ -23,8 +23,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 # The light core: torch, gpytorch, linear_operator, numpy, scipy only (tests/test_architecture.py checks it).
-from gpytorch_so3 import datasets, exceptions, functional, kernels, priors, so3
-from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
+from gpytorch_so3 import datasets, exceptions, functional, kernels, priors, so3, sod
+from gpytorch_so3.kernels import FullSPDKernel, RotatedAnisotropicKernel, SO3AnisotropicKernel
 
 try:
     __version__ = version("gpytorch-so3")
@@ -51,13 +51,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "geo": ("gpytorch_so3.geo", None),
     "plot": ("gpytorch_so3.plot", None),
     # registered for modules of the second wave (they resolve once those modules exist)
-    "RotatedAnisotropicKernel": ("gpytorch_so3.kernels.rotated_kernel", "RotatedAnisotropicKernel"),
     "simulate": ("gpytorch_so3.pathwise", "simulate"),
     "scalable": ("gpytorch_so3.scalable", None),
 }
 
 #: Names of the second wave, exported once their modules are present.
-_FUTURE = ("RotatedAnisotropicKernel", "scalable", "simulate")
+_FUTURE = ("scalable", "simulate")
 
 
 def _module_exists(module_name: str) -> bool:
@@ -71,6 +70,7 @@ __all__ = [
     "FullSPDKernel",
     "IsotropicNormalize",
     "PosteriorSummary",
+    "RotatedAnisotropicKernel",
     "SO3AnisotropicKernel",
     "SO3FullyBayesianGP",
     "SO3PyroModel",
@@ -87,6 +87,7 @@ __all__ = [
     "plot",
     "priors",
     "so3",
+    "sod",
     "summarize_posterior",
     "to_physical_units",
 ]

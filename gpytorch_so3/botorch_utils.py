@@ -517,7 +517,9 @@ def _own_kernels(model: torch.nn.Module) -> list[Anisotropic3DKernel]:
 
 
 def _kernel_dims(kernel: Anisotropic3DKernel) -> tuple[int, ...]:
-    return (0, 1, 2) if kernel.active_dims is None else tuple(int(i) for i in kernel.active_dims.tolist())
+    if kernel.active_dims is None:
+        return tuple(range(getattr(kernel, "dim", 3)))
+    return tuple(int(i) for i in kernel.active_dims.tolist())
 
 
 def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel: int = 2) -> list[str]:
@@ -568,7 +570,7 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
             c = _column_divisors(tf, d, strict=False)[..., list(dims)]
             ratio = float((c.amax(-1) / c.amin(-1)).max())
             if ratio > 1.0 + ISOTROPY_RTOL:
-                per_axis = c.reshape(-1, 3)[0].tolist()
+                per_axis = c.reshape(-1, len(dims))[0].tolist()
                 msg = (
                     f"{type(m).__name__}: the input transform scales the SO(3) kernel's columns {list(dims)} by "
                     f"different factors (1 / {[round(v, 6) for v in per_axis]}, ratio {ratio:.3g}); this shears "

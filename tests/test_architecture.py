@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     # 0: no package imports at all
     "exceptions": 0,
     "so3": 0,
+    "sod": 0,  # SO(d) maths: torch and so3 only
     # 10: parameter-free covariance maths
     "functional": 10,
     # 15: synthetic and bundled data (torch/numpy only; must stay BoTorch/Pyro-free)
@@ -46,13 +47,13 @@ LAYERS: dict[str, int] = {
     "kernels.full_spd_kernel": 20,
     "kernels.rotated_kernel": 20,
     "kernels.keops": 21,
+    "kernels.keops_rotated": 21,
     # 30: priors and default kernel factories
     "priors": 30,
     # 40: BoTorch layer: covariance factories, IsotropicNormalize, check_input_scaling, physical units
     "botorch_utils": 40,
     # 50: MAP fit
     "fit": 50,
-    "sod": 50,
     # 60: fully Bayesian
     "fully_bayesian": 60,
     "nuts": 60,
