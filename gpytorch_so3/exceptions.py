@@ -72,3 +72,21 @@ class NonIsotropicInputScalingWarning(GPyTorchSO3Warning):
         >>> [w.category.__name__ for w in caught]
         ['NonIsotropicInputScalingWarning']
     """
+
+
+class NotFittedError(RuntimeError):
+    """A model was used before it was fitted (e.g. an ``SO3FullyBayesianGP`` before ``fit_nuts``).
+
+    A ``RuntimeError``, as BoTorch's own "Model has not been fitted" error, so existing ``except RuntimeError``
+    handlers keep working.
+
+    Example:
+        >>> try:
+        ...     raise NotFittedError("SO3FullyBayesianGP is not fitted: call fit_nuts(model) first")
+        ... except RuntimeError as e:
+        ...     print(type(e).__name__)
+        NotFittedError
+    """
+
+
+__all__ += ["NotFittedError"]
