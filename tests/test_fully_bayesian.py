@@ -27,8 +27,14 @@ from gpytorch_so3.nuts import NutsInfo, fit_nuts, is_numerical_failure
 from gpytorch_so3.summary import PosteriorSummary, azimuth_dip, diagnostics, summarize_posterior, summarize_samples
 
 # num_workers=1: chains in this process (toy budgets; worker start-up would dominate). Parallel chains: own tests.
-TINY = {"warmup_steps": 12, "num_samples": 12, "thinning": 4, "disable_progbar": True, "max_tree_depth": 4,
-        "num_workers": 1}
+TINY = {
+    "warmup_steps": 12,
+    "num_samples": 12,
+    "thinning": 4,
+    "disable_progbar": True,
+    "max_tree_depth": 4,
+    "num_workers": 1,
+}
 MINI = {**TINY, "warmup_steps": 6, "num_samples": 6, "thinning": 2}
 
 
@@ -279,8 +285,9 @@ def test_default_noise_prior_is_botorch_fully_bayesian():
     assert float(tr.nodes["noise"]["fn"].log_prob(v)) == pytest.approx(gamma(0.9, scale=0.1).logpdf(0.037), rel=1e-6)
     # ... and the likelihood adds BoTorch's MIN_INFERRED_NOISE_LEVEL floor to it (as BoTorch's sample_noise).
     K = tr.nodes["Y"]["fn"].covariance_matrix
-    K0 = pm.noiseless_covariance(tr.nodes["outputscale"]["value"], tr.nodes["lengthscale"]["value"],
-                                 tr.nodes["rotation"]["value"])
+    K0 = pm.noiseless_covariance(
+        tr.nodes["outputscale"]["value"], tr.nodes["lengthscale"]["value"], tr.nodes["rotation"]["value"]
+    )
     torch.testing.assert_close(K - K0, (0.037 + 1e-4) * torch.eye(10, dtype=torch.float64))
     # Overridable.
     custom = SO3PyroModel(noise_prior=GammaPrior(2.0, 3.0))
@@ -305,8 +312,15 @@ def test_default_noise_prior_does_not_explain_small_data_as_noise():
     f = torch.exp(-((X - 0.5) ** 2).sum(-1) / (2 * 0.25**2))
     y = f + 0.01 * f.std() * torch.randn(12, generator=g, dtype=torch.float64)
     Y = ((y - y.mean()) / y.std()).unsqueeze(-1)
-    model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=32, num_samples=32, thinning=1, max_tree_depth=5, seed=0,
-                     disable_progbar=True)
+    model = fit_nuts(
+        SO3FullyBayesianGP(X, Y),
+        warmup_steps=32,
+        num_samples=32,
+        thinning=1,
+        max_tree_depth=5,
+        seed=0,
+        disable_progbar=True,
+    )
     noise = model.fit_nuts_info_.samples["noise"]
     assert float(noise.median()) < 0.1, noise.median()
     assert float(model.median_noise) < 0.1
@@ -328,8 +342,15 @@ def test_numerical_failure_predicate_matches_types_not_messages():
 
 
 # ------------------------------------------------------------------------------------------ parity
-@pytest.mark.parametrize(("nu", "fixed_noise", "dtype"), [(2.5, False, torch.float64), (None, False, torch.float64),
-                                                          (0.5, True, torch.float64), (1.5, False, torch.float32)])
+@pytest.mark.parametrize(
+    ("nu", "fixed_noise", "dtype"),
+    [
+        (2.5, False, torch.float64),
+        (None, False, torch.float64),
+        (0.5, True, torch.float64),
+        (1.5, False, torch.float32),
+    ],
+)
 def test_analytic_potential_equals_pyro_potential(nu, fixed_noise, dtype):
     """make_potential_fn == Pyro's generic potential of the Pyro program (value and gradient), at random points.
 
@@ -349,8 +370,10 @@ def test_analytic_potential_equals_pyro_potential(nu, fixed_noise, dtype):
     tol = {"rtol": 1e-9, "atol": 1e-9} if dtype == torch.float64 else {"rtol": 2e-3, "atol": 2e-3}
     for _ in range(4):
         # (Pyro's default initial values of the lengthscale site are float32 draws of the float32 prior: cast.)
-        z = {k: (v.detach().to(dtype) + 0.5 * torch.randn(v.shape, generator=g).to(dtype)).requires_grad_()
-             for k, v in init.items()}
+        z = {
+            k: (v.detach().to(dtype) + 0.5 * torch.randn(v.shape, generator=g).to(dtype)).requires_grad_()
+            for k, v in init.items()
+        }
         ref = pyro_pe(z)
         ref_grad = torch.autograd.grad(ref, list(z.values()))
         val = fast(z)
@@ -526,8 +549,14 @@ def test_input_validation():
     model = SO3FullyBayesianGP(X, Y)
     with pytest.raises(TypeError):
         fit_nuts(object())
-    for bad in ({"num_samples": 0}, {"thinning": 0}, {"num_chains": 1.5}, {"target_accept_prob": 1.0},
-                {"init_strategy": "nope"}, {"dtype": torch.int64}):
+    for bad in (
+        {"num_samples": 0},
+        {"thinning": 0},
+        {"num_chains": 1.5},
+        {"target_accept_prob": 1.0},
+        {"init_strategy": "nope"},
+        {"dtype": torch.int64},
+    ):
         with pytest.raises(ValueError):
             fit_nuts(model, **{**TINY, **bad})
     with pytest.raises(ValueError, match="nu"):
@@ -603,8 +632,9 @@ def test_summary_removes_symmetry_and_finds_directions():
     draws, R0 = _synthetic_draws(torch.tensor([0.1, 0.3, 0.9], dtype=torch.float64), axis_jitter=0.02)
     s = summarize_samples(draws)
     assert not s.weakly_identified and s.explanation == ""
-    torch.testing.assert_close(s.posterior_mean["lengthscale"], torch.tensor([0.1, 0.3, 0.9], dtype=torch.float64),
-                               rtol=0.02, atol=0)
+    torch.testing.assert_close(
+        s.posterior_mean["lengthscale"], torch.tensor([0.1, 0.3, 0.9], dtype=torch.float64), rtol=0.02, atol=0
+    )
     ang = so3.angle_between_axes(s.directions.T, R0.T)
     assert bool((ang < 3.0).all()), ang
     # i.i.d. draws: R-hat ~ 1 and ESS ~ number of draws, despite the random axis permutations of the raw draws.
@@ -698,8 +728,15 @@ def test_summary_validation():
 
 def test_azimuth_dip_conventions():
     u = torch.tensor(
-        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, -math.sqrt(2)], [-1.0, -1.0, math.sqrt(2)],
-         [-1.0, 0.0, 0.0], [0.0, -1.0, -1.0]],
+        [
+            [0.0, 1.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [1.0, 1.0, -math.sqrt(2)],
+            [-1.0, -1.0, math.sqrt(2)],
+            [-1.0, 0.0, 0.0],
+            [0.0, -1.0, -1.0],
+        ],
         dtype=torch.float64,
     )
     az, dip = azimuth_dip(u)
