@@ -871,12 +871,17 @@ class SO3FullyBayesianGP(AbstractFullyBayesianSingleTaskGP):
 
         Example:
             >>> X = torch.rand(8, 3, dtype=torch.float64); Y = torch.randn(8, 1, dtype=torch.float64)
-            >>> model = SO3FullyBayesianGP(X, Y)
-            >>> draws = model.pyro_model.get_dummy_mcmc_samples(2, dtype=torch.float64)
-            >>> draws["lengthscale"] = torch.tensor([[0.5, 1.0, 2.0], [0.7, 1.0, 2.0]], dtype=torch.float64)
-            >>> model.load_mcmc_samples(draws)  # rotation 0: the ARD length-scales, median over the 2 samples
+            >>> model = SO3FullyBayesianGP(X, (Y - Y.mean()) / Y.std())
+            >>> draws = model.pyro_model.get_dummy_mcmc_samples(3, dtype=torch.float64)
+            >>> draws["lengthscale"] = torch.tensor([[0.5, 1.0, 2.0], [0.7, 1.0, 2.0], [0.6, 3.0, 2.0]],
+            ...                                     dtype=torch.float64)
+            >>> model.load_mcmc_samples(draws)  # rotation 0: the ARD length-scales, median over the 3 samples
             >>> model.median_lengthscale
             tensor([0.6000, 1.0000, 2.0000], dtype=torch.float64)
+            >>> draws["rotation"] = torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64).expand(3, 3)
+            >>> model.load_mcmc_samples(draws)  # 90 degrees about z: the x and y axes swap their length-scales
+            >>> model.median_lengthscale
+            tensor([1.0000, 0.6000, 2.0000], dtype=torch.float64)
         """
         M = self.kernel.metric.detach()
         return M.diagonal(dim1=-2, dim2=-1).rsqrt().median(dim=0).values

@@ -388,11 +388,16 @@ def _run_parallel(tasks: list[_ChainTask], num_workers: int, progress: _Progress
     try:
         pending = [pool.apply_async(_worker_run, (t,)) for t in tasks]
         while not all(p.ready() for p in pending):
+            if any(p.ready() and not p.successful() for p in pending):
+                break  # a chain failed: raise its exception now (below) instead of waiting for the others
             if progress_queue is None:
                 time.sleep(0.05)
                 continue
             with contextlib.suppress(queue.Empty):
                 progress(*progress_queue.get(timeout=0.1))
+        for p in pending:  # failed chains first: their exception is raised without waiting for the others
+            if p.ready() and not p.successful():
+                p.get()
         results = [p.get() for p in pending]
         pool.close()
     except BaseException:
@@ -514,8 +519,8 @@ def fit_nuts(
             end with its step size, divergences and rejected evaluations).
         jit_compile: compile the potential energy with ``torch.compile`` (``torch.jit.trace``, which Pyro's own
             ``jit_compile`` uses, is deprecated in torch 2.13). Default False, as in BoTorch: compilation costs
-            20-65 s per process (each parallel worker compiles its own; needs a C++ compiler), and only long runs
-            recover it (``benchmarks/bench_nuts.py potential``: about 3x cheaper per evaluation at n = 100).
+            13-65 s per process (each parallel worker compiles its own; needs a C++ compiler), and only long runs
+            recover it (``benchmarks/bench_nuts.py potential``: 1.6-3x cheaper per evaluation at n = 100-200).
         num_workers: processes for the chains. ``None``: ``min(num_chains, usable CPUs)`` worker processes if that
             is at least 2 and the Pyro model can be pickled, else the calling process. ``1``: chains one after
             another in the calling process (no start-up cost: best for toy budgets). ``k > 1``: a spawn pool of
@@ -523,7 +528,8 @@ def fit_nuts(
             function).
         fast_potential: use the model's potential with a closed-form likelihood gradient
             (:meth:`~gpytorch_so3.fully_bayesian.SO3PyroModel.make_potential_fn`: same value and gradient as Pyro's
-            generic potential up to round-off, about 1.5x cheaper per evaluation at n = 100-200) whenever the Pyro
+            generic potential up to round-off; 1.5-1.8x cheaper per potential + gradient evaluation at n = 100-200,
+            1.0-1.3x per NUTS step including Pyro's own overhead) whenever the Pyro
             program is the default one (:attr:`~gpytorch_so3.fully_bayesian.SO3PyroModel.has_default_program`);
             subclasses that override ``sample*`` or ``noiseless_covariance`` always get Pyro's generic potential.
         full_mass: adapt a dense (True) or diagonal (False) mass matrix.

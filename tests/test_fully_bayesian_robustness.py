@@ -360,3 +360,12 @@ def test_summarize_posterior_without_arviz(monkeypatch):
     assert s.rhat["lengthscale"].shape == (3,)
     with pytest.raises(ImportError, match="arviz"):
         s.to_arviz()
+
+
+@pytest.mark.slow
+def test_jit_compile_uses_torch_compile():
+    """jit_compile=True compiles the analytic potential with torch.compile (13-65 s to compile: slow marker)."""
+    X, Y = _data(12)
+    model = fit_nuts(SO3FullyBayesianGP(X, Y), **{**TOY, "jit_compile": True})
+    assert model.fit_nuts_info_.potential == "analytic_compiled"
+    assert bool(torch.isfinite(model.kernel.lengthscale).all())
