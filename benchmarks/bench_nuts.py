@@ -146,6 +146,7 @@ def run_pyro(
         "ms_per_evaluation": 1e3 * info.total_wall_time / max(sum(info.num_evaluations), 1),
         "wall_s": wall,
         "chain_wall_s": info.wall_time,
+        "chain_cpu_s": info.cpu_time,
         "min_ess": ess,
         "ess_per_s": ess / wall,
         "ess": per,
@@ -341,6 +342,9 @@ def chains(args) -> list[dict]:
             "evaluations_1chain": one["evaluations"],
             "evaluations_2chains": two["evaluations"],
             "chain_wall_s_2chains": two["chain_wall_s"],
+            "cpu_1chain_s": one["chain_cpu_s"],
+            "chain_cpu_s_2chains": two["chain_cpu_s"],
+            "ratio_wall_2par_vs_cpu_1chain": two["wall_s"] / one["chain_cpu_s"][0],
             "num_workers": two["num_workers"],
             **_stamp(),
         }
@@ -355,7 +359,9 @@ def readme(args) -> list[dict]:
 
     d = _data(200, 10, seed=args.seed)
     rows = []
-    for label, budget in (("defaults", {}), ("readme", {"warmup_steps": 256, "num_samples": 128})):
+    budgets = {"defaults": {}, "readme": {"warmup_steps": 256, "num_samples": 128}}
+    for label in args.budgets:
+        budget = budgets[label]
         model = SO3FullyBayesianGP(d.train_X.double(), d.train_Y.double(), outcome_transform=Standardize(m=1))
         t0 = time.perf_counter()
         fit_nuts(model, num_chains=2, seed=args.seed, disable_progbar=True, **budget)
@@ -371,6 +377,7 @@ def readme(args) -> list[dict]:
             "samples": info.num_samples,
             "wall_s": wall,
             "chain_wall_s": info.wall_time,
+            "chain_cpu_s": info.cpu_time,
             "num_workers": info.num_workers,
             "rhat_lengthscale": s.rhat["lengthscale"].tolist(),
             "ess_lengthscale": s.ess["lengthscale"].tolist(),
@@ -477,6 +484,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", nargs="?", default="speed", choices=("speed", "potential", "chains", "readme", "acceptance"))
     p.add_argument("--sizes", type=int, nargs="*", default=[100, 200], help="chains: training-set sizes")
+    p.add_argument(
+        "--budgets",
+        nargs="*",
+        default=["defaults", "readme"],
+        choices=("defaults", "readme"),
+        help="readme: fit_nuts's default budgets (512 + 256) and/or the README's (256 + 128)",
+    )
     p.add_argument("--compile", action="store_true", help="potential: also time torch.compile (20-65 s to compile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="*", default=list(range(10)))

@@ -181,6 +181,8 @@ class NutsInfo:
             NUTS: wall time / evaluations is the cost of one leapfrog step).
         num_workers: worker processes that ran the chains (``1``: in the calling process, one after another).
         elapsed: seconds for the whole call (with parallel chains less than the sum of :attr:`wall_time`).
+        cpu_time: per chain, CPU seconds of its process while sampling it (on a busy machine ``wall_time`` can
+            exceed it by far; with parallel chains on free cores ``elapsed`` approaches ``max(cpu_time)``).
 
     Example:
         >>> from gpytorch_so3 import SO3FullyBayesianGP, fit_nuts
@@ -216,6 +218,7 @@ class NutsInfo:
     chain_seeds: list[int] = field(default_factory=list)
     num_workers: int = 1
     elapsed: float = math.nan
+    cpu_time: list[float] = field(default_factory=list)
 
     @property
     def num_chains(self) -> int:
@@ -261,11 +264,12 @@ class _ChainResult:
     num_evaluations: int
     wall_time: float
     initial_rotation: Tensor | None
+    cpu_time: float = math.nan
 
 
 def _run_chain(task: _ChainTask, report: Callable[[int, int], None] | None = None) -> _ChainResult:
     """One single-chain NUTS run; ``report(chain, iterations_done)`` is called as it goes (if given)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pm = task.pyro_model
     pyro.set_rng_seed(task.seed)
     if isinstance(task.init, dict):
@@ -330,6 +334,7 @@ def _run_chain(task: _ChainTask, report: Callable[[int, int], None] | None = Non
         num_evaluations=counter[1],
         wall_time=time.perf_counter() - t0,
         initial_rotation=init_rot,
+        cpu_time=time.process_time() - c0,
     )
 
 
@@ -665,6 +670,7 @@ def fit_nuts(
         chain_seeds=chain_seeds,
         num_workers=workers,
         elapsed=time.perf_counter() - t_start,
+        cpu_time=[r.cpu_time for r in results],
     )
     model.fit_nuts_info_ = info
     model.eval()
