@@ -144,6 +144,7 @@ def run_pyro(
         "num_workers": info.num_workers,
         "evaluations": sum(info.num_evaluations),
         "ms_per_evaluation": 1e3 * info.total_wall_time / max(sum(info.num_evaluations), 1),
+        "cpu_ms_per_evaluation": 1e3 * sum(info.cpu_time) / max(sum(info.num_evaluations), 1),
         "wall_s": wall,
         "chain_wall_s": info.wall_time,
         "chain_cpu_s": info.cpu_time,
