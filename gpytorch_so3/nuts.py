@@ -9,9 +9,12 @@ initialisation, potential).
 
 **Parallel chains.** Pyro's own multi-chain ``MCMC`` uses ``cpu_count() - 1`` processes and runs the chains one
 after another on a 2-core machine. :func:`fit_nuts` instead runs each chain in a worker process of a ``spawn``
-pool (one single-chain NUTS per worker, one torch thread per worker), so ``C`` chains on ``C`` cores take about the
-wall time of one. A chain's result does not depend on where it runs: chain ``c`` gets the same seed, the same
-initial values and the same computations in a worker as in the calling process, so its draws are identical.
+pool (one single-chain NUTS per worker, one torch thread per worker), so ``C`` chains on ``C`` free cores take
+about the wall time of one, plus a few seconds to start the workers (each imports the package). On a busy shared
+machine the operating system may give all processes of a session one share of the CPUs (Linux autogroup
+scheduling), and parallel chains then gain little; ``model.fit_nuts_info_.cpu_time`` shows the CPU seconds per
+chain. A chain's result does not depend on where it runs: chain ``c`` gets the same seed, the same initial values
+and the same computations in a worker as in the calling process, so its draws are identical.
 
 **Rejected proposals.** A leapfrog step into a region where the kernel matrix is numerically not positive
 definite (or NaN) makes the Cholesky factorisation raise. For the duration of :func:`fit_nuts` only (see
