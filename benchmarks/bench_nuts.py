@@ -4,10 +4,10 @@ Speed (default, ``python benchmarks/bench_nuts.py``): on one seeded rotated fiel
 256 warm-up + 256 draws, compares in one run
 
 * ``so3``: ``SO3FullyBayesianGP`` + ``fit_nuts`` (Pyro NUTS, dense mass) with the analytic potential
-  (``fast_potential=True``, the default) with and without ``jit_compile``, and ``so3_pyropotential_jit`` with
-  Pyro's generic (traced) potential, the default before the analytic one; ``--diag`` adds a diagonal-mass run;
+  (``fast_potential=True``, the default) and ``so3_pyropotential`` with Pyro's generic potential; ``--diag`` adds a
+  diagonal-mass run;
 * ``pyro_ard``: the Pyro model with the rotation fixed at 0 (a 3-length-scale ARD model; an overridden program,
-  so it runs on Pyro's generic traced potential);
+  so it runs on Pyro's generic potential);
 * ``botorch_ard``: BoTorch 0.18's ``FullyBayesianSingleTaskGP`` + ``fit_fully_bayesian_model_nuts`` (NumPyro/JAX),
   run in a separate interpreter that has jax + numpyro (``--jax-python``, default ``/tmp/jaxvenv/bin/python``;
   skipped with a note if unavailable). JAX is never imported by the package or by this process. It runs in
@@ -16,6 +16,21 @@ Speed (default, ``python benchmarks/bench_nuts.py``): on one seeded rotated fiel
 Reported: wall time of the whole fit call, minimum ESS (Pyro's ``effective_sample_size``) over the canonical
 length-scales, output-scale (if sampled) and noise, ESS per second, and ratios against ``botorch_ard`` (or
 ``pyro_ard`` if BoTorch could not run). One JSON object per line is appended to ``benchmarks/results/nuts.json``.
+
+Potential (``python benchmarks/bench_nuts.py potential``): the analytic potential
+(``SO3PyroModel.make_potential_fn``, eager) against Pyro's generic potential of the same program, eager and traced
+by Pyro's ``jit_compile`` (``torch.jit.trace``, deprecated in torch 2.13), and the analytic one under
+``torch.compile`` (``fit_nuts(jit_compile=True)``): milliseconds per potential + gradient evaluation at n = 100
+and 200 (median of 5 x 100 calls, interleaved), compile time, and one NUTS run each (n = 100, 256 + 256, 1 chain)
+for the eager analytic and generic potentials: wall time, evaluations, ms per evaluation. Rows ``nuts_potential``.
+
+Chains (``python benchmarks/bench_nuts.py chains``): wall time of ``fit_nuts`` with 2 chains in 2 worker
+processes vs 1 chain, n = 100 and 200, 256 + 256 per chain (rows ``nuts_chains``; ``ratio_2par_vs_1`` near 1 means
+the second chain is free on a second core; start-up of the spawn workers included).
+
+README (``python benchmarks/bench_nuts.py readme``): the README fully Bayesian snippet, n = 200, 2 chains in
+parallel, with ``fit_nuts``'s default budgets (512 + 256) and with the README's budget (256 + 128): wall time,
+R-hat and ESS of the canonical length-scales (rows ``nuts_readme``).
 
 Acceptance (``python benchmarks/bench_nuts.py acceptance --seeds 0 1 2 ...``): per seed, a rotated field with
 n = 120 (``gpytorch_so3.datasets.make_rotated_field``), 2 chains x (256 + 256): R-hat and ESS of the canonical
@@ -33,6 +48,7 @@ import platform
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -87,23 +103,51 @@ def _min_ess_pyro(model: SO3FullyBayesianGP) -> tuple[float, dict]:
     return float(min(vals)), per
 
 
-def run_pyro(kind: str, X, Y, *, jit: bool, full_mass: bool, warmup: int, samples: int, seed: int,
-             fast: bool = True) -> dict:
+def run_pyro(
+    kind: str,
+    X,
+    Y,
+    *,
+    full_mass: bool,
+    warmup: int,
+    samples: int,
+    seed: int,
+    fast: bool = True,
+    jit: bool = False,
+    chains: int = 1,
+    workers: int | None = 1,
+) -> dict:
     pyro_model = ARDPyroModel(nu=2.5) if kind == "pyro_ard" else None
     model = SO3FullyBayesianGP(X, Y, pyro_model=pyro_model)
     t0 = time.perf_counter()
-    fit_nuts(model, warmup_steps=warmup, num_samples=samples, thinning=1, seed=seed, jit_compile=jit,
-             full_mass=full_mass, fast_potential=fast, progress=False)
+    fit_nuts(
+        model,
+        warmup_steps=warmup,
+        num_samples=samples,
+        thinning=1,
+        seed=seed,
+        jit_compile=jit,
+        full_mass=full_mass,
+        fast_potential=fast,
+        num_chains=chains,
+        num_workers=workers,
+        disable_progbar=True,
+    )
     wall = time.perf_counter() - t0
     ess, per = _min_ess_pyro(model)
     info = model.fit_nuts_info_
     return {
-        "config": f"{kind}{'' if fast or kind != 'so3' else '_pyropotential'}{'_jit' if jit else ''}"
-                  f"{'' if full_mass else '_diag'}",
+        "config": f"{kind}{'' if fast or kind != 'so3' else '_pyropotential'}{'_compiled' if jit else ''}"
+        f"{'' if full_mass else '_diag'}",
         "potential": info.potential,
+        "chains": chains,
+        "num_workers": info.num_workers,
         "evaluations": sum(info.num_evaluations),
-        "ms_per_evaluation": 1e3 * wall / max(sum(info.num_evaluations), 1),
+        "ms_per_evaluation": 1e3 * info.total_wall_time / max(sum(info.num_evaluations), 1),
+        "cpu_ms_per_evaluation": 1e3 * sum(info.cpu_time) / max(sum(info.num_evaluations), 1),
         "wall_s": wall,
+        "chain_wall_s": info.wall_time,
+        "chain_cpu_s": info.cpu_time,
         "min_ess": ess,
         "ess_per_s": ess / wall,
         "ess": per,
@@ -149,12 +193,13 @@ def run_botorch(jax_python: str, X, Y, *, warmup: int, samples: int, seed: int, 
         env = dict(os.environ)
         env["JAX_ENABLE_X64"] = "1" if x64 else "0"
         env["JAX_PLATFORMS"] = "cpu"
-        proc = subprocess.run([jax_python, str(script), str(data)], capture_output=True, text=True, env=env,
-                              check=False)
+        proc = subprocess.run(
+            [jax_python, str(script), str(data)], capture_output=True, text=True, env=env, check=False
+        )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     if proc.returncode != 0 or not lines:
         return f"BoTorch/NumPyro run failed: {proc.stderr[-2000:]}"
-    res = json.loads(lines[-1][len("RESULT"):])
+    res = json.loads(lines[-1][len("RESULT") :])
     for r in res:
         r["config"] = f"botorch_ard_numpyro_{'f64' if x64 else 'f32'}{'_warm' if r['warm'] else ''}"
     return res
@@ -172,22 +217,178 @@ def speed(args) -> list[dict]:
             notes.append(res)
             break
         rows += res
-    configs = [("so3", True, True, True), ("so3", False, True, True), ("so3", True, True, False),
-               ("pyro_ard", True, True, True)]
+    configs = [("so3", True, True), ("so3", True, False), ("pyro_ard", True, True)]
     if args.diag:
-        configs.append(("so3", True, False, True))
-    for kind, jit, full, fast in configs:
-        rows.append(run_pyro(kind, X, Y, jit=jit, full_mass=full, fast=fast, **kw))
+        configs.append(("so3", False, True))
+    for kind, full, fast in configs:
+        rows.append(run_pyro(kind, X, Y, full_mass=full, fast=fast, **kw))
     ref = next((r for r in rows if r["config"] == "botorch_ard_numpyro_f32"), None)
-    ref = ref or next(r for r in rows if r["config"] == "pyro_ard_jit")
+    ref = ref or next(r for r in rows if r["config"] == "pyro_ard")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    meta = {"n": 100, "warmup": args.warmup, "samples": args.samples, "chains": 1, "seed": args.seed,
-            "reference": ref["config"], "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-            "time": stamp, "notes": notes}
+    meta = {
+        "n": 100,
+        "warmup": args.warmup,
+        "samples": args.samples,
+        "chains": 1,
+        "seed": args.seed,
+        "reference": ref["config"],
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "time": stamp,
+        "notes": notes,
+    }
     for r in rows:
         r["wall_ratio_vs_ref"] = r["wall_s"] / ref["wall_s"]
         r["ess_per_s_ratio_vs_ref"] = r["ess_per_s"] / ref["ess_per_s"]
         r.update({"bench": "nuts_speed", **meta})
+    return rows
+
+
+def _stamp() -> dict:
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_avg_1min": os.getloadavg()[0],
+        "machine": platform.machine(),
+    }
+
+
+def potential(args) -> list[dict]:
+    """Analytic vs Pyro's generic potential: per evaluation (micro) and per NUTS run (n = 100, 256 + 256)."""
+    import pyro
+    from pyro.infer.mcmc.util import initialize_model
+    from pyro.ops.integrator import potential_grad
+
+    rows = []
+    for n in (100, 200):
+        d = _data(n, 10, seed=args.seed)
+        X, Y = d.train_X.to(torch.float64), _standardize(d.train_Y.to(torch.float64))
+        pm = SO3FullyBayesianGP(X, Y).pyro_model
+        pyro.set_rng_seed(args.seed)
+        init, pe_eager, transforms, _ = initialize_model(pm.sample)
+        with warnings.catch_warnings():  # torch.jit.trace's deprecation and tracer warnings (Pyro's jit path)
+            warnings.simplefilter("ignore")
+            _, pe_traced, _, _ = initialize_model(pm.sample, jit_compile=True, skip_jit_warnings=True)
+            fns = {"analytic": pm.make_potential_fn(transforms), "pyro": pe_eager, "pyro_jit_trace": pe_traced}
+            z = {k: v.detach().clone() for k, v in init.items()}
+            compile_s = None
+            if args.compile:
+                t0 = time.perf_counter()
+                fns["analytic_compiled"] = torch.compile(pm.make_potential_fn(transforms), dynamic=False)
+                potential_grad(fns["analytic_compiled"], z)
+                compile_s = time.perf_counter() - t0
+            times = {k: [] for k in fns}
+            for f in fns.values():
+                for _ in range(20):
+                    potential_grad(f, z)
+            for _ in range(5):
+                for k, f in fns.items():
+                    t0 = time.perf_counter()
+                    for _ in range(100):
+                        potential_grad(f, z)
+                    times[k].append(10.0 * (time.perf_counter() - t0))
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        row = {
+            "bench": "nuts_potential",
+            "kind": "per_evaluation",
+            "n": n,
+            "ms_per_evaluation": med,
+            "ratio_pyro_vs_analytic": med["pyro"] / med["analytic"],
+            "compile_s": compile_s,
+            **_stamp(),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    d = _data(100, 10, seed=args.seed)
+    X, Y = d.train_X.to(torch.float64), _standardize(d.train_Y.to(torch.float64))
+    runs = {}
+    for fast in (True, False):
+        r = run_pyro("so3", X, Y, full_mass=True, warmup=256, samples=256, seed=args.seed, fast=fast)
+        runs[r["potential"]] = r
+        r.update({"bench": "nuts_potential", "kind": "nuts_run", "n": 100, "warmup": 256, "samples": 256, **_stamp()})
+        print(json.dumps(r), flush=True)
+        rows.append(r)
+    rows.append(
+        {
+            "bench": "nuts_potential",
+            "kind": "nuts_run_ratio",
+            "n": 100,
+            "wall_ratio_pyro_vs_analytic": runs["pyro"]["wall_s"] / runs["analytic"]["wall_s"],
+            "ms_per_eval_ratio_pyro_vs_analytic": runs["pyro"]["ms_per_evaluation"]
+            / runs["analytic"]["ms_per_evaluation"],
+            **_stamp(),
+        }
+    )
+    return rows
+
+
+def chains(args) -> list[dict]:
+    """2 chains in 2 worker processes vs 1 chain (in-process), same data and budget per chain."""
+    rows = []
+    for n in args.sizes:
+        d = _data(n, 10, seed=args.seed)
+        X, Y = d.train_X.to(torch.float64), _standardize(d.train_Y.to(torch.float64))
+        kw = {"full_mass": True, "warmup": args.warmup, "samples": args.samples, "seed": args.seed}
+        one = run_pyro("so3", X, Y, chains=1, workers=1, **kw)
+        two = run_pyro("so3", X, Y, chains=2, workers=2, **kw)
+        row = {
+            "bench": "nuts_chains",
+            "n": n,
+            "warmup": args.warmup,
+            "samples": args.samples,
+            "wall_1chain_s": one["wall_s"],
+            "wall_2chains_parallel_s": two["wall_s"],
+            "ratio_2par_vs_1": two["wall_s"] / one["wall_s"],
+            "evaluations_1chain": one["evaluations"],
+            "evaluations_2chains": two["evaluations"],
+            "chain_wall_s_2chains": two["chain_wall_s"],
+            "cpu_1chain_s": one["chain_cpu_s"],
+            "chain_cpu_s_2chains": two["chain_cpu_s"],
+            "ratio_wall_2par_vs_cpu_1chain": two["wall_s"] / one["chain_cpu_s"][0],
+            "num_workers": two["num_workers"],
+            **_stamp(),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def readme(args) -> list[dict]:
+    """The README fully Bayesian snippet at n = 200, 2 chains in parallel: default and README budgets."""
+    from botorch.models.transforms import Standardize
+
+    d = _data(200, 10, seed=args.seed)
+    rows = []
+    budgets = {"defaults": {}, "readme": {"warmup_steps": 256, "num_samples": 128}}
+    for label in args.budgets:
+        budget = budgets[label]
+        model = SO3FullyBayesianGP(d.train_X.double(), d.train_Y.double(), outcome_transform=Standardize(m=1))
+        t0 = time.perf_counter()
+        fit_nuts(model, num_chains=2, seed=args.seed, disable_progbar=True, **budget)
+        wall = time.perf_counter() - t0
+        s = summarize_posterior(model)
+        info = model.fit_nuts_info_
+        row = {
+            "bench": "nuts_readme",
+            "n": 200,
+            "chains": 2,
+            "budget": label,
+            "warmup": info.warmup_steps,
+            "samples": info.num_samples,
+            "wall_s": wall,
+            "chain_wall_s": info.wall_time,
+            "chain_cpu_s": info.cpu_time,
+            "num_workers": info.num_workers,
+            "rhat_lengthscale": s.rhat["lengthscale"].tolist(),
+            "ess_lengthscale": s.ess["lengthscale"].tolist(),
+            "rhat_max": max(float(s.rhat[k].max()) for k in ("lengthscale", "outputscale", "noise", "mean")),
+            "divergences": s.num_divergences,
+            "evaluations": sum(info.num_evaluations),
+            **_stamp(),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     return rows
 
 
@@ -203,12 +404,20 @@ def acceptance(args) -> list[dict]:
         X, Y = d.train_X.to(torch.float64), d.train_Y.to(torch.float64)
         model = SO3FullyBayesianGP(X, Y, outcome_transform=Standardize(m=1))
         t0 = time.perf_counter()
-        fit_nuts(model, num_chains=2, warmup_steps=args.warmup, num_samples=args.samples, thinning=16, seed=seed,
-                 jit_compile=True, progress=False)
+        fit_nuts(
+            model,
+            num_chains=2,
+            warmup_steps=args.warmup,
+            num_samples=args.samples,
+            thinning=16,
+            seed=seed,
+            disable_progbar=True,
+        )
         wall = time.perf_counter() - t0
         s = summarize_posterior(model)
-        true_l, true_R = so3.canonicalize(torch.as_tensor(d.lengthscale, dtype=torch.float64),
-                                          torch.as_tensor(d.rotation_matrix, dtype=torch.float64))
+        true_l, true_R = so3.canonicalize(
+            torch.as_tensor(d.lengthscale, dtype=torch.float64), torch.as_tensor(d.rotation_matrix, dtype=torch.float64)
+        )
         iv = s.interval["lengthscale"]
         inside = ((iv[0] <= true_l) & (true_l <= iv[1])).tolist()
         angles = [float(so3.angle_between_axes(s.directions[:, i], true_R[:, i])) for i in range(3)]
@@ -219,14 +428,27 @@ def acceptance(args) -> list[dict]:
         with torch.no_grad():
             rmse_ard = float((ard.posterior(d.test_X.double()).mean - d.test_Y.double()).pow(2).mean().sqrt())
         row = {
-            "bench": "nuts_acceptance", "seed": seed, "field_lengthscale": args.lengthscale, "n": 120, "chains": 2,
+            "bench": "nuts_acceptance",
+            "seed": seed,
+            "field_lengthscale": args.lengthscale,
+            "n": 120,
+            "chains": 2,
             "warmup": args.warmup,
-            "samples": args.samples, "wall_s": wall,
-            "rhat_lengthscale": s.rhat["lengthscale"].tolist(), "ess_lengthscale": s.ess["lengthscale"].tolist(),
-            "true_lengthscale": true_l.tolist(), "mean_lengthscale": s.posterior_mean["lengthscale"].tolist(),
-            "interval_lengthscale": iv.tolist(), "inside_90": inside, "axis_angle_deg": angles,
-            "rmse_fb": rmse, "rmse_ard_map": rmse_ard, "divergences": s.num_divergences,
-            "rejected": sum(s.num_rejected), "weak_pairs": s.weak_pairs, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "samples": args.samples,
+            "wall_s": wall,
+            "rhat_lengthscale": s.rhat["lengthscale"].tolist(),
+            "ess_lengthscale": s.ess["lengthscale"].tolist(),
+            "true_lengthscale": true_l.tolist(),
+            "mean_lengthscale": s.posterior_mean["lengthscale"].tolist(),
+            "interval_lengthscale": iv.tolist(),
+            "inside_90": inside,
+            "axis_angle_deg": angles,
+            "rmse_fb": rmse,
+            "rmse_ard_map": rmse_ard,
+            "divergences": s.num_divergences,
+            "rejected": sum(s.num_rejected),
+            "weak_pairs": s.weak_pairs,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -236,7 +458,9 @@ def acceptance(args) -> list[dict]:
         k = len(rows)
         cover = [sum(r["inside_90"][i] for r in rows) / k for i in range(3)]
         summary = {
-            "bench": "nuts_acceptance_summary", "num_seeds": k, "field_lengthscale": args.lengthscale,
+            "bench": "nuts_acceptance_summary",
+            "num_seeds": k,
+            "field_lengthscale": args.lengthscale,
             "coverage_90": cover,
             "rhat_max": max(max(r["rhat_lengthscale"]) for r in rows),
             "ess_min": min(min(r["ess_lengthscale"]) for r in rows),
@@ -259,29 +483,46 @@ def _save(rows: list[dict]) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", nargs="?", default="speed", choices=("speed", "acceptance"))
+    p.add_argument("mode", nargs="?", default="speed", choices=("speed", "potential", "chains", "readme", "acceptance"))
+    p.add_argument("--sizes", type=int, nargs="*", default=[100, 200], help="chains: training-set sizes")
+    p.add_argument(
+        "--budgets",
+        nargs="*",
+        default=["defaults", "readme"],
+        choices=("defaults", "readme"),
+        help="readme: fit_nuts's default budgets (512 + 256) and/or the README's (256 + 128)",
+    )
+    p.add_argument("--compile", action="store_true", help="potential: also time torch.compile (20-65 s to compile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="*", default=list(range(10)))
-    p.add_argument("--lengthscale", type=float, nargs=3, default=None,
-                   help="field length-scales for acceptance (default: the datasets default 0.15 0.4 1.0)")
+    p.add_argument(
+        "--lengthscale",
+        type=float,
+        nargs=3,
+        default=None,
+        help="field length-scales for acceptance (default: the datasets default 0.15 0.4 1.0)",
+    )
     p.add_argument("--warmup", type=int, default=256)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--jax-python", default=os.environ.get("JAX_PYTHON", "/tmp/jaxvenv/bin/python"))
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--diag", action="store_true", help="speed: also run the diagonal-mass SO(3) configuration")
     args = p.parse_args(argv)
-    rows = speed(args) if args.mode == "speed" else acceptance(args)
+    torch.set_num_threads(1)
+    modes = {"speed": speed, "potential": potential, "chains": chains, "readme": readme, "acceptance": acceptance}
+    rows = modes[args.mode](args)
     for r in rows:
         if args.mode == "speed":
             per_eval = f"  {r['ms_per_evaluation']:.2f} ms/eval" if "ms_per_evaluation" in r else ""
-            print(f"{r['config']:<28} wall {r['wall_s']:7.1f} s  min ESS {r['min_ess']:7.1f}  "
-                  f"ESS/s {r['ess_per_s']:6.2f}  wall x{r['wall_ratio_vs_ref']:.2f}  "
-                  f"ESS/s x{r['ess_per_s_ratio_vs_ref']:.2f}{per_eval}")
+            print(
+                f"{r['config']:<28} wall {r['wall_s']:7.1f} s  min ESS {r['min_ess']:7.1f}  "
+                f"ESS/s {r['ess_per_s']:6.2f}  wall x{r['wall_ratio_vs_ref']:.2f}  "
+                f"ESS/s x{r['ess_per_s_ratio_vs_ref']:.2f}{per_eval}"
+            )
     if not args.no_save:
-        _save(rows if args.mode == "speed" else rows[-1:])
+        _save(rows if args.mode != "acceptance" else rows[-1:])
     if args.mode == "acceptance" and rows:
         print(json.dumps(rows[-1]))
-
 
 
 if __name__ == "__main__":

@@ -45,14 +45,29 @@ def _axes_report(fitted, scale: float, truth: tuple[torch.Tensor, torch.Tensor] 
         az, dip = azimuth_dip(t_ax.T)
         for i in range(3):
             u = t_ax[:, i]
-            rows.append(["truth", str(i + 1), f"{float(t_ls[i]) * scale:.4g}",
-                         f"({u[0]:+.3f}, {u[1]:+.3f}, {u[2]:+.3f})", f"{float(az[i]):.1f}", f"{float(dip[i]):.1f}", ""])
+            rows.append(
+                [
+                    "truth",
+                    str(i + 1),
+                    f"{float(t_ls[i]) * scale:.4g}",
+                    f"({u[0]:+.3f}, {u[1]:+.3f}, {u[2]:+.3f})",
+                    f"{float(az[i]):.1f}",
+                    f"{float(dip[i]):.1f}",
+                    "",
+                ]
+            )
     for fm in fitted:
         az, dip = azimuth_dip(fm.axes.T)
         for i in range(3):
             u = fm.axes[:, i]
-            row = [fm.name, str(i + 1), f"{float(fm.lengthscale[i]) * scale:.4g}",
-                   f"({u[0]:+.3f}, {u[1]:+.3f}, {u[2]:+.3f})", f"{float(az[i]):.1f}", f"{float(dip[i]):.1f}"]
+            row = [
+                fm.name,
+                str(i + 1),
+                f"{float(fm.lengthscale[i]) * scale:.4g}",
+                f"({u[0]:+.3f}, {u[1]:+.3f}, {u[2]:+.3f})",
+                f"{float(az[i]):.1f}",
+                f"{float(dip[i]):.1f}",
+            ]
             if truth is not None:
                 row.append(f"{float(so3.angle_between_axes(u, truth[1][:, i])):.2f}")
             rows.append(row)
@@ -60,8 +75,10 @@ def _axes_report(fitted, scale: float, truth: tuple[torch.Tensor, torch.Tensor] 
 
 
 def _skill_report(fitted, metrics) -> str:
-    rows = [[fm.name, f"{m['rmse']:.4g}", f"{m['nlpd']:.4g}", f"{m['r2']:.3f}", f"{fm.fit_seconds:.1f}"]
-            for fm, m in zip(fitted, metrics, strict=True)]
+    rows = [
+        [fm.name, f"{m['rmse']:.4g}", f"{m['nlpd']:.4g}", f"{m['r2']:.3f}", f"{fm.fit_seconds:.1f}"]
+        for fm, m in zip(fitted, metrics, strict=True)
+    ]
     return _fmt_table(["model", "held-out RMSE", "NLPD", "R^2", "fit time (s)"], rows)
 
 
@@ -118,9 +135,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.n < MIN_ROWS:
         raise CLIError(f"--n must be at least {MIN_ROWS}, got {args.n}")
     field = make_rotated_field(n_train=args.n, n_test=args.n, nu=args.nu, seed=args.seed)
-    print(f"gpytorch-so3 demo: GP field on the unit cube, {_nu_name(args.nu)} kernel, principal length-scales "
-          f"{tuple(round(float(v), 3) for v in field.lengthscale)}, Haar-random rotation (seed {args.seed}), "
-          f"noise sd {field.noise_std}; {args.n} training and {args.n} held-out points")
+    print(
+        f"gpytorch-so3 demo: GP field on the unit cube, {_nu_name(args.nu)} kernel, principal length-scales "
+        f"{tuple(round(float(v), 3) for v in field.lengthscale)}, Haar-random rotation (seed {args.seed}), "
+        f"noise sd {field.noise_std}; {args.n} training and {args.n} held-out points"
+    )
     fitted, metrics, _ = _run_comparison(field.train_X, field.train_Y, field.test_X, field.test_Y, args, say)
     truth = field.true_canonical()
     print("\nPrincipal axes, canonical order (shortest length-scale first); angle error vs truth per axis")
@@ -196,16 +215,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     to = dict(device=device, dtype=torch.float64)
     train_X, train_Y = X[train_idx].to(**to), Y[train_idx].to(**to)
     test_X, test_Y = X[test_idx].to(**to), Y[test_idx].to(**to)
-    print(f"gpytorch-so3 fit: {args.file}: {len(X)} rows, coordinates {', '.join(args.coords)}, target "
-          f"{args.target}; {len(train_idx)} training / {n_test} held-out rows; {_nu_name(args.nu)} kernel; "
-          f"coordinates centred and scaled by one factor ({scaling.scale:.6g} data units)")
+    print(
+        f"gpytorch-so3 fit: {args.file}: {len(X)} rows, coordinates {', '.join(args.coords)}, target "
+        f"{args.target}; {len(train_idx)} training / {n_test} held-out rows; {_nu_name(args.nu)} kernel; "
+        f"coordinates centred and scaled by one factor ({scaling.scale:.6g} data units)"
+    )
     if len(train_idx) > args.max_fit_points:
-        print(f"{len(train_idx)} training rows > --max-fit-points {args.max_fit_points}: hyper-parameters are fitted "
-              f"on a random subset of {args.max_fit_points} rows, then every model is conditioned on all "
-              f"{len(train_idx)} training rows (CG; KeOps {'on' if keops_available() else 'not installed: dense'})")
+        print(
+            f"{len(train_idx)} training rows > --max-fit-points {args.max_fit_points}: hyper-parameters are fitted "
+            f"on a random subset of {args.max_fit_points} rows, then every model is conditioned on all "
+            f"{len(train_idx)} training rows (CG; KeOps {'on' if keops_available() else 'not installed: dense'})"
+        )
     fitted, metrics, predictors = _run_comparison(train_X, train_Y, test_X, test_Y, args, say)
-    print("\nPrincipal axes in data units, canonical order (shortest length-scale first); "
-          f"x = {args.coords[0]} (East), y = {args.coords[1]} (North), z = {args.coords[2]} (Up)")
+    print(
+        "\nPrincipal axes in data units, canonical order (shortest length-scale first); "
+        f"x = {args.coords[0]} (East), y = {args.coords[1]} (North), z = {args.coords[2]} (Up)"
+    )
     print(_axes_report([_to_cpu(fm) for fm in fitted], scaling.scale, None, " [data units]"))
     if n_test:
         print("\nHeld-out skill")
@@ -223,8 +248,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             w.writerow([*args.coords, f"{args.target}_mean", f"{args.target}_std"])
             for row, m, s in zip(grid_raw.tolist(), mean.tolist(), std.tolist(), strict=True):
                 w.writerow([*row, m, s])
-        print(f"\nwrote {len(grid_raw)} predictions of the {best.name} model (posterior mean and sd of the latent "
-              f"field) to {out}")
+        print(
+            f"\nwrote {len(grid_raw)} predictions of the {best.name} model (posterior mean and sd of the latent "
+            f"field) to {out}"
+        )
     return 0
 
 
@@ -281,15 +308,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--nu", type=_nu, default=2.5, help="base kernel: rbf, 0.5, 1.5 or 2.5 (default 2.5)")
         p.add_argument("--restarts", type=_positive_int, default=8, help="MAP restarts over rotations (default 8)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        p.add_argument("--models", type=_models, default=["ard", "spd", "so3"],
-                       help="comma list of iso, ard, spd, so3 (default ard,spd,so3)")
+        p.add_argument(
+            "--models",
+            type=_models,
+            default=["ard", "spd", "so3"],
+            help="comma list of iso, ard, spd, so3 (default ard,spd,so3)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress messages")
 
     demo = sub.add_parser("demo", help="fit ARD, full-SPD and SO(3) kernels to a built-in rotated 3-D field")
     demo.add_argument("--n", type=int, default=300, help="training points (and as many held-out; default 300)")
-    demo.add_argument("--data", choices=("synthetic", "oilsands"), default="synthetic",
-                      help="built-in data: a synthetic rotated field (default) or the real oil-sands drill holes "
-                      "(held-out whole holes, original and rotated coordinates)")
+    demo.add_argument(
+        "--data",
+        choices=("synthetic", "oilsands"),
+        default="synthetic",
+        help="built-in data: a synthetic rotated field (default) or the real oil-sands drill holes "
+        "(held-out whole holes, original and rotated coordinates)",
+    )
     common(demo)
     demo.set_defaults(func=_cmd_demo)
 
@@ -301,9 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--predict", metavar="GRID.csv", help="CSV of points (same coordinate columns) to predict")
     fit.add_argument("--out", metavar="PRED.csv", help="where --predict writes mean and sd")
     fit.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    fit.add_argument("--max-fit-points", type=_positive_int, default=2000, metavar="N",
-                     help="fit hyper-parameters on at most N random training rows, then condition on all of them "
-                     "with CG (KeOps products if pykeops is installed); default 2000")
+    fit.add_argument(
+        "--max-fit-points",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="fit hyper-parameters on at most N random training rows, then condition on all of them "
+        "with CG (KeOps products if pykeops is installed); default 2000",
+    )
     common(fit)
     fit.set_defaults(func=_cmd_fit)
     return parser

@@ -82,12 +82,15 @@ class NonIsotropicInputScalingWarning(GPyTorchSO3Warning):
 
 
 class NotFittedError(RuntimeError):
-    """A model was used before it was fitted (e.g. ``posterior`` of a fully Bayesian model without samples).
+    """A model was used before it was fitted (e.g. an ``SO3FullyBayesianGP`` before ``fit_nuts``).
+
+    A ``RuntimeError``, as BoTorch's own "Model has not been fitted" error, so existing ``except RuntimeError``
+    handlers keep working.
 
     Example:
         >>> try:
-        ...     raise NotFittedError("SO3FullyBayesianGP has no MCMC samples yet: call fit_nuts(model) first")
-        ... except RuntimeError as e:  # a RuntimeError, as before it moved here
+        ...     raise NotFittedError("SO3FullyBayesianGP is not fitted: call fit_nuts(model) first")
+        ... except RuntimeError as e:
         ...     print(type(e).__name__)
         NotFittedError
     """

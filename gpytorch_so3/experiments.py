@@ -213,9 +213,10 @@ def fit_and_score(
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
         post = fm.model.posterior(test_X, observation_noise=True)
         mean, std = post.mean, post.variance.clamp_min(0).sqrt()
-    noise = float(fm.model.likelihood.noise.detach().reshape(-1)[0]) * float(
-        fm.model.outcome_transform.stdvs.detach().reshape(-1)[0]
-    ) ** 2
+    noise = (
+        float(fm.model.likelihood.noise.detach().reshape(-1)[0])
+        * float(fm.model.outcome_transform.stdvs.detach().reshape(-1)[0]) ** 2
+    )
     return {
         **scores,
         "coverage90": coverage(mean, std, test_Y),
@@ -318,8 +319,17 @@ def oilsands_fold(
     out = []
     for kind in kinds:
         say(f"  fold {fold}{' (rotated)' if rotation is not None else ''}: fitting {kind} on {len(train_idx)} points")
-        rec = fit_and_score(kind, train_X, Y[train_idx], test_X, Y[test_idx], nu=nu, num_restarts=num_restarts,
-                            seed=seed, lengthscale_prior=lengthscale_prior)
+        rec = fit_and_score(
+            kind,
+            train_X,
+            Y[train_idx],
+            test_X,
+            Y[test_idx],
+            nu=nu,
+            num_restarts=num_restarts,
+            seed=seed,
+            lengthscale_prior=lengthscale_prior,
+        )
         rec.pop("model")
         minor = torch.tensor(rec["axes"], dtype=torch.float64)[:, 0]
         rec.update(
@@ -337,8 +347,10 @@ def oilsands_fold(
             # An isotropic kernel has no principal directions: its "minor axis" is an arbitrary coordinate axis.
             vertical_angle_deg=None if kind == "iso" else float(so3.angle_between_axes(minor, vertical)),
         )
-        say(f"    R^2 {rec['r2']:.3f}  RMSE {rec['rmse']:.3f}  NLPD {rec['nlpd']:.3f}  cov90 {rec['coverage90']:.2f}  "
-            f"minor axis vs vertical {_deg(rec['vertical_angle_deg'])}  ({rec['fit_seconds']:.0f} s)")
+        say(
+            f"    R^2 {rec['r2']:.3f}  RMSE {rec['rmse']:.3f}  NLPD {rec['nlpd']:.3f}  cov90 {rec['coverage90']:.2f}  "
+            f"minor axis vs vertical {_deg(rec['vertical_angle_deg'])}  ({rec['fit_seconds']:.0f} s)"
+        )
         out.append(rec)
     return out
 
@@ -409,8 +421,10 @@ def markdown_table(summary: Sequence[dict[str, Any]]) -> str:
     """
     from gpytorch_so3.compare import MODEL_KINDS
 
-    head = ("| target | setting | kernel | folds | R^2 | RMSE | NLPD | 90% coverage | fit time (s) | "
-            "minor axis vs vertical (deg) | length-scales (m, median) |")
+    head = (
+        "| target | setting | kernel | folds | R^2 | RMSE | NLPD | 90% coverage | fit time (s) | "
+        "minor axis vs vertical (deg) | length-scales (m, median) |"
+    )
     lines = [head, "|" + "---|" * 11]
     for r in summary:
         ls = ", ".join(f"{v:.3g}" for v in r["lengthscale_m_median"])
@@ -501,8 +515,12 @@ def run_oilsands_demo(
         ls = torch.tensor(so3_orig["lengthscale_m"], dtype=torch.float64)
         axes = torch.tensor(so3_orig["axes"], dtype=torch.float64)
         pd = principal_directions(ls, axes, nu=nu, units="m")
-        lines += ["", "SO(3) principal directions (azimuth clockwise from North, dip below horizontal)", str(pd),
-                  f"minor axis {so3_orig['vertical_angle_deg']:.2f} deg from vertical"]
+        lines += [
+            "",
+            "SO(3) principal directions (azimuth clockwise from North, dip below horizontal)",
+            str(pd),
+            f"minor axis {so3_orig['vertical_angle_deg']:.2f} deg from vertical",
+        ]
     qz = (Q @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)).tolist()
     lines += [
         "",
@@ -518,8 +536,8 @@ def run_oilsands_demo(
         lines.append(
             f"R^2 original -> rotated: ARD {by0['ard']['r2']:.3f} -> {by['ard']['r2']:.3f}, "
             f"SO(3) {by0['so3']['r2']:.3f} -> {by['so3']['r2']:.3f}"
-            if "ard" in by0 and "so3" in by0 else
-            f"R^2 rotated: ARD {by['ard']['r2']:.3f}, SO(3) {by['so3']['r2']:.3f}"
+            if "ard" in by0 and "so3" in by0
+            else f"R^2 rotated: ARD {by['ard']['r2']:.3f}, SO(3) {by['so3']['r2']:.3f}"
         )
     lines.append(f"(total {elapsed:.0f} s; the full 5-fold evaluation is benchmarks/oilsands_eval.py)")
     return "\n".join(lines)
@@ -530,8 +548,16 @@ def _table(records: Sequence[dict[str, Any]]) -> str:
 
     header = ["kernel", "R^2", "RMSE", "NLPD", "90% cov.", "fit (s)", "minor-axis length (m)", "minor vs vertical"]
     rows = [
-        [MODEL_KINDS[r["kind"]], f"{r['r2']:.3f}", f"{r['rmse']:.3f}", f"{r['nlpd']:.3f}", f"{r['coverage90']:.2f}",
-         f"{r['fit_seconds']:.0f}", f"{r['lengthscale_m'][0]:.3g}", _deg(r["vertical_angle_deg"])]
+        [
+            MODEL_KINDS[r["kind"]],
+            f"{r['r2']:.3f}",
+            f"{r['rmse']:.3f}",
+            f"{r['nlpd']:.3f}",
+            f"{r['coverage90']:.2f}",
+            f"{r['fit_seconds']:.0f}",
+            f"{r['lengthscale_m'][0]:.3g}",
+            _deg(r["vertical_angle_deg"]),
+        ]
         for r in records
     ]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]

@@ -380,8 +380,11 @@ def fit_map(
         except _FAILURES as e:  # a failed restart is skipped, not fatal
             info.failures[r] = f"{type(e).__name__}: {e}"
             what = "data-aligned start" if r < num_aligned else f"restart {r - num_aligned}"
-            warnings.warn(f"fit_map {what} (start {r}) failed and was skipped ({type(e).__name__}: {e})",
-                          RestartFailedWarning, stacklevel=2)
+            warnings.warn(
+                f"fit_map {what} (start {r}) failed and was skipped ({type(e).__name__}: {e})",
+                RestartFailedWarning,
+                stacklevel=2,
+            )
             loss = math.nan
         info.losses.append(loss)
         info.times.append(time.perf_counter() - t0)
@@ -390,13 +393,10 @@ def fit_map(
         if progress:
             mark = " *" if info.best_restart == r else ""
             kind = "data-aligned start" if r < num_aligned else f"restart {r + 1 - num_aligned}/{num_restarts}"
-            print(f"fit_map {kind}: loss {loss:.5g} ({info.times[-1]:.1f} s){mark}",
-                  file=sys.stderr)
+            print(f"fit_map {kind}: loss {loss:.5g} ({info.times[-1]:.1f} s){mark}", file=sys.stderr)
     if best_state is None:
         model.load_state_dict(initial_state)
-        raise ModelFittingError(
-            f"fit_map: all {num_starts} starts failed: " + "; ".join(info.failures.values())
-        )
+        raise ModelFittingError(f"fit_map: all {num_starts} starts failed: " + "; ".join(info.failures.values()))
     model.load_state_dict(best_state)
     model.fit_map_info_ = info
     mll.eval()

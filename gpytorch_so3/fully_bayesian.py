@@ -7,15 +7,15 @@ Follows BoTorch's fully Bayesian split (``botorch/models/fully_bayesian.py``) wi
   length-scales and the axis-angle rotation from their priors and conditions the exact Gaussian marginal
   likelihood (Cholesky) on the training targets. The covariance is computed by :mod:`gpytorch_so3.functional`,
   the same code the kernel uses, so the sampler and the predictive model cannot disagree.
-* :class:`SO3FullyBayesianGP` is a BoTorch ``Model``. :func:`gpytorch_so3.fit_nuts` samples the Pyro model
-  with Pyro's NUTS and loads the samples into batched GPyTorch modules (``ScaleKernel(SO3AnisotropicKernel)``
-  with ``batch_shape = (num_samples,)``); :meth:`~SO3FullyBayesianGP.posterior` then returns BoTorch's
-  :class:`~botorch.posteriors.fully_bayesian.GaussianMixturePosterior` with the MCMC batch at ``MCMC_DIM = -3``,
-  exactly like BoTorch's own fully Bayesian models, so acquisition functions and ``optimize_acqf`` work unchanged.
+* :class:`SO3FullyBayesianGP` subclasses BoTorch's ``AbstractFullyBayesianSingleTaskGP``.
+  :func:`gpytorch_so3.fit_nuts` samples the Pyro model with Pyro's NUTS and loads the samples into batched GPyTorch
+  modules (``ScaleKernel(SO3AnisotropicKernel)`` with ``batch_shape = (num_samples,)``); the inherited
+  ``posterior`` then returns BoTorch's :class:`~botorch.posteriors.fully_bayesian.GaussianMixturePosterior` with
+  the MCMC batch at ``MCMC_DIM = -3``, so acquisition functions and ``optimize_acqf`` work unchanged.
 
-BoTorch 0.18 moved its own NUTS to NumPyro/JAX and its ``AbstractFullyBayesianSingleTaskGP.__init__`` requires
-JAX; this module therefore builds on BoTorch's public ``ExactGP`` + ``BatchedMultiOutputGPyTorchModel`` bases and
-mirrors the fully Bayesian model's methods (posterior, train/reset, conditioning) instead of subclassing it.
+BoTorch 0.18 moved its own NUTS to NumPyro/JAX and the base class's ``__init__`` checks that JAX is installed;
+:class:`SO3FullyBayesianGP` runs the same initialisation steps without that check (its Pyro model is a PyTorch
+program), and overrides only what differs (see its docstring). JAX is never needed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gpytorch
@@ -31,26 +31,25 @@ import pyro
 import pyro.distributions as pdist
 import torch
 from botorch.acquisition.objective import PosteriorTransform
-from botorch.models.gpytorch import BatchedMultiOutputGPyTorchModel
+from botorch.models.fully_bayesian import AbstractFullyBayesianSingleTaskGP
 from botorch.models.transforms.input import InputTransform, Normalize
 from botorch.models.transforms.outcome import OutcomeTransform
 from botorch.models.utils import validate_input_scaling
 from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
-from botorch.posteriors.fully_bayesian import MCMC_DIM, GaussianMixturePosterior
+from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
 from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import ScaleKernel
 from gpytorch.kernels.kernel import sq_dist
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood, Likelihood
 from gpytorch.means import ConstantMean, Mean
-from gpytorch.models.exact_gp import ExactGP
 from gpytorch.priors import GammaPrior, Prior
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from gpytorch_so3 import functional as F
-from gpytorch_so3 import so3
-from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning
+from gpytorch_so3 import priors, so3
+from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, NotFittedError, deprecated_alias
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 __all__ = [
@@ -72,20 +71,6 @@ SAMPLE_SITES = {"outputscale": (), "noise": (), "mean": (), "lengthscale": (3,),
 #: ``botorch/models/fully_bayesian.py``). Mean 0.09, median 0.06, 95% below 0.28 for standardised outcomes.
 FULLY_BAYESIAN_NOISE_CONCENTRATION = 0.9
 FULLY_BAYESIAN_NOISE_RATE = 10.0
-
-
-class NotFittedError(RuntimeError):
-    """A fully Bayesian model was used before :func:`gpytorch_so3.fit_nuts` loaded samples into it.
-
-    Example:
-        >>> X = torch.rand(5, 3, dtype=torch.float64); Y = torch.randn(5, 1, dtype=torch.float64)
-        >>> model = SO3FullyBayesianGP(X, (Y - Y.mean()) / Y.std())
-        >>> try:
-        ...     model.posterior(torch.rand(2, 3, dtype=torch.float64))
-        ... except NotFittedError as e:
-        ...     print(str(e).split(":")[0])
-        SO3FullyBayesianGP has no MCMC samples yet
-    """
 
 
 class _PriorDistribution(pdist.TorchDistribution):
@@ -153,8 +138,6 @@ def default_fully_bayesian_noise_prior() -> GammaPrior:
 
 
 def _default_priors() -> dict[str, Prior]:
-    from gpytorch_so3 import priors
-
     return {
         "lengthscale": priors.default_lengthscale_prior(),
         "rotation": priors.default_rotation_prior(),
@@ -175,23 +158,6 @@ def _reshape_detach(target: Tensor, value: Tensor) -> Tensor:
 
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _base_correlation_dsq(sq: Tensor, nu: float | None) -> Tensor:
-    """Elementwise derivative of :func:`functional.base_correlation` with respect to the squared distance.
-
-    RBF ``-exp(-sq / 2) / 2``; Matern ``-(1/2) e^{-r} / r``, ``-(3/2) e^{-sqrt3 r}``,
-    ``-(5/6) (1 + sqrt5 r) e^{-sqrt5 r}`` for ``nu = 0.5, 1.5, 2.5`` (``r = sqrt(sq)``, clamped as in the forward).
-    Only used where ``z_i != z_j``; on the diagonal (and for duplicate points) ``d sq / d z = 0`` anyway.
-    """
-    if nu is None:
-        return -0.5 * torch.exp(-0.5 * sq)
-    r = sq.clamp_min(F._SQRT_CLAMP).sqrt()
-    if nu == 0.5:
-        return -0.5 * torch.exp(-r) / r
-    if nu == 1.5:
-        return -1.5 * torch.exp(-math.sqrt(3.0) * r)
-    return -(5.0 / 6.0) * (1.0 + math.sqrt(5.0) * r) * torch.exp(-math.sqrt(5.0) * r)
 
 
 def _whitened_correlation(X: Tensor, A: Tensor, eye: Tensor, nu: float | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -241,7 +207,7 @@ class _GPLogMarginal(torch.autograd.Function):
         g_mean = alpha.sum()
         # Pairs with sq = 0 (the diagonal, duplicate points) have d sq / d z = 0; zeroing them also avoids the
         # cancellation of a huge H_ii (Matern-1/2's 1 / r at the clamp) in the row-sum form below.
-        H = (outputscale * G * _base_correlation_dsq(sq, ctx.nu)).masked_fill(sq <= F._SQRT_CLAMP, 0.0)
+        H = (outputscale * G * F.base_correlation_derivative(sq, ctx.nu)).masked_fill(sq == 0, 0.0)
         # sq_ij = |z_i - z_j|^2 for all ordered pairs and H symmetric: d/dz_i = 4 sum_j H_ij (z_i - z_j).
         g_z = 4.0 * (H.sum(-1, keepdim=True) * z - H @ z)
         g_A = (X.unsqueeze(-1) * g_z.unsqueeze(-2)).sum(-3)  # z = X A: d/dA = X^T g_z (elementwise, see whiten)
@@ -300,7 +266,7 @@ class SO3PyroModel:
         >>> post = pm.postprocess_mcmc_samples(draws)  # adds the 1e-4 noise floor
         >>> round(float(post["noise"][0]), 6)
         1.0001
-        >>> mean_module, covar_module, likelihood = pm.load_mcmc_samples(post)
+        >>> mean_module, covar_module, likelihood, _ = pm.load_mcmc_samples(post)
         >>> covar_module.batch_shape, covar_module.base_kernel.rotation.shape
         (torch.Size([4]), torch.Size([4, 3]))
         >>> pm.set_dtype(torch.float32)  # sample in float32 (the data stay float64)
@@ -394,6 +360,16 @@ class SO3PyroModel:
         self.dtype = dtype
 
     @property
+    def sampler_X(self) -> Tensor:
+        """``n x 3``: the sampler's copy of the inputs, centred (translation invariance) and in the sampler's dtype."""
+        return self._X
+
+    @property
+    def sampler_y(self) -> Tensor:
+        """``(n,)``: the sampler's copy of the (transformed) targets, in the sampler's dtype."""
+        return self._y
+
+    @property
     def sample_sites(self) -> dict[str, tuple[int, ...]]:
         """Names and per-sample shapes of the sampled hyperparameters."""
         sites = dict(SAMPLE_SITES)
@@ -477,9 +453,7 @@ class SO3PyroModel:
         """
         return all(getattr(type(self), m) is _DEFAULT_PROGRAM[m] for m in self._PROGRAM_METHODS)
 
-    def make_potential_fn(
-        self, transforms: dict, *, jit_compile: bool = False
-    ) -> Callable[[dict[str, Tensor]], Tensor]:
+    def make_potential_fn(self, transforms: dict) -> Callable[[dict[str, Tensor]], Tensor]:
         r"""Potential energy of :meth:`sample` on unconstrained parameters, with an analytic likelihood gradient.
 
         Returns ``U(u) = -[log p(y | theta) + sum_i log p_i(theta_i) + sum_i log |d theta_i / d u_i|]`` with
@@ -487,14 +461,15 @@ class SO3PyroModel:
         (``pyro.infer.mcmc.util.initialize_model(self.sample)``), built without tracing the Pyro program (no
         messenger stack, no distribution objects per step) and with the GP marginal likelihood's gradient in
         closed form (:class:`_GPLogMarginal`). The priors' ``log_prob`` and the transforms are the same objects
-        Pyro uses. Valid only if :attr:`has_default_program`.
+        Pyro uses. Valid only if :attr:`has_default_program`. Plain eager PyTorch: ``benchmarks/bench_nuts.py``
+        (``potential`` mode) measures it against Pyro's generic potential, eager and traced.
+
+        A kernel matrix that is not numerically positive definite (or has NaN entries) makes the Cholesky
+        factorisation raise ``torch.linalg.LinAlgError``; :func:`gpytorch_so3.fit_nuts` rejects such steps.
 
         Args:
             transforms: site name -> Pyro transform from constrained to unconstrained space, as returned by
                 ``initialize_model``.
-            jit_compile: trace the prior/transform part (everything except the likelihood, whose forward and
-                backward are already a few large operations) with ``torch.jit.trace`` on the first call; it has no
-                data-dependent Python control flow, so the trace is exact.
 
         Returns:
             a callable mapping ``{site: unconstrained tensor}`` to the scalar potential energy.
@@ -537,23 +512,13 @@ class SO3PyroModel:
                 - 0.5 * (mean * mean + _LOG_2PI)
             )
             A = F.so3_whitening_matrix(theta["lengthscale"], so3.exp_map(theta["rotation"]))
-            if self._Yvar is not None:  # fixed noise: not an output of the (traced) function, it is a constant
+            if self._Yvar is not None:  # fixed noise: a constant
                 return A, theta["outputscale"], mean, log_joint
             log_joint = log_joint + p_noise.log_prob(theta["noise"]).to(dtype).sum()
             return A, theta["outputscale"], mean, log_joint, MIN_INFERRED_NOISE_LEVEL + theta["noise"]
 
-        traced: list = []
-
         def potential(params: dict[str, Tensor]) -> Tensor:
-            us = tuple(params[name] for name in sites)
-            if jit_compile:
-                if not traced:
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-                        traced.append(torch.jit.trace(prior_part, tuple(u.detach() for u in us), check_trace=False))
-                out = traced[0](*us)
-            else:
-                out = prior_part(*us)
+            out = prior_part(*(params[name] for name in sites))
             A, s, mean, log_joint = out[:4]
             noise = self._Yvar if self._Yvar is not None else out[4]
             if n > 0:
@@ -609,15 +574,19 @@ class SO3PyroModel:
         }
         return out
 
-    def load_mcmc_samples(self, mcmc_samples: dict[str, Tensor]) -> tuple[Mean, ScaleKernel, Likelihood]:
+    def load_mcmc_samples(
+        self, mcmc_samples: dict[str, Tensor]
+    ) -> tuple[Mean, ScaleKernel, Likelihood, InputTransform | None]:
         """Build batched GPyTorch modules holding the samples (batch shape ``(num_samples,)``).
 
         Args:
             mcmc_samples: name -> ``num_samples x ...`` hyperparameter samples (see :attr:`sample_sites`).
 
         Returns:
-            ``(mean_module, covar_module, likelihood)``: ``ConstantMean``, ``ScaleKernel(SO3AnisotropicKernel)``
-            and a (fixed-noise) Gaussian likelihood, in ``train_X``'s dtype and on its device.
+            ``(mean_module, covar_module, likelihood, input_transform)``: ``ConstantMean``,
+            ``ScaleKernel(SO3AnisotropicKernel)``, a (fixed-noise) Gaussian likelihood, in ``train_X``'s dtype and
+            on its device, and ``None`` (no sampled input transform): the protocol of BoTorch's
+            ``PyroModel.load_mcmc_samples``, which ``AbstractFullyBayesianSingleTaskGP.load_mcmc_samples`` calls.
         """
         missing = set(self.sample_sites) - set(mcmc_samples)
         if missing:
@@ -649,7 +618,7 @@ class SO3PyroModel:
             likelihood.noise_covar.noise = _reshape_detach(
                 likelihood.noise_covar.noise, mcmc_samples["noise"].clamp_min(MIN_INFERRED_NOISE_LEVEL)
             )
-        return mean_module, covar_module, likelihood
+        return mean_module, covar_module, likelihood, None
 
 
 #: The original program methods (to detect overrides and monkeypatches, see ``has_default_program``).
@@ -660,7 +629,6 @@ def _check_isotropic_scaling(input_transform: InputTransform | None) -> None:
     """Warn if a ``Normalize`` in the input transform scales the three axes differently (shears angles)."""
     if input_transform is None:
         return
-    import warnings
 
     mods = input_transform.modules() if isinstance(input_transform, torch.nn.Module) else []
     for m in mods:
@@ -677,22 +645,35 @@ def _check_isotropic_scaling(input_transform: InputTransform | None) -> None:
                 )
 
 
-class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
+class SO3FullyBayesianGP(AbstractFullyBayesianSingleTaskGP):
     r"""Fully Bayesian single-output GP with the SO(3) anisotropic kernel (Pyro NUTS, no JAX).
 
-    The hyperparameters (output-scale, noise, constant mean, three principal length-scales and the rotation
-    ``w``) are sampled with :func:`gpytorch_so3.fit_nuts` from the posterior of :class:`SO3PyroModel`; the
-    samples are then loaded into batched modules with ``batch_shape = (num_samples,)``:
-    ``covar_module = ScaleKernel(SO3AnisotropicKernel(nu))``, ``mean_module = ConstantMean``, and a Gaussian
-    likelihood. :meth:`posterior` returns a :class:`~botorch.posteriors.fully_bayesian.GaussianMixturePosterior`
-    (the MCMC batch at ``MCMC_DIM = -3``), the contract of BoTorch's own fully Bayesian models, so BoTorch
-    acquisition functions and ``optimize_acqf`` work unchanged. Like BoTorch's, the priors assume standardised
-    outcomes: use ``outcome_transform=Standardize(m=1)`` (or standardise ``train_Y`` yourself); the noise prior
-    is BoTorch's fully Bayesian ``Gamma(0.9, 10.0)`` on the variance above ``1e-4``
-    (:func:`default_fully_bayesian_noise_prior`; override it with ``pyro_model=SO3PyroModel(noise_prior=...)``).
-    Inputs are used
-    as given, which keeps angles physical; a per-axis ``Normalize`` shears space and draws a
-    :class:`~gpytorch_so3.exceptions.NonIsotropicInputScalingWarning`.
+    A subclass of BoTorch's :class:`~botorch.models.fully_bayesian.AbstractFullyBayesianSingleTaskGP`: the
+    hyperparameters (output-scale, noise, constant mean, three principal length-scales and the rotation ``w``) are
+    sampled with :func:`gpytorch_so3.fit_nuts` from the posterior of :class:`SO3PyroModel`, then loaded into
+    batched modules with ``batch_shape = (num_samples,)``: ``covar_module = ScaleKernel(SO3AnisotropicKernel(nu))``,
+    ``mean_module = ConstantMean``, and a Gaussian likelihood. Everything else is BoTorch's: ``posterior``
+    returns a :class:`~botorch.posteriors.fully_bayesian.GaussianMixturePosterior` (the MCMC batch at
+    ``MCMC_DIM = -3``), ``train``/``load_mcmc_samples``/``condition_on_observations``/``batch_shape`` are
+    inherited, so BoTorch acquisition functions and ``optimize_acqf`` work unchanged.
+
+    What differs from BoTorch's base, and why:
+
+    * ``__init__`` runs the base's initialisation steps itself: BoTorch 0.18's base ``__init__`` starts with
+      ``_check_jax_available()`` because its ``PyroModel`` programs are NumPyro (JAX) programs, whereas
+      :class:`SO3PyroModel` is a Pyro (PyTorch) program. Skipping that one check is the only change; the steps
+      (shape checks, transforms, ``validate_input_scaling``, noise clamping, ``ExactGP.__init__``) are the same.
+    * ``_check_if_fitted`` raises :class:`~gpytorch_so3.exceptions.NotFittedError` (a ``RuntimeError``, like
+      BoTorch's), also from ``model(X)``, instead of gpytorch's "You must train on the training inputs!".
+    * ``posterior`` validates ``X`` and evaluates without fast (CG/Lanczos) computations.
+    * ``median_lengthscale`` is per input dimension, as in BoTorch (see the property), and ``load_state_dict``
+      builds placeholder modules of the right size first (as BoTorch's concrete models do).
+
+    Like BoTorch's, the priors assume standardised outcomes: use ``outcome_transform=Standardize(m=1)`` (or
+    standardise ``train_Y`` yourself); the noise prior is BoTorch's fully Bayesian ``Gamma(0.9, 10.0)`` on the
+    variance above ``1e-4`` (:func:`default_fully_bayesian_noise_prior`; override it with
+    ``pyro_model=SO3PyroModel(noise_prior=...)``). Inputs are used as given, which keeps angles physical; a per-axis
+    ``Normalize`` shears space and draws a :class:`~gpytorch_so3.exceptions.NonIsotropicInputScalingWarning`.
 
     Use :func:`gpytorch_so3.summarize_posterior` for symmetry-aware summaries of the samples (the raw
     rotations are multimodal: 24 signed axis permutations describe the same kernel).
@@ -705,20 +686,14 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         False
         >>> from gpytorch_so3.nuts import fit_nuts
         >>> _ = fit_nuts(model, warmup_steps=8, num_samples=8, thinning=4, max_tree_depth=3,
-        ...              progress=False)  # a toy budget; see fit_nuts for the defaults
+        ...              disable_progbar=True)  # a toy budget; see fit_nuts for the defaults
         >>> model.is_fitted, model.num_mcmc_samples
         (True, 2)
         >>> post = model.posterior(torch.rand(5, 3, dtype=torch.float64))
         >>> post.mean.shape, post.mixture_mean.shape  # per sample (2 samples, 5 points) and mixed
         (torch.Size([2, 5, 1]), torch.Size([5, 1]))
-
-        Symmetry-free views of the samples (ascending length-scales and their directions):
-
-        >>> ls, axes = model.canonical_samples()
-        >>> ls.shape, axes.shape, bool((ls.diff(dim=-1) >= 0).all())
-        (torch.Size([2, 3]), torch.Size([2, 3, 3]), True)
-        >>> model.median_lengthscale.shape, model.median_outputscale.shape, model.median_noise.shape
-        (torch.Size([3]), torch.Size([]), torch.Size([]))
+        >>> model.median_lengthscale.shape  # per input dimension, as BoTorch's
+        torch.Size([3])
         >>> model.kernel.rotation_matrix.shape  # the batched SO3AnisotropicKernel
         torch.Size([2, 3, 3])
 
@@ -729,9 +704,9 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         3
     """
 
-    _is_fully_bayesian = True
-    _is_ensemble = True
-    _supports_batched_models = False
+    _pyro_model_class = SO3PyroModel
+    #: Input columns of the SO(3) kernel, declared for :func:`~gpytorch_so3.check_input_scaling` before a kernel exists.
+    anisotropic_input_dims = (0, 1, 2)
 
     def __init__(
         self,
@@ -747,14 +722,19 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         """Set up the model (fit it with :func:`gpytorch_so3.fit_nuts`).
 
         Args:
-            train_X: ``n x 3`` training inputs.
+            train_X: ``n x 3`` training inputs (``n >= 1``).
             train_Y: ``n x 1`` training targets.
             train_Yvar: ``n x 1`` observed noise variances; ``None`` infers a homoscedastic noise.
-            nu: base kernel, ``None`` (squared exponential) or 0.5, 1.5, 2.5 (Matern, default 2.5).
+            nu: base kernel, ``None`` (squared exponential) or 0.5, 1.5, 2.5 (Matern, default 2.5 as BoTorch's
+                fully Bayesian models).
             input_transform: BoTorch input transform applied in the model's forward pass.
             outcome_transform: BoTorch outcome transform (e.g. ``Standardize(m=1)``); the posterior is returned
                 on the original scale.
             pyro_model: a custom :class:`SO3PyroModel` (e.g. with other priors); its ``nu`` must equal ``nu``.
+
+        Raises:
+            TypeError: non-tensor or non-floating inputs, or ``pyro_model`` of the wrong type.
+            ValueError: wrong shapes, no training points, non-finite values, bad ``nu``.
         """
         for name, t in (("train_X", train_X), ("train_Y", train_Y), ("train_Yvar", train_Yvar)):
             if t is not None and (not torch.is_tensor(t) or not t.is_floating_point()):
@@ -764,12 +744,25 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
                 "SO3FullyBayesianGP: expected train_X of shape n x 3 and train_Y of shape n x 1, got "
                 f"{tuple(train_X.shape)} and {tuple(train_Y.shape)}"
             )
+        if train_X.shape[0] == 0:
+            raise ValueError(
+                f"SO3FullyBayesianGP: no training points (train_X has shape {tuple(train_X.shape)}); "
+                "a fully Bayesian GP needs data to condition on"
+            )
         if train_Yvar is not None and train_Yvar.shape != train_Y.shape:
             raise ValueError(
                 "SO3FullyBayesianGP: train_Yvar must be None or have the shape of train_Y, "
                 f"got {tuple(train_Yvar.shape)}"
             )
         nu = F.check_nu(nu)
+        if pyro_model is None:
+            pyro_model = SO3PyroModel(nu=nu)
+        elif not isinstance(pyro_model, SO3PyroModel):
+            raise TypeError(f"pyro_model must be an SO3PyroModel, got {type(pyro_model).__name__}")
+        elif pyro_model.nu != nu:
+            raise ValueError(f"pyro_model.nu = {pyro_model.nu} differs from nu = {nu}")
+        # From here on: the steps of AbstractFullyBayesianSingleTaskGP.__init__ (BoTorch 0.18) without its
+        # _check_jax_available() (see the class docstring), plus the 3-D, finiteness and scaling checks.
         with torch.no_grad():
             transformed_X = self.transform_inputs(X=train_X, input_transform=input_transform)
         if transformed_X.shape[-1] != 3:
@@ -790,16 +783,13 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         if train_Yvar is not None:  # clamp after transforming, as BoTorch
             train_Yvar = train_Yvar.clamp(MIN_INFERRED_NOISE_LEVEL)
         X_tf, Y_tf, _ = self._transform_tensor_args(X=train_X, Y=train_Y)
-        super().__init__(train_inputs=X_tf, train_targets=Y_tf, likelihood=GaussianLikelihood())
+        # ExactGP.__init__: the next initialiser after BoTorch's base in the MRO (the base's own is skipped).
+        super(AbstractFullyBayesianSingleTaskGP, self).__init__(
+            train_inputs=X_tf, train_targets=Y_tf, likelihood=GaussianLikelihood()
+        )
         self.mean_module: Mean | None = None
         self.covar_module: ScaleKernel | None = None
         self.likelihood: Likelihood | None = None
-        if pyro_model is None:
-            pyro_model = SO3PyroModel(nu=nu)
-        elif not isinstance(pyro_model, SO3PyroModel):
-            raise TypeError(f"pyro_model must be an SO3PyroModel, got {type(pyro_model).__name__}")
-        elif pyro_model.nu != nu:
-            raise ValueError(f"pyro_model.nu = {pyro_model.nu} differs from nu = {nu}")
         self.nu = nu
         self.pyro_model = pyro_model
         self.pyro_model.set_inputs(train_X=transformed_X, train_Y=train_Y, train_Yvar=train_Yvar)
@@ -818,27 +808,18 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
     def _check_if_fitted(self) -> None:
         if self.covar_module is None:
             raise NotFittedError(
-                "SO3FullyBayesianGP has no MCMC samples yet: call `gpytorch_so3.fit_nuts(model)` (or "
-                "`model.load_mcmc_samples(...)`) before using it. Note that `model.train()` drops the samples."
+                "SO3FullyBayesianGP is not fitted: call fit_nuts(model) first (gpytorch_so3.fit_nuts), or load "
+                "samples with model.load_mcmc_samples(...) / model.load_state_dict(...). Note that model.train() "
+                "drops the samples."
             )
 
-    @property
-    def num_mcmc_samples(self) -> int:
-        """Number of MCMC samples loaded in the model."""
+    def __call__(self, *args: Any, **kwargs: Any) -> MultivariateNormal:
+        """``model(X)``: as ``ExactGP.__call__``, after checking that samples are loaded (:class:`NotFittedError`)."""
         self._check_if_fitted()
-        return self.covar_module.batch_shape[0]
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        """``(num_mcmc_samples,)``: the model's batch is the MCMC sample dimension."""
-        return torch.Size([self.num_mcmc_samples])
-
-    @property
-    def _aug_batch_shape(self) -> torch.Size:
-        return self.batch_shape
+        return super().__call__(*args, **kwargs)
 
     def train(self, mode: bool = True, reset: bool = True) -> SO3FullyBayesianGP:
-        """Set training mode; with ``mode=True`` and ``reset=True`` the samples are dropped (as in BoTorch).
+        """BoTorch's ``train``: with ``mode=True`` and ``reset=True`` the samples (and ``fit_nuts_info_``) are dropped.
 
         Args:
             mode: training (True) or eval (False) mode.
@@ -847,17 +828,19 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         Returns:
             The model.
         """
-        super().train(mode=mode)
+        super().train(mode=mode, reset=reset)
         if mode and reset:
-            self.mean_module = None
-            self.covar_module = None
-            self.likelihood = None
             self.fit_nuts_info_ = None
         return self
 
     def load_mcmc_samples(self, mcmc_samples: dict[str, Tensor]) -> None:
-        """Load hyperparameter samples (name -> ``num_samples x ...``, see :data:`SAMPLE_SITES`) into the model."""
-        self.mean_module, self.covar_module, self.likelihood = self.pyro_model.load_mcmc_samples(mcmc_samples)
+        """Load hyperparameter samples (name -> ``num_samples x ...``, see :data:`SAMPLE_SITES`) into the model.
+
+        BoTorch's ``load_mcmc_samples``; the run record ``fit_nuts_info_`` of an earlier fit is dropped (it no longer
+        describes the loaded samples; :func:`gpytorch_so3.fit_nuts` sets a new one).
+        """
+        super().load_mcmc_samples(mcmc_samples)
+        self.fit_nuts_info_ = None
 
     # -- conveniences -----------------------------------------------------------------------------------------
     @property
@@ -866,23 +849,49 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         self._check_if_fitted()
         return self.covar_module.base_kernel
 
-    def canonical_samples(self) -> tuple[Tensor, Tensor]:
+    def canonical(self) -> tuple[Tensor, Tensor]:
         """Canonical ``(lengthscale, axes)`` of the loaded samples (see :func:`so3.canonicalize`).
+
+        The same name as the kernels' :meth:`~gpytorch_so3.SO3AnisotropicKernel.canonical`; for summaries use
+        :func:`gpytorch_so3.summarize_posterior`, which also
+        uses every (unthinned) draw and gives intervals and diagnostics.
 
         Returns:
             ``num_samples x 3`` ascending length-scales and ``num_samples x 3 x 3`` principal directions (columns).
         """
-        k = self.kernel
-        return k.canonical()
+        return self.kernel.canonical()
+
+    canonical_samples = deprecated_alias(
+        canonical, "SO3FullyBayesianGP.canonical_samples", "SO3FullyBayesianGP.canonical"
+    )
 
     @property
     def median_lengthscale(self) -> Tensor:
-        """Median over the loaded samples of the canonical (ascending) length-scales, ``(3,)``.
+        r"""Median over the loaded samples of the effective length-scale along each input dimension, ``(3,)``.
 
-        Raw per-sample length-scales are not comparable across samples (axis permutations), so each sample is
-        sorted first.
+        The same meaning and shape as BoTorch's ``FullyBayesianSingleTaskGP.median_lengthscale``: a length-scale
+        per input dimension. Moving by ``t`` along input axis ``j`` changes the kernel like an ARD kernel with
+        length-scale ``1 / sqrt(M_jj)`` (``M = R diag(l^-2) R^T`` the sample's metric:
+        ``r^2 = t^2 M_jj``); this is computed per sample and the median taken over samples. At rotation 0 it is the
+        ARD length-scale of that axis. The principal (rotated) length-scales and directions are in
+        :func:`gpytorch_so3.summarize_posterior`.
+
+        Example:
+            >>> X = torch.rand(8, 3, dtype=torch.float64); Y = torch.randn(8, 1, dtype=torch.float64)
+            >>> model = SO3FullyBayesianGP(X, (Y - Y.mean()) / Y.std())
+            >>> draws = model.pyro_model.get_dummy_mcmc_samples(3, dtype=torch.float64)
+            >>> draws["lengthscale"] = torch.tensor([[0.5, 1.0, 2.0], [0.7, 1.0, 2.0], [0.6, 3.0, 2.0]],
+            ...                                     dtype=torch.float64)
+            >>> model.load_mcmc_samples(draws)  # rotation 0: the ARD length-scales, median over the 3 samples
+            >>> model.median_lengthscale
+            tensor([0.6000, 1.0000, 2.0000], dtype=torch.float64)
+            >>> draws["rotation"] = torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64).expand(3, 3)
+            >>> model.load_mcmc_samples(draws)  # 90 degrees about z: the x and y axes swap their length-scales
+            >>> model.median_lengthscale
+            tensor([1.0000, 0.6000, 2.0000], dtype=torch.float64)
         """
-        return self.canonical_samples()[0].median(dim=0).values
+        M = self.kernel.metric.detach()
+        return M.diagonal(dim1=-2, dim2=-1).rsqrt().median(dim=0).values
 
     @property
     def median_outputscale(self) -> Tensor:
@@ -896,14 +905,7 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         self._check_if_fitted()
         return self.likelihood.noise.detach().reshape(self.num_mcmc_samples, -1).mean(-1).median()
 
-    # -- BoTorch model API ------------------------------------------------------------------------------------
-    def forward(self, X: Tensor) -> MultivariateNormal:
-        """Prior of the batched GP at ``X`` (``batch x n x 3``): ``MultivariateNormal`` with batch ``num_samples``."""
-        self._check_if_fitted()
-        if self.training:
-            X = self.transform_inputs(X=X)
-        return MultivariateNormal(self.mean_module(X), self.covar_module(X))
-
+    # -- what differs from BoTorch's model API ------------------------------------------------------------------
     def posterior(
         self,
         X: Tensor,
@@ -912,7 +914,7 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
         posterior_transform: PosteriorTransform | None = None,
         **kwargs: Any,
     ) -> GaussianMixturePosterior:
-        r"""Mixture posterior over the MCMC samples at ``X``.
+        r"""Mixture posterior over the MCMC samples at ``X`` (BoTorch's, after validating ``X``).
 
         Args:
             X: ``batch_shape x q x 3`` points.
@@ -927,55 +929,61 @@ class SO3FullyBayesianGP(ExactGP, BatchedMultiOutputGPyTorchModel):
 
         Raises:
             NotFittedError: no samples loaded yet.
+            ValueError: ``X`` is not ``batch_shape x q x 3``.
         """
         self._check_if_fitted()
-        if not torch.is_tensor(X) or X.dim() < 2 or X.shape[-1] != self.train_inputs[0].shape[-1]:
+        d = self.train_inputs[0].shape[-1]
+        if not torch.is_tensor(X) or X.dim() < 2 or X.shape[-1] != d:
             raise ValueError(
-                f"posterior: X must have shape batch_shape x q x {self.train_inputs[0].shape[-1]}, "
+                f"posterior: X must have shape batch_shape x q x {d}, "
                 f"got {tuple(X.shape) if torch.is_tensor(X) else type(X).__name__}"
             )
         with gpytorch.settings.fast_computations(False, False, False):
-            posterior = super().posterior(
-                X=X.unsqueeze(MCMC_DIM),
+            return super().posterior(
+                X=X,
                 output_indices=output_indices,
                 observation_noise=observation_noise,
                 posterior_transform=posterior_transform,
                 **kwargs,
             )
-        return GaussianMixturePosterior(distribution=posterior.distribution)
 
-    def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs: Any) -> BatchedMultiOutputGPyTorchModel:
-        """Condition every sample's GP on new observations (as BoTorch's fully Bayesian models).
-
-        Args:
-            X: ``q x 3`` (shared) or ``num_samples x q x 3`` inputs.
-            Y: ``q x 1`` or ``num_samples x q x 1`` targets.
-            kwargs: passed to BoTorch (e.g. ``noise``).
-
-        Returns:
-            The conditioned (fantasy) model.
-        """
-        self._check_if_fitted()
-        if X.ndim == 2 and Y.ndim == 2:
-            X = X.repeat(*self.batch_shape, 1, 1)
-            Y = Y.repeat(*self.batch_shape, 1, 1)
-        elif X.ndim < Y.ndim:
-            X = X.repeat(*Y.shape[:-2], 1, 1)
-        return super().condition_on_observations(X, Y, **kwargs)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):
         """Load a state dict saved from a fitted model (builds placeholder modules of the right batch size first).
+
+        On failure the model keeps the samples it had (or stays unfitted).
 
         Args:
             state_dict: as returned by ``state_dict()`` of a fitted model.
             strict: as in ``torch.nn.Module.load_state_dict``.
             assign: as in ``torch.nn.Module.load_state_dict``.
+
+        Raises:
+            ValueError: ``state_dict`` lacks the fitted model's entries (the message names them).
         """
+        expected = self._fitted_state_dict_keys()
+        given = set(state_dict)
+        missing = sorted(expected - given)
+        if "mean_module.raw_constant" in missing or (strict and missing):
+            raise ValueError(
+                f"SO3FullyBayesianGP.load_state_dict: the state dict lacks {missing} (got {len(given)} entries); "
+                "it must come from state_dict() of a fitted SO3FullyBayesianGP with the same noise setting"
+            )
         raw_mean = state_dict["mean_module.raw_constant"]
-        tkwargs = {"dtype": self.train_inputs[0].dtype, "device": raw_mean.device}
-        self.load_mcmc_samples(self.pyro_model.get_dummy_mcmc_samples(len(raw_mean), **tkwargs))
-        return super().load_state_dict(state_dict=state_dict, strict=strict, assign=assign)
+        previous = (self.mean_module, self.covar_module, self.likelihood, self.fit_nuts_info_)
+        try:
+            tkwargs = {"dtype": self.train_inputs[0].dtype, "device": raw_mean.device}
+            self.load_mcmc_samples(self.pyro_model.get_dummy_mcmc_samples(len(raw_mean), **tkwargs))
+            return super().load_state_dict(state_dict=state_dict, strict=strict, assign=assign)
+        except BaseException:
+            self.mean_module, self.covar_module, self.likelihood, self.fit_nuts_info_ = previous
+            raise
 
-
-
-
+    def _fitted_state_dict_keys(self) -> set[str]:
+        """Keys of the state dict of a fitted model (with one placeholder sample)."""
+        mean, covar, lik, _ = self.pyro_model.load_mcmc_samples(
+            self.pyro_model.get_dummy_mcmc_samples(1, dtype=self.train_inputs[0].dtype)
+        )
+        keys = {f"mean_module.{k}" for k in mean.state_dict()}
+        keys |= {f"covar_module.{k}" for k in covar.state_dict()}
+        keys |= {f"likelihood.{k}" for k in lik.state_dict()}
+        return keys

@@ -1,56 +1,89 @@
-r"""Pyro NUTS for :class:`~gpytorch_so3.SO3FullyBayesianGP`: chains, seeding, thinning, robustness to bad proposals.
+r"""Pyro NUTS for :class:`~gpytorch_so3.SO3FullyBayesianGP`: chains in parallel, seeding, thinning, bad proposals.
 
 :func:`fit_nuts` runs Pyro's No-U-Turn sampler (``pyro.infer.mcmc.NUTS``) on the model's
-:class:`~gpytorch_so3.fully_bayesian.SO3PyroModel`, one chain after another (Pyro reports one usable CPU on small
-machines, and sequential chains keep the result independent of the process layout), each from its own
-Haar-random initial rotation, and loads the thinned draws into the model.
+:class:`~gpytorch_so3.fully_bayesian.SO3PyroModel`, each chain from its own Haar-random initial rotation and with
+its own seed, and loads the thinned draws into the model. Its arguments follow BoTorch's
+``fit_fully_bayesian_model_nuts`` where they overlap (``max_tree_depth``, ``warmup_steps``, ``num_samples``,
+``thinning``, ``disable_progbar``, ``jit_compile``, ``seed``), with the package's extras on top (chains, workers,
+initialisation, potential).
 
-A leapfrog step into a region where the kernel matrix is numerically not positive definite (or NaN) makes the
-Cholesky factorisation raise. Pyro's integrator consults a registry of exception handlers
-(``pyro.ops.integrator.register_exception_handler``); :func:`fit_nuts` registers one for ``LinAlgError``,
-gpytorch's ``NotPSDError``/``NanError`` and Cholesky ``RuntimeError`` messages, so such a step gets a NaN
-potential energy, which NUTS treats as a divergence and rejects, instead of crashing the run. These rejected
-evaluations and NUTS' divergent transitions are recorded per chain in ``model.fit_nuts_info_``.
+**Parallel chains.** Pyro's own multi-chain ``MCMC`` uses ``cpu_count() - 1`` processes and runs the chains one
+after another on a 2-core machine. :func:`fit_nuts` instead runs each chain in a worker process of a ``spawn``
+pool (one single-chain NUTS per worker, one torch thread per worker), so ``C`` chains on ``C`` free cores take
+about the wall time of one, plus a few seconds to start the workers (each imports the package). On a busy shared
+machine the operating system may give all processes of a session one share of the CPUs (Linux autogroup
+scheduling), and parallel chains then gain little; ``model.fit_nuts_info_.cpu_time`` shows the CPU seconds per
+chain. A chain's result does not depend on where it runs: chain ``c`` gets the same seed, the same initial values
+and the same computations in a worker as in the calling process, so its draws are identical.
+
+**Rejected proposals.** A leapfrog step into a region where the kernel matrix is numerically not positive
+definite (or NaN) makes the Cholesky factorisation raise. For the duration of :func:`fit_nuts` only (see
+:func:`rejecting_numerical_failures`), an exception handler in Pyro's integrator registry turns exceptions of the
+types in :data:`NUMERICAL_FAILURES` into a NaN potential energy, which NUTS treats as a divergence and rejects;
+other exceptions propagate. These rejected evaluations and NUTS' divergent transitions are recorded per chain in
+``model.fit_nuts_info_``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import multiprocessing
+import os
+import pickle
+import queue
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyro
 import torch
 from linear_operator.utils.errors import NanError, NotPSDError
 from pyro.infer.mcmc import MCMC, NUTS
 from pyro.infer.mcmc.util import initialize_model
-from pyro.ops.integrator import register_exception_handler
+from pyro.ops import integrator
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from gpytorch_so3 import so3
-from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
+from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
 
-__all__ = ["EXCEPTION_HANDLER_NAME", "NutsInfo", "fit_nuts", "is_numerical_failure"]
+__all__ = [
+    "EXCEPTION_HANDLER_NAME",
+    "MIN_TRAINING_POINTS",
+    "NUMERICAL_FAILURES",
+    "NutsInfo",
+    "divergence_advice",
+    "fit_nuts",
+    "is_numerical_failure",
+    "rejecting_numerical_failures",
+]
 
-#: Name under which :func:`fit_nuts` registers its handler in Pyro's integrator exception registry.
-EXCEPTION_HANDLER_NAME = "gpytorch_so3_not_psd"
+#: Name under which :func:`rejecting_numerical_failures` registers its handler in Pyro's integrator registry.
+EXCEPTION_HANDLER_NAME = "gpytorch_so3_numerical_failure"
+
+#: Exception types that mark a proposal as numerically infeasible (rejected as a divergence, not raised):
+#: ``torch.linalg.LinAlgError`` (what ``torch.linalg.cholesky`` raises for a matrix that is not positive definite
+#: *or* contains NaN, in the analytic and the generic potential, eager or ``torch.compile``-d) and
+#: linear_operator's ``NotPSDError`` / ``NanError`` (gpytorch's Cholesky with jitter, e.g. in custom programs).
+NUMERICAL_FAILURES: tuple[type[BaseException], ...] = (torch.linalg.LinAlgError, NotPSDError, NanError)
+
+#: Fewest training points :func:`fit_nuts` accepts: with one point the outcome's scale (and the standardisation
+#: the priors assume) is undefined, and Pyro fails deep inside with a support error.
+MIN_TRAINING_POINTS = 2
 
 #: Initial principal length-scales of a chain as multiples of the inputs' RMS spread: unequal (with three
 #: equal length-scales the rotation has zero gradient), spanning the usual range of a field on the unit cube.
 INITIAL_LENGTHSCALE_FACTORS = (0.5, 1.0, 2.0)
 
-_FAILURE_MESSAGES = ("cholesky", "positive-definite", "positive definite", "singular", "not psd", "nan")
-
 
 def is_numerical_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is a numerical failure of the kernel matrix that NUTS should reject rather than raise.
 
-    True for ``torch.linalg.LinAlgError``, gpytorch/linear_operator ``NotPSDError`` and ``NanError``, and
-    ``RuntimeError``s whose message mentions Cholesky / positive-definiteness / singularity / NaN (the form
-    these take inside a ``torch.jit``-traced potential).
+    True exactly for instances of :data:`NUMERICAL_FAILURES` (types, not message text).
 
     Args:
         exc: the exception raised while evaluating the potential energy.
@@ -61,22 +94,70 @@ def is_numerical_failure(exc: BaseException) -> bool:
         ... except Exception as e:
         ...     print(is_numerical_failure(e))
         True
-        >>> is_numerical_failure(ValueError("bad shape"))
+        >>> is_numerical_failure(RuntimeError("nan in cholesky"))  # message text does not count
         False
     """
-    if isinstance(exc, torch.linalg.LinAlgError | NotPSDError | NanError):
-        return True
-    if isinstance(exc, RuntimeError):
-        msg = str(exc).lower()
-        return any(m in msg for m in _FAILURE_MESSAGES)
-    return False
+    return isinstance(exc, NUMERICAL_FAILURES)
 
 
-def _register_handler() -> None:
-    register_exception_handler(EXCEPTION_HANDLER_NAME, is_numerical_failure, warn_on_overwrite=False)
+@contextlib.contextmanager
+def rejecting_numerical_failures() -> Iterator[None]:
+    """Within the block, Pyro's integrator rejects potential evaluations that raise :data:`NUMERICAL_FAILURES`.
+
+    Registers :func:`is_numerical_failure` under :data:`EXCEPTION_HANDLER_NAME` with
+    ``pyro.ops.integrator.register_exception_handler`` and restores the registry on exit (also on exceptions):
+    Pyro has no public way to unregister, so the entry is removed from (or restored in) the registry dict
+    ``pyro.ops.integrator._EXCEPTION_HANDLERS`` that ``register_exception_handler`` writes. Outside the block
+    (e.g. after ``import gpytorch_so3``) other Pyro models in the process are unaffected.
+
+    Example:
+        >>> from pyro.ops.integrator import _EXCEPTION_HANDLERS
+        >>> with rejecting_numerical_failures():
+        ...     EXCEPTION_HANDLER_NAME in _EXCEPTION_HANDLERS
+        True
+        >>> EXCEPTION_HANDLER_NAME in _EXCEPTION_HANDLERS
+        False
+    """
+    registry = integrator._EXCEPTION_HANDLERS
+    had, previous = EXCEPTION_HANDLER_NAME in registry, registry.get(EXCEPTION_HANDLER_NAME)
+    integrator.register_exception_handler(EXCEPTION_HANDLER_NAME, is_numerical_failure, warn_on_overwrite=False)
+    try:
+        yield
+    finally:
+        if had:
+            registry[EXCEPTION_HANDLER_NAME] = previous
+        else:
+            registry.pop(EXCEPTION_HANDLER_NAME, None)
 
 
-_register_handler()
+def divergence_advice(num_divergences: int, num_draws: int) -> str:
+    """What divergent NUTS transitions mean and what to change (empty string if there are none).
+
+    Args:
+        num_divergences: divergent post-warm-up transitions (all chains).
+        num_draws: post-warm-up draws (all chains).
+
+    Example:
+        >>> divergence_advice(0, 512)
+        ''
+        >>> text = divergence_advice(16, 512)
+        >>> text.split(":")[0]
+        '16 of 512 post-warm-up transitions (3.1%) diverged'
+        >>> "target_accept_prob" in text and "warmup_steps" in text
+        True
+    """
+    if num_divergences <= 0:
+        return ""
+    share = 100.0 * num_divergences / max(num_draws, 1)
+    return (
+        f"{num_divergences} of {num_draws} post-warm-up transitions ({share:.1f}%) diverged: NUTS trajectories ran "
+        "into regions where the posterior curves too sharply for the step size (e.g. tiny noise or length-scales), "
+        "so the draws may miss part of the posterior.\n"
+        "To fix: raise target_accept_prob (e.g. 0.9 or 0.95), use more warmup_steps, and rescale all input "
+        "coordinates by one common factor so that the length-scales are of order one (e.g. IsotropicNormalize), "
+        "with standardised outcomes.\n"
+        "A handful among hundreds of draws is usually harmless if R-hat < 1.05 and the ESS is adequate."
+    )
 
 
 @dataclass
@@ -91,21 +172,27 @@ class NutsInfo:
             definite or NaN (warm-up included).
         step_size: per chain, the adapted step size.
         accept_prob: per chain, the mean acceptance probability after warm-up.
-        wall_time: per chain, seconds.
+        wall_time: per chain, seconds spent sampling that chain (in its worker if parallel).
         initial_rotation: ``num_chains x 3`` initial axis-angle vectors (Haar-random unless an init strategy was
             given).
         warmup_steps, num_samples, thinning, seed, max_tree_depth, full_mass, jit_compile, dtype: the settings.
+        chain_seeds: per chain, the seed of its random streams (derived from ``seed``).
         potential: which potential energy was used: ``"analytic"`` (:meth:`SO3PyroModel.make_potential_fn`) or
-            ``"pyro"`` (Pyro's generic potential of the model's ``sample``), with suffix ``"_jit"`` if traced.
+            ``"pyro"`` (Pyro's generic potential of the model's ``sample``), with suffix ``"_compiled"`` under
+            ``jit_compile`` (``torch.compile``).
         num_evaluations: per chain, potential-energy (+ gradient) evaluations, warm-up included (the cost unit of
             NUTS: wall time / evaluations is the cost of one leapfrog step).
+        num_workers: worker processes that ran the chains (``1``: in the calling process, one after another).
+        elapsed: seconds for the whole call (with parallel chains less than the sum of :attr:`wall_time`).
+        cpu_time: per chain, CPU seconds of its process while sampling it (on a busy machine ``wall_time`` can
+            exceed it by far; with parallel chains on free cores ``elapsed`` approaches ``max(cpu_time)``).
 
     Example:
         >>> from gpytorch_so3 import SO3FullyBayesianGP, fit_nuts
         >>> X = torch.rand(12, 3, dtype=torch.float64); Y = torch.randn(12, 1, dtype=torch.float64)
         >>> Y = (Y - Y.mean()) / Y.std()  # the priors assume standardised outcomes
         >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=4, num_samples=4, thinning=2,
-        ...                  max_tree_depth=2, progress=False)  # toy budget
+        ...                  max_tree_depth=2, disable_progbar=True)  # toy budget
         >>> info = model.fit_nuts_info_
         >>> info.num_chains, info.num_samples, sorted(info.samples)
         (1, 4, ['lengthscale', 'mean', 'noise', 'outputscale', 'rotation'])
@@ -131,6 +218,10 @@ class NutsInfo:
     extra: dict = field(default_factory=dict)
     potential: str = "pyro"
     num_evaluations: list[int] = field(default_factory=list)
+    chain_seeds: list[int] = field(default_factory=list)
+    num_workers: int = 1
+    elapsed: float = math.nan
+    cpu_time: list[float] = field(default_factory=list)
 
     @property
     def num_chains(self) -> int:
@@ -144,16 +235,192 @@ class NutsInfo:
 
     @property
     def total_wall_time(self) -> float:
-        """Seconds over all chains."""
+        """Seconds of sampling summed over chains (the cost; :attr:`elapsed` is the wall time of the call)."""
         return float(sum(self.wall_time))
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"fit_nuts: {name} must be an int >= {minimum}, got {value!r}")
-    return value
+# -- one chain ------------------------------------------------------------------------------------------------
+@dataclass
+class _ChainTask:
+    """Everything one chain needs; picklable, so that it runs the same in a worker process as in the caller."""
+
+    pyro_model: SO3PyroModel
+    chain: int
+    seed: int
+    init: dict[str, Tensor] | str | Callable
+    num_samples: int
+    warmup_steps: int
+    max_tree_depth: int
+    full_mass: bool
+    target_accept_prob: float
+    analytic: bool
+    compile: bool
 
 
+@dataclass
+class _ChainResult:
+    samples: dict[str, Tensor]
+    divergences: list[int]
+    accept_prob: float
+    step_size: float
+    num_rejected: int
+    num_evaluations: int
+    wall_time: float
+    initial_rotation: Tensor | None
+    cpu_time: float = math.nan
+
+
+def _run_chain(task: _ChainTask, report: Callable[[int, int], None] | None = None) -> _ChainResult:
+    """One single-chain NUTS run; ``report(chain, iterations_done)`` is called as it goes (if given)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    pm = task.pyro_model
+    pyro.set_rng_seed(task.seed)
+    if isinstance(task.init, dict):
+        strategy = pyro.infer.autoguide.init_to_value(values=task.init)
+    elif task.init == "prior":
+        strategy = pyro.infer.autoguide.init_to_sample
+    else:
+        strategy = task.init
+    with rejecting_numerical_failures():
+        init_params, potential_fn, transforms, _ = initialize_model(pm.sample, init_strategy=strategy)
+        if task.analytic:
+            potential_fn = pm.make_potential_fn(transforms)
+        if task.compile:
+            potential_fn = torch.compile(potential_fn, dynamic=False)
+        counter = [0, 0]  # rejected (non-PSD/NaN) evaluations, all evaluations
+
+        def counted_potential(z, _pe=potential_fn, _counter=counter):
+            _counter[1] += 1
+            try:
+                return _pe(z)
+            except NUMERICAL_FAILURES:
+                _counter[0] += 1
+                raise
+
+        kernel = NUTS(
+            potential_fn=counted_potential,
+            transforms=transforms,
+            max_tree_depth=task.max_tree_depth,
+            full_mass=task.full_mass,
+            target_accept_prob=task.target_accept_prob,
+            adapt_step_size=True,
+            adapt_mass_matrix=True,
+        )
+        hook = None
+        if report is not None:
+
+            def hook(_kernel, _samples, stage, i, _chain=task.chain, _warmup=task.warmup_steps):
+                # Pyro's stages are "Warmup" and "Sample" (with " [chain]" in multi-chain MCMC).
+                report(_chain, i + 1 + (0 if str(stage).startswith("Warmup") else _warmup))
+
+        mcmc = MCMC(
+            kernel,
+            num_samples=task.num_samples,
+            warmup_steps=task.warmup_steps,
+            initial_params=init_params,
+            transforms=transforms,
+            disable_progbar=True,
+            hook_fn=hook,
+        )
+        init_rot = None
+        if "rotation" in init_params:
+            init_rot = transforms["rotation"].inv(init_params["rotation"]).detach().reshape(3)
+        mcmc.run()
+    samples = mcmc.get_samples(group_by_chain=True)
+    diag = mcmc.diagnostics()
+    return _ChainResult(
+        samples={k: v[0].detach() for k, v in pm.postprocess_mcmc_samples(samples).items()},
+        divergences=[int(i) for i in diag.get("divergences", {}).get("chain 0", [])],
+        accept_prob=float(diag.get("acceptance rate", {}).get("chain 0", math.nan)),
+        step_size=float(kernel.step_size),
+        num_rejected=counter[0],
+        num_evaluations=counter[1],
+        wall_time=time.perf_counter() - t0,
+        initial_rotation=init_rot,
+        cpu_time=time.process_time() - c0,
+    )
+
+
+# -- worker processes -----------------------------------------------------------------------------------------
+_WORKER_QUEUE: Any = None
+
+
+def _worker_init(progress_queue: Any) -> None:
+    """Worker set-up: one torch thread (the chains share the cores), the progress queue."""
+    global _WORKER_QUEUE
+    torch.set_num_threads(1)
+    _WORKER_QUEUE = progress_queue
+
+
+def _worker_report(chain: int, done: int) -> None:
+    _WORKER_QUEUE.put((chain, done))
+
+
+def _worker_run(task: _ChainTask) -> _ChainResult:
+    return _run_chain(task, None if _WORKER_QUEUE is None else _worker_report)
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _Progress:
+    """One tqdm bar per chain (stderr); silent when disabled."""
+
+    def __init__(self, num_chains: int, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars = []
+        if enabled:
+            for c in range(num_chains):
+                self.bars.append(
+                    tqdm(total=total, desc=f"chain {c}", position=c, leave=True, file=sys.stderr, dynamic_ncols=True)
+                )
+
+    def __call__(self, chain: int, done: int) -> None:
+        if self.enabled:
+            bar = self.bars[chain]
+            bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars:
+            bar.close()
+
+
+def _run_parallel(tasks: list[_ChainTask], num_workers: int, progress: _Progress) -> list[_ChainResult]:
+    ctx = multiprocessing.get_context("spawn")
+    progress_queue = ctx.Queue() if progress.enabled else None
+    pool = ctx.Pool(processes=num_workers, initializer=_worker_init, initargs=(progress_queue,))
+    try:
+        pending = [pool.apply_async(_worker_run, (t,)) for t in tasks]
+        while not all(p.ready() for p in pending):
+            if any(p.ready() and not p.successful() for p in pending):
+                break  # a chain failed: raise its exception now (below) instead of waiting for the others
+            if progress_queue is None:
+                time.sleep(0.05)
+                continue
+            with contextlib.suppress(queue.Empty):
+                progress(*progress_queue.get(timeout=0.1))
+        for p in pending:  # failed chains first: their exception is raised without waiting for the others
+            if p.ready() and not p.successful():
+                p.get()
+        results = [p.get() for p in pending]
+        pool.close()
+    except BaseException:
+        pool.terminate()  # an interrupt or a failing chain stops every worker
+        raise
+    finally:
+        pool.join()
+    if progress_queue is not None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                progress(*progress_queue.get_nowait())
+    return results
+
+
+# -- initial values -------------------------------------------------------------------------------------------
 def _signed_permutations() -> Tensor:
     """The 24 signed permutation matrices with determinant +1 (the symmetry group of the metric's frame)."""
     mats = []
@@ -182,21 +449,19 @@ def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     return (ls.unsqueeze(0) @ P[k].abs()).squeeze(0), cand[k]
 
 
-def _initial_values(model: SO3FullyBayesianGP, generator: torch.Generator) -> dict[str, Tensor]:
+def _initial_values(pm: SO3PyroModel, generator: torch.Generator) -> dict[str, Tensor]:
     """Data-scaled initial values (constrained space) with a Haar-random orientation, for one chain."""
-    pm = model.pyro_model
-    X, y = pm._X, pm._y
+    X, y = pm.sampler_X, pm.sampler_y
     tk = {"dtype": pm.dtype, "device": X.device}
     spread = X.std(dim=0).pow(2).mean().sqrt().clamp_min(1e-12)
     jitter = torch.exp((torch.rand(3, generator=generator, dtype=torch.float64) - 0.5) * 0.5)
     ls = float(spread) * torch.tensor(INITIAL_LENGTHSCALE_FACTORS, dtype=torch.float64) * jitter
     ls, R = _interior_representative(ls, so3.random_rotation(generator=generator, dtype=torch.float64))
-    ls = ls.to(**tk)
-    vy = y.var().clamp_min(1e-6) if y.numel() > 1 else torch.ones((), **tk)
+    vy = y.var().clamp_min(1e-6)
     values = {
         "outputscale": (0.9 * vy).to(**tk),
-        "mean": y.mean().to(**tk) if y.numel() > 0 else torch.zeros((), **tk),
-        "lengthscale": ls,
+        "mean": y.mean().to(**tk),
+        "lengthscale": ls.to(**tk),
         "rotation": so3.log_map(R).to(**tk),
     }
     if "noise" in pm.sample_sites:
@@ -204,6 +469,14 @@ def _initial_values(model: SO3FullyBayesianGP, generator: torch.Generator) -> di
     return values
 
 
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"fit_nuts: {name} must be an int {bound}, got {value!r}")
+    return value
+
+
+# -- the public entry point -----------------------------------------------------------------------------------
 def fit_nuts(
     model: SO3FullyBayesianGP,
     *,
@@ -213,71 +486,90 @@ def fit_nuts(
     thinning: int = 16,
     seed: int = 0,
     max_tree_depth: int = 6,
-    jit_compile: bool = True,
+    disable_progbar: bool = False,
+    jit_compile: bool = False,
+    num_workers: int | None = None,
     fast_potential: bool = True,
     full_mass: bool = True,
     target_accept_prob: float = 0.8,
-    progress: bool = True,
     init_strategy: str | Callable = "haar",
     dtype: torch.dtype | None = torch.float64,
+    progress: bool | None = None,
 ) -> SO3FullyBayesianGP:
     r"""Sample the hyperparameters of an :class:`~gpytorch_so3.SO3FullyBayesianGP` with Pyro NUTS and load them.
 
-    Defaults follow BoTorch's ``fit_fully_bayesian_model_nuts`` (512 warm-up steps, 256 samples, thinning 16,
-    tree depth 6, dense mass matrix). Chains run one after another; chain ``c`` is seeded from ``seed`` and
-    starts from its own Haar-random rotation with unequal, data-scaled length-scales
-    (``spread * (0.5, 1, 2)`` with random jitter, ``spread`` the RMS standard deviation of the inputs; of the 24
-    equivalent frames the one with the smallest rotation angle is used, away from the Haar prior's edge at
-    ``|w| = pi``), output-scale
-    ``0.9 var(y)``, noise ``0.1 var(y)`` and mean ``mean(y)``. The global RNG state (torch, numpy, random) is
-    restored afterwards, so the call does not disturb the caller's random streams.
+    Defaults and the overlapping argument names follow BoTorch's ``fit_fully_bayesian_model_nuts``
+    (``max_tree_depth=6``, ``warmup_steps=512``, ``num_samples=256``, ``thinning=16``, ``disable_progbar=False``,
+    ``jit_compile=False``, ``seed``; dense mass matrix). Unlike BoTorch's (which returns ``None``) it returns the
+    model, as the package's SPEC requires; like BoTorch's it leaves the model in eval mode with the thinned
+    samples loaded.
+
+    Chain ``c`` is seeded from ``seed`` and starts from its own Haar-random rotation with unequal, data-scaled
+    length-scales (``spread * (0.5, 1, 2)`` with random jitter, ``spread`` the RMS standard deviation of the
+    inputs; of the 24 equivalent frames the one with the smallest rotation angle is used, away from the Haar
+    prior's edge at ``|w| = pi``), output-scale ``0.9 var(y)``, noise ``0.1 var(y)`` and mean ``mean(y)``. Several
+    chains run in parallel worker processes (see the module docstring); the draws of each chain are the same
+    whichever way the chains run. The caller's global RNG state (torch, numpy, random) is restored afterwards.
+
+    The model is only changed once sampling has finished: if the run fails or is interrupted
+    (``KeyboardInterrupt``), a model fitted earlier keeps its samples.
 
     Args:
-        model: the model to fit (its samples, if any, are replaced).
+        model: the model to fit (its samples, if any, are replaced when the run completes).
         num_samples: post-warm-up draws per chain.
         warmup_steps: warm-up (adaptation) iterations per chain.
-        num_chains: number of independent chains (run sequentially).
+        num_chains: number of independent chains.
         thinning: keep every ``thinning``-th draw of each chain in the model (all draws stay in
             ``model.fit_nuts_info_.samples`` for diagnostics).
         seed: seed of everything random in the run; same seed, same samples.
         max_tree_depth: NUTS' maximum tree depth (at most ``2^depth - 1`` leapfrog steps per iteration).
-        jit_compile: trace the potential energy with ``torch.jit`` (less Python overhead per leapfrog step): the
-            prior/transform part of the analytic potential, or Pyro's whole generic potential. Default True: the
-            traced parts have no data-dependent control flow; on the n = 100 benchmark it cut the cost per
-            leapfrog step by 15-30% (``benchmarks/README.md``).
-        fast_potential: use the model's own potential with a closed-form likelihood gradient
+        disable_progbar: no progress output (one bar per chain on stderr otherwise, and a line per chain at the
+            end with its step size, divergences and rejected evaluations).
+        jit_compile: compile the potential energy with ``torch.compile`` (``torch.jit.trace``, which Pyro's own
+            ``jit_compile`` uses, is deprecated in torch 2.13). Default False, as in BoTorch: compilation costs
+            13-65 s per process (each parallel worker compiles its own; needs a C++ compiler), and only long runs
+            recover it (``benchmarks/bench_nuts.py potential``: 1.6-3x cheaper per evaluation at n = 100-200).
+        num_workers: processes for the chains. ``None``: ``min(num_chains, usable CPUs)`` worker processes if that
+            is at least 2 and the Pyro model can be pickled, else the calling process. ``1``: chains one after
+            another in the calling process (no start-up cost: best for toy budgets). ``k > 1``: a spawn pool of
+            ``k`` workers (the Pyro model must pickle: a subclass must be importable, not defined inside a
+            function).
+        fast_potential: use the model's potential with a closed-form likelihood gradient
             (:meth:`~gpytorch_so3.fully_bayesian.SO3PyroModel.make_potential_fn`: same value and gradient as Pyro's
-            generic potential up to round-off; with ``jit_compile`` 1.2-1.5x cheaper per leapfrog step than Pyro's
-            traced potential at n = 100, including NUTS' own per-step overhead) whenever the Pyro program is
-            the default one (:attr:`~gpytorch_so3.fully_bayesian.SO3PyroModel.has_default_program`); subclasses
-            that override ``sample*`` or ``noiseless_covariance`` always get Pyro's generic potential.
+            generic potential up to round-off; 1.5-1.8x cheaper per potential + gradient evaluation at n = 100-200,
+            1.0-1.3x per NUTS step including Pyro's own overhead) whenever the Pyro
+            program is the default one (:attr:`~gpytorch_so3.fully_bayesian.SO3PyroModel.has_default_program`);
+            subclasses that override ``sample*`` or ``noiseless_covariance`` always get Pyro's generic potential.
         full_mass: adapt a dense (True) or diagonal (False) mass matrix.
-        target_accept_prob: target acceptance probability of step-size adaptation.
-        progress: show Pyro's progress bar.
+        target_accept_prob: target acceptance probability of step-size adaptation (raise it, e.g. to 0.9, if
+            there are divergences).
         init_strategy: ``"haar"`` (default, above), ``"prior"`` (draw every initial value from its prior) or a
             Pyro init strategy (e.g. ``pyro.infer.autoguide.init_to_median``).
         dtype: dtype of the computations inside the sampler (default float64, whose Cholesky factorisations of
             near-singular kernel matrices fail far less often; ``None`` uses the data's dtype). Samples are loaded
             in the dtype and on the device of the training data.
+        progress: deprecated alias of ``not disable_progbar`` (kept for earlier callers); if given, it wins.
 
     Returns:
         The model, in eval mode, with ``num_chains * ceil(num_samples / thinning)`` samples loaded (chain-major) and
         ``model.fit_nuts_info_`` a :class:`NutsInfo`.
 
     Raises:
-        TypeError: ``model`` is not an ``SO3FullyBayesianGP``.
-        ValueError: invalid budgets or options.
+        TypeError: ``model`` is not an ``SO3FullyBayesianGP``; ``num_workers > 1`` with a Pyro model that cannot
+            be pickled.
+        ValueError: invalid budgets or options; fewer than :data:`MIN_TRAINING_POINTS` training points.
 
     Example:
         >>> X = torch.rand(12, 3, dtype=torch.float64); Y = torch.sin(5 * X[:, :1]); Y = (Y - Y.mean()) / Y.std()
         >>> # a toy budget to keep the example fast (the defaults are 512 warm-up steps, 256 samples, depth 6)
         >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=8, num_samples=8, thinning=4, num_chains=2,
-        ...                  max_tree_depth=2, progress=False)
+        ...                  max_tree_depth=2, num_workers=1, disable_progbar=True)
         >>> model.num_mcmc_samples  # 2 chains x ceil(8 / 4) thinned draws
         4
         >>> model.fit_nuts_info_.samples["lengthscale"].shape  # all draws: chains x draws x 3
         torch.Size([2, 8, 3])
     """
+    t_start = time.perf_counter()
     if not isinstance(model, SO3FullyBayesianGP):
         raise TypeError(f"fit_nuts expects an SO3FullyBayesianGP, got {type(model).__name__}")
     _check_int("num_samples", num_samples, 1)
@@ -285,122 +577,114 @@ def fit_nuts(
     _check_int("num_chains", num_chains, 1)
     _check_int("thinning", thinning, 1)
     _check_int("max_tree_depth", max_tree_depth, 1)
-    _check_int("seed", seed, 0)
+    _check_int("seed", seed, 0, 2**63 - 1)
+    if num_workers is not None:
+        _check_int("num_workers", num_workers, 1)
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"fit_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     if not (init_strategy in ("haar", "prior") or callable(init_strategy)):
         raise ValueError(f"fit_nuts: init_strategy must be 'haar', 'prior' or a callable, got {init_strategy!r}")
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise ValueError(f"fit_nuts: dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
-
-    _register_handler()  # idempotent; keeps the handler even if someone cleared Pyro's registry
     pm = model.pyro_model
-    model.train()  # drops previously loaded samples (BoTorch semantics)
+    n = pm.train_X.shape[0]
+    if n < MIN_TRAINING_POINTS:
+        raise ValueError(
+            f"fit_nuts: the model has {n} training point(s); NUTS needs at least {MIN_TRAINING_POINTS} (the priors "
+            "assume standardised outcomes, which one point cannot give)"
+        )
+    show = (not disable_progbar) if progress is None else bool(progress)
+
+    # Everything up to loading the samples leaves the model as it is (interrupts keep an earlier fit).
+    old_dtype = pm.dtype
     pm.set_dtype(pm.train_X.dtype if dtype is None else dtype)
-    use_fast = bool(fast_potential) and pm.has_default_program
-
+    analytic = bool(fast_potential) and pm.has_default_program
     generator = torch.Generator().manual_seed(int(seed))
-    chain_seeds = torch.randint(0, 2**31 - 1, (num_chains,), generator=generator).tolist()
-    rng_state = pyro.util.get_rng_state()
-    per_chain: list[dict[str, Tensor]] = []
-    divergences: list[list[int]] = []
-    rejected: list[int] = []
-    evaluations: list[int] = []
-    step_sizes: list[float] = []
-    accept: list[float] = []
-    times: list[float] = []
-    init_rot: list[Tensor] = []
-    try:
-        for c in range(num_chains):
-            t0 = time.perf_counter()
-            pyro.set_rng_seed(int(chain_seeds[c]))
-            chain_gen = torch.Generator().manual_seed(int(chain_seeds[c]))
-            if init_strategy == "haar":
-                strategy = pyro.infer.autoguide.init_to_value(values=_initial_values(model, chain_gen))
-            elif init_strategy == "prior":
-                strategy = pyro.infer.autoguide.init_to_sample
-            else:
-                strategy = init_strategy
-            init_params, potential_fn, transforms, _ = initialize_model(
-                pm.sample,
-                jit_compile=jit_compile and not use_fast,
-                skip_jit_warnings=True,
-                init_strategy=strategy,
-            )
-            if use_fast:
-                potential_fn = pm.make_potential_fn(transforms, jit_compile=jit_compile)
-            counter = [0, 0]  # rejected (non-PSD/NaN) evaluations, all evaluations
-
-            def counted_potential(z, _pe=potential_fn, _counter=counter):
-                _counter[1] += 1
-                try:
-                    return _pe(z)
-                except Exception as e:
-                    if is_numerical_failure(e):
-                        _counter[0] += 1
-                    raise
-
-            kernel = NUTS(
-                potential_fn=counted_potential,
-                transforms=transforms,
-                max_tree_depth=max_tree_depth,
-                full_mass=full_mass,
-                target_accept_prob=float(target_accept_prob),
-                adapt_step_size=True,
-                adapt_mass_matrix=True,
-            )
-            mcmc = MCMC(
-                kernel,
+    chain_seeds = [int(s) for s in torch.randint(0, 2**31 - 1, (num_chains,), generator=generator)]
+    tasks = []
+    for c in range(num_chains):
+        init = init_strategy
+        if init_strategy == "haar":
+            init = _initial_values(pm, torch.Generator().manual_seed(chain_seeds[c]))
+        tasks.append(
+            _ChainTask(
+                pyro_model=pm,
+                chain=c,
+                seed=chain_seeds[c],
+                init=init,
                 num_samples=num_samples,
                 warmup_steps=warmup_steps,
-                initial_params=init_params,
-                transforms=transforms,
-                disable_progbar=not progress,
+                max_tree_depth=max_tree_depth,
+                full_mass=bool(full_mass),
+                target_accept_prob=float(target_accept_prob),
+                analytic=analytic,
+                compile=bool(jit_compile),
             )
-            if "rotation" in init_params:
-                init_rot.append(transforms["rotation"].inv(init_params["rotation"]).detach().reshape(3))
-            mcmc.run()
-            samples = mcmc.get_samples(group_by_chain=True)
-            per_chain.append({k: v[0].detach() for k, v in pm.postprocess_mcmc_samples(samples).items()})
-            diag = mcmc.diagnostics()
-            divergences.append([int(i) for i in diag.get("divergences", {}).get("chain 0", [])])
-            acc = diag.get("acceptance rate", {}).get("chain 0", math.nan)
-            accept.append(float(acc))
-            step_sizes.append(float(kernel.step_size))
-            rejected.append(counter[0])
-            evaluations.append(counter[1])
-            times.append(time.perf_counter() - t0)
-            if progress:
-                print(
-                    f"fit_nuts: chain {c}: {times[-1]:.1f} s, step size {step_sizes[-1]:.3g}, "
-                    f"{len(divergences[-1])} divergences, {rejected[-1]} rejected non-PSD/NaN evaluations",
-                    file=sys.stderr,
-                )
+        )
+    workers = min(num_chains, _available_cpus()) if num_workers is None else min(num_workers, num_chains)
+    if workers > 1:
+        try:
+            pickle.dumps(tasks[0])
+        except Exception as e:
+            if num_workers is not None:
+                raise TypeError(
+                    f"fit_nuts: num_workers={num_workers} needs a picklable Pyro model for the worker processes, "
+                    f"but {type(pm).__name__} cannot be pickled ({e}); define it at module level or use num_workers=1"
+                ) from e
+            workers = 1
+    bars = _Progress(num_chains, warmup_steps + num_samples, show)
+    rng_state = pyro.util.get_rng_state()
+    try:
+        if workers > 1:
+            results = _run_parallel(tasks, workers, bars)
+        else:
+            results = [_run_chain(t, bars if show else None) for t in tasks]
+    except BaseException:
+        pm.set_dtype(old_dtype)
+        raise
     finally:
+        bars.close()
         pyro.util.set_rng_state(rng_state)
 
-    stacked = {k: torch.stack([ch[k] for ch in per_chain]) for k in per_chain[0]}
+    stacked = {k: torch.stack([r.samples[k] for r in results]) for k in results[0].samples}
     target = {"dtype": pm.train_X.dtype, "device": pm.train_X.device}
     thinned = {k: v[:, ::thinning].reshape(-1, *v.shape[2:]).to(**target) for k, v in stacked.items()}
+    model.train()  # BoTorch's reset (drops the old samples and prediction caches), then the new samples
     model.load_mcmc_samples(thinned)
-    model.fit_nuts_info_ = NutsInfo(
+    init_rot = [r.initial_rotation for r in results if r.initial_rotation is not None]
+    info = NutsInfo(
         samples=stacked,
-        divergences=divergences,
-        num_rejected=rejected,
-        step_size=step_sizes,
-        accept_prob=accept,
-        wall_time=times,
-        initial_rotation=torch.stack(init_rot) if init_rot else None,
+        divergences=[r.divergences for r in results],
+        num_rejected=[r.num_rejected for r in results],
+        step_size=[r.step_size for r in results],
+        accept_prob=[r.accept_prob for r in results],
+        wall_time=[r.wall_time for r in results],
+        initial_rotation=torch.stack(init_rot) if len(init_rot) == num_chains else None,
         warmup_steps=warmup_steps,
         num_samples=num_samples,
         thinning=thinning,
         seed=seed,
         max_tree_depth=max_tree_depth,
-        full_mass=full_mass,
-        jit_compile=jit_compile,
+        full_mass=bool(full_mass),
+        jit_compile=bool(jit_compile),
         dtype=pm.dtype,
-        potential=("analytic" if use_fast else "pyro") + ("_jit" if jit_compile else ""),
-        num_evaluations=evaluations,
+        potential=("analytic" if analytic else "pyro") + ("_compiled" if jit_compile else ""),
+        num_evaluations=[r.num_evaluations for r in results],
+        chain_seeds=chain_seeds,
+        num_workers=workers,
+        elapsed=time.perf_counter() - t_start,
+        cpu_time=[r.cpu_time for r in results],
     )
+    model.fit_nuts_info_ = info
     model.eval()
+    if show:
+        for c, r in enumerate(results):
+            print(
+                f"fit_nuts: chain {c}: {r.wall_time:.1f} s, step size {r.step_size:.3g}, {len(r.divergences)} "
+                f"divergences, {r.num_rejected} rejected non-PSD/NaN evaluations",
+                file=sys.stderr,
+            )
+        advice = divergence_advice(info.num_divergences, num_chains * num_samples)
+        if advice:
+            print(f"fit_nuts: {advice}", file=sys.stderr)
     return model

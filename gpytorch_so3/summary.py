@@ -5,8 +5,8 @@ permutations ``(l P, R P)`` describe the same kernel, so a chain may report the 
 with any sign, and different chains may sit in different (equivalent) modes. :func:`summarize_posterior`
 canonicalises every draw with :func:`gpytorch_so3.so3.canonicalize` (ascending length-scales, principal
 directions as columns), aligns the signs of the directions across draws, and reports means, standard
-deviations, credible intervals, R-hat and ESS (Pyro's ``split_gelman_rubin`` and ``effective_sample_size``) of
-these canonical quantities, plus the principal directions as unit vectors and as azimuth/dip.
+deviations, credible intervals, R-hat and ESS (ArviZ's when installed, else Pyro's estimators; see
+:func:`diagnostics`) of these canonical quantities, plus the principal directions as unit vectors and as azimuth/dip.
 
 When two principal length-scales are close the directions in their plane are weakly identified (with two equal
 length-scales not identified at all: any orthonormal pair in that plane gives the same kernel). The summary
@@ -24,13 +24,15 @@ from torch import Tensor
 
 from gpytorch_so3 import so3
 from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
-from gpytorch_so3.geo import azimuth_dip  # one implementation, re-exported here
+from gpytorch_so3.nuts import divergence_advice
+from gpytorch_so3.so3 import azimuth_dip  # one implementation, re-exported here
 
 __all__ = [
     "DEFAULT_WEAK_RATIO",
     "MIN_DRAWS_FOR_DIAGNOSTICS",
     "PosteriorSummary",
     "azimuth_dip",
+    "diagnostics",
     "summarize_posterior",
     "summarize_samples",
 ]
@@ -71,23 +73,54 @@ def _align_axes(axes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 MIN_DRAWS_FOR_DIAGNOSTICS = 4
 
 
-def _diagnostics(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Split R-hat and ESS over ``chains x draws x ...``, with the safeguards of Stan/ArviZ.
+def _arviz_available() -> bool:
+    try:
+        import arviz  # noqa: F401  (optional extra)
+    except ImportError:
+        return False
+    return True
 
-    Estimators: Pyro's ``split_gelman_rubin`` and ``effective_sample_size`` (Geyer's initial monotone sequence).
-    Safeguards, as in ArviZ 0.23 (``arviz.stats.diagnostics._ess``/``_rhat``) and Stan's
-    ``compute_effective_sample_size``:
 
-    * fewer than :data:`MIN_DRAWS_FOR_DIAGNOSTICS` (4) draws per chain: R-hat and ESS are NaN (the lag
-      autocorrelations and half-chain variances are not estimable; Pyro's ESS then returns values such as -15
-      for four i.i.d. draws);
-    * non-finite draws in a component: NaN for that component;
-    * constant draws in a component: ESS = number of draws (ArviZ), R-hat NaN (0 / 0);
-    * the integrated autocorrelation time is bounded below, ``tau >= 1 / log10(C N)``, so
-      ``0 < ESS <= C N log10(C N)`` (``C`` chains of ``N`` draws). Pyro's ESS lacks this bound and goes
-      negative or explodes when the lag-1 autocorrelation estimate is strongly negative (short or antithetic
-      chains); ESS above ``C N`` is legitimate for antithetic NUTS chains, which is why the bound is not ``C N``.
+def diagnostics(x: Tensor, *, use_arviz: bool | None = None) -> tuple[Tensor, Tensor]:
+    """R-hat and ESS of each component of ``x`` (``chains x draws x ...``), ArviZ's when available.
+
+    Estimators:
+
+    * with ArviZ (the optional ``arviz`` extra; ``use_arviz=None`` uses it when importable): rank-normalised split
+      R-hat (``arviz.rhat``, ``method="rank"``) and bulk ESS (``arviz.ess``, ``method="bulk"``) [Vehtari2021]_.
+      A single chain is passed to ArviZ as its two halves (ArviZ's R-hat needs two chains);
+    * without it: Pyro's ``split_gelman_rubin`` and ``effective_sample_size`` (Geyer's initial monotone sequence),
+      with ArviZ's/Stan's bound ``0 < ESS <= C N log10(C N)`` (``tau >= 1 / log10(C N)``) that Pyro lacks: its ESS
+      goes negative or explodes when the lag-1 autocorrelation estimate is strongly negative (short or antithetic
+      chains); ESS above ``C N`` is legitimate for antithetic NUTS chains, hence not the bound ``C N``.
+
+    Validity rules on both paths (as ArviZ 0.23's ``_ess``/``_rhat`` and Stan):
+
+    * fewer than :data:`MIN_DRAWS_FOR_DIAGNOSTICS` (4) draws per chain: R-hat and ESS are NaN;
+    * non-finite draws in a component: NaN for that component (the others are unaffected);
+    * constant draws in a component: ESS = number of draws, R-hat NaN (0 / 0).
+
+    Args:
+        x: ``C x N x ...`` draws (chains, draws per chain, components).
+        use_arviz: ``True`` (ArviZ, ImportError if missing), ``False`` (Pyro) or ``None`` (ArviZ if installed).
+
+    Returns:
+        ``(rhat, ess)``, each of shape ``x.shape[2:]``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(2, 200, 3, generator=g, dtype=torch.float64)  # i.i.d. draws, 2 chains
+        >>> rhat, ess = diagnostics(x, use_arviz=False)
+        >>> rhat.shape, bool((rhat - 1).abs().max() < 0.02), bool((ess > 250).all())
+        (torch.Size([3]), True, True)
+        >>> diagnostics(x[:, :3])[0]  # 3 draws per chain: not estimable
+        tensor([nan, nan, nan], dtype=torch.float64)
+
+    .. [Vehtari2021] A. Vehtari, A. Gelman, D. Simpson, B. Carpenter, P.-C. Buerkner. Rank-normalization, folding,
+        and localization: an improved R-hat for assessing convergence of MCMC. Bayesian Analysis 16(2), 2021.
     """
+    if use_arviz is None:
+        use_arviz = _arviz_available()
     C, N = x.shape[:2]
     nan = torch.full(x.shape[2:], math.nan, dtype=x.dtype, device=x.device)
     if N < MIN_DRAWS_FOR_DIAGNOSTICS:
@@ -96,19 +129,43 @@ def _diagnostics(x: Tensor) -> tuple[Tensor, Tensor]:
     x = torch.where(finite, x, torch.zeros_like(x))
     spread = x.amax(dim=(0, 1)) - x.amin(dim=(0, 1))
     constant = spread <= torch.finfo(x.dtype).resolution * x.abs().amax(dim=(0, 1)).clamp_min(1.0)
-    # Pyro's ESS turns *every* component NaN if one is constant or NaN (pyro-ppl 1.9.2): give those components
-    # a harmless placeholder series; their results are replaced below.
+    # Estimators see a harmless placeholder series in constant or non-finite components (Pyro's ESS turns *every*
+    # component NaN if one is constant or NaN, pyro-ppl 1.9.2); their results are replaced below.
     filler = torch.arange(C * N, dtype=x.dtype, device=x.device).reshape(C, N, *([1] * (x.dim() - 2)))
     x = torch.where(constant | ~finite, filler.expand_as(x), x)
+    rhat, ess = _arviz_rhat_ess(x) if use_arviz else _pyro_rhat_ess(x)
+    ess = torch.where(constant, torch.full_like(ess, float(C * N)), ess)
+    rhat = torch.where(constant, nan, rhat)
+    return torch.where(finite, rhat, nan), torch.where(finite, ess, nan)
+
+
+def _pyro_rhat_ess(x: Tensor) -> tuple[Tensor, Tensor]:
+    C, N = x.shape[:2]
     rhat = split_gelman_rubin(x, chain_dim=0, sample_dim=1)
     ess = effective_sample_size(x, chain_dim=0, sample_dim=1)
     total = float(C * N)
     cap = total * math.log10(total)
     # tau = C N / ESS; tau < 1 / log10(C N) (including tau <= 0: ESS negative or infinite) -> the bound.
     ess = torch.where((ess <= 0) | (ess > cap), torch.full_like(ess, cap), ess)
-    ess = torch.where(constant, torch.full_like(ess, total), ess)
-    rhat = torch.where(constant, nan, rhat)
-    return torch.where(finite, rhat, nan), torch.where(finite, ess, nan)
+    return rhat, ess
+
+
+def _arviz_rhat_ess(x: Tensor) -> tuple[Tensor, Tensor]:
+    import arviz as az  # optional extra, imported only here
+
+    C, N = x.shape[:2]
+    flat = x.detach().reshape(C, N, -1).cpu().double().numpy()
+    rhat_x = flat if C > 1 else flat[:, : 2 * (N // 2)].reshape(2, N // 2, -1)  # one chain: its two halves
+    if rhat_x.shape[1] < MIN_DRAWS_FOR_DIAGNOSTICS:
+        rhat = [math.nan] * flat.shape[-1]
+    else:
+        rhat = [float(az.rhat(rhat_x[:, :, k], method="rank")) for k in range(flat.shape[-1])]
+    ess = [float(az.ess(flat[:, :, k], method="bulk")) for k in range(flat.shape[-1])]
+    shape = x.shape[2:]
+    return (
+        torch.tensor(rhat, dtype=x.dtype, device=x.device).reshape(shape),
+        torch.tensor(ess, dtype=x.dtype, device=x.device).reshape(shape),
+    )
 
 
 @dataclass
@@ -259,6 +316,9 @@ class PosteriorSummary:
             )
         if self.explanation:
             lines += ["", self.explanation]
+        advice = divergence_advice(self.num_divergences, self.num_samples)
+        if advice:
+            lines += ["", f"warning: {advice}"]
         names = ("lengthscale", "outputscale", "noise", "mean")
         bad = [k for k in names if k in self.rhat and bool((self.rhat[k] > 1.1).any())]
         if bad:
@@ -333,9 +393,10 @@ def summarize_posterior(
     (``model.fit_nuts_info_``; thinning only affects what is loaded for prediction), or the loaded samples as
     one chain if the model was filled by hand. Each draw is canonicalised (:func:`so3.canonicalize`); the
     direction of each canonical axis is averaged sign-free (principal eigenvector of ``E[u u^T]``) and the draws'
-    signs are aligned to it. R-hat and ESS are Pyro's ``split_gelman_rubin`` and ``effective_sample_size`` over
-    chains, with ArviZ's/Stan's safeguards: NaN with fewer than 4 draws per chain or non-finite draws, and
-    ``0 < ESS <= C N log10(C N)`` for ``C`` chains of ``N`` draws (see :data:`MIN_DRAWS_FOR_DIAGNOSTICS`).
+    signs are aligned to it. R-hat and ESS over chains come from :func:`diagnostics`: ArviZ's rank-normalised
+    split R-hat and bulk ESS when ArviZ is installed, else Pyro's ``split_gelman_rubin`` and
+    ``effective_sample_size`` with ArviZ's/Stan's bound; NaN with fewer than 4 draws per chain or non-finite draws
+    (see :data:`MIN_DRAWS_FOR_DIAGNOSTICS`).
 
     **Weak identifiability.** A pair of adjacent canonical length-scales ``(l_i, l_{i+1})`` is flagged when
 
@@ -436,7 +497,7 @@ def summarize_samples(
     by_chain = {"lengthscale": ls_c, **scalars, "axes": aligned_c}
     rhat, ess = {}, {}
     for name, x in by_chain.items():
-        rhat[name], ess[name] = _diagnostics(x)
+        rhat[name], ess[name] = diagnostics(x)
     lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
     pmean, psd, interval = {}, {}, {}
     for name in ("lengthscale", *scalars):
@@ -459,8 +520,10 @@ def summarize_samples(
             weak_pairs.append((i, i + 1))
             why = []
             if close:
-                why.append(f"posterior median ratio l_{_AXIS_NAMES[i + 1]} / l_{_AXIS_NAMES[i]} = "
-                           f"{float(ratio_median[i]):.3g} < {weak_ratio:g}")
+                why.append(
+                    f"posterior median ratio l_{_AXIS_NAMES[i + 1]} / l_{_AXIS_NAMES[i]} = "
+                    f"{float(ratio_median[i]):.3g} < {weak_ratio:g}"
+                )
             if overlap:
                 why.append(f"their {100 * prob:g}% intervals overlap")
             other = 2 if i == 0 else 0

@@ -95,13 +95,6 @@ OPTIONAL_EXTRAS = frozenset({"matplotlib", "gstools", "pykrige", "arviz", "pykeo
 #: Edges in modules owned by other branches (rewritten right now) that break the rules; the integrator removes a
 #: line when its edge is gone. Format: (importing module, imported module or package, kind of violation).
 KNOWN_VIOLATIONS: set[tuple[str, str, str]] = {
-    # summary (fully Bayesian, 60) imports azimuth_dip from geo (reporting, 80): import it from gpytorch_so3.so3,
-    # where it lives now (geo re-exports it).
-    ("summary", "geo", "upward"),
-    # fully_bayesian uses functional's private clamp constant: use the public functional.SQRT_CLAMP.
-    ("fully_bayesian", "functional._SQRT_CLAMP", "private"),
-    # fully_bayesian imports priors inside a function: priors is below it, import it at module level.
-    ("fully_bayesian", "priors", "local"),
     # fit imports botorch_utils inside a function ("botorch_utils imports heavier modules"): no longer true
     # (botorch_utils no longer imports fully_bayesian), import check_input_scaling at module level.
     ("fit", "botorch_utils", "local"),

@@ -349,12 +349,6 @@ def test_warning_for_models_that_declare_their_input_dims():
     assert check_input_scaling(SingleTaskGP(X, _oblique(X), input_transform=Normalize(3))) == []  # declares nothing
 
 
-@pytest.mark.xfail(
-    not hasattr(SO3FullyBayesianGP, "anisotropic_input_dims"),
-    reason="needs `anisotropic_input_dims = (0, 1, 2)` on SO3FullyBayesianGP (fully_bayesian.py, another branch); "
-    "botorch_utils no longer imports fully_bayesian (layer rule)",
-    strict=True,
-)
 def test_warning_for_fully_bayesian_model():
     X = _box_points(10, 9)
     with pytest.warns(NonIsotropicInputScalingWarning):  # the model's own check at construction ...

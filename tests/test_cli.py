@@ -37,10 +37,29 @@ def test_demo_runs(capsys):
 def test_fit_end_to_end_with_prediction(data_csv, tmp_path, capsys):
     grid = _write_csv(tmp_path / "grid.csv", ["east", "north", "elev"], [[10.0, 20.0, 1.0], [50.0, 100.0, 5.0]])
     out = tmp_path / "pred.csv"
-    code = main([
-        "fit", data_csv, "--coords", "east", "north", "elev", "--target", "grade", "--restarts", "1",
-        "--models", "ard,so3", "--quiet", "--predict", grid, "--out", str(out), "--nu", "1.5",
-    ])
+    code = main(
+        [
+            "fit",
+            data_csv,
+            "--coords",
+            "east",
+            "north",
+            "elev",
+            "--target",
+            "grade",
+            "--restarts",
+            "1",
+            "--models",
+            "ard,so3",
+            "--quiet",
+            "--predict",
+            grid,
+            "--out",
+            str(out),
+            "--nu",
+            "1.5",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "data units" in text and "azimuth" in text and "held-out RMSE" in text
@@ -55,14 +74,38 @@ def test_fit_large_file_fits_on_subset_and_conditions_on_all(tmp_path, capsys):
     X = torch.rand(200, 3, generator=g, dtype=torch.float64) * torch.tensor([100.0, 200.0, 10.0], dtype=torch.float64)
     y = torch.sin(X[:, 0] / 12 + X[:, 2] / 1.2) * torch.cos(X[:, 1] / 30)
     y = y + 0.02 * torch.randn(200, generator=g, dtype=torch.float64)
-    data = _write_csv(tmp_path / "big.csv", ["east", "north", "elev", "grade"], [[*x.tolist(), v] for x, v in
-                                                                                 zip(X, y.tolist(), strict=True)])
+    data = _write_csv(
+        tmp_path / "big.csv",
+        ["east", "north", "elev", "grade"],
+        [[*x.tolist(), v] for x, v in zip(X, y.tolist(), strict=True)],
+    )
     grid = _write_csv(tmp_path / "grid.csv", ["east", "north", "elev"], X[:200].tolist())
     out = tmp_path / "pred.csv"
-    code = main([
-        "fit", data, "--coords", "east", "north", "elev", "--target", "grade", "--restarts", "1", "--models", "so3",
-        "--quiet", "--test-fraction", "0.25", "--max-fit-points", "40", "--predict", grid, "--out", str(out),
-    ])
+    code = main(
+        [
+            "fit",
+            data,
+            "--coords",
+            "east",
+            "north",
+            "elev",
+            "--target",
+            "grade",
+            "--restarts",
+            "1",
+            "--models",
+            "so3",
+            "--quiet",
+            "--test-fraction",
+            "0.25",
+            "--max-fit-points",
+            "40",
+            "--predict",
+            grid,
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "150 training rows > --max-fit-points 40" in text and "conditioned on all 150 training rows" in text
@@ -95,8 +138,9 @@ def test_bad_inputs(tmp_path, data_csv, capsys):
     _expect_error(capsys, fit(nan), "NaN")
     few = _write_csv(tmp_path / "few.csv", ["east", "north", "elev", "grade"], [[i, i * 2, i % 3, i] for i in range(5)])
     _expect_error(capsys, fit(few), "at least 10")
-    const = _write_csv(tmp_path / "const.csv", ["east", "north", "elev", "grade"],
-                       [[i, i * 2, i % 3, 1.0] for i in range(20)])
+    const = _write_csv(
+        tmp_path / "const.csv", ["east", "north", "elev", "grade"], [[i, i * 2, i % 3, 1.0] for i in range(20)]
+    )
     _expect_error(capsys, fit(const), "constant")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
@@ -107,8 +151,9 @@ def test_bad_inputs(tmp_path, data_csv, capsys):
     _expect_error(capsys, ["demo", "--n", "3"], "at least 10")
 
 
-@pytest.mark.parametrize("argv", [["demo", "--nu", "3"], ["demo", "--restarts", "0"], ["demo", "--models", "foo"],
-                                  ["fit"], []])
+@pytest.mark.parametrize(
+    "argv", [["demo", "--nu", "3"], ["demo", "--restarts", "0"], ["demo", "--models", "foo"], ["fit"], []]
+)
 def test_argparse_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

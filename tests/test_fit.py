@@ -338,8 +338,9 @@ def test_data_aligned_start_on_thin_cloud_and_haar_restarts_stay_uniform(monkeyp
     orientation, e.g. always near the principal axes, gives |mean| ~ 1 on the diagonal).
     """
     X = _thin_slab(60, seed=1)
-    Y = torch.sin(40 * X[:, 2:]) + 0.05 * torch.randn(60, 1, generator=torch.Generator().manual_seed(2),
-                                                       dtype=torch.float64)
+    Y = torch.sin(40 * X[:, 2:]) + 0.05 * torch.randn(
+        60, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    )
     seen = []
 
     def fake_fit(mll, **kwargs):
@@ -365,8 +366,11 @@ def test_initial_lengthscales_respect_the_constraint(monkeypatch):
     X = _thin_slab(40, seed=3)
     Y = torch.sin(6 * X[:, :1])
     seen = []
-    monkeypatch.setattr(fit_module, "fit_gpytorch_mll_scipy",
-                        lambda mll, **kw: seen.append(mll.model.covar_module.base_kernel.lengthscale.detach().clone()))
+    monkeypatch.setattr(
+        fit_module,
+        "fit_gpytorch_mll_scipy",
+        lambda mll, **kw: seen.append(mll.model.covar_module.base_kernel.lengthscale.detach().clone()),
+    )
     kernel = SO3AnisotropicKernel(nu=2.5, lengthscale_constraint=Interval(0.05, 0.6))
     fit_map(_model(X, Y, kernel), num_restarts=2, seed=0)
     for ls in seen:

@@ -25,8 +25,9 @@ def test_known_rotation_is_40_about_vertical_then_30_about_east():
     ref = torch.as_tensor(Rotation.from_euler("zx", [40.0, 30.0], degrees=True).as_matrix())
     torch.testing.assert_close(Q, ref)
     s, c = math.sin(math.radians(30)), math.cos(math.radians(30))
-    torch.testing.assert_close(Q @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64),
-                               torch.tensor([0.0, -s, c], dtype=torch.float64))
+    torch.testing.assert_close(
+        Q @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), torch.tensor([0.0, -s, c], dtype=torch.float64)
+    )
 
 
 def test_rotate_about_preserves_distances(generator):
@@ -64,12 +65,32 @@ def test_split_fold_holds_out_whole_holes():
 
 def test_summarize_and_table():
     recs = [
-        {"target": "Bitumen", "rotated": False, "kind": "ard", "r2": r2, "rmse": 1.0, "nlpd": 2.0, "coverage90": 0.9,
-         "fit_seconds": 3.0, "vertical_angle_deg": 0.0, "lengthscale_m": [10.0, 500.0, 800.0]}
+        {
+            "target": "Bitumen",
+            "rotated": False,
+            "kind": "ard",
+            "r2": r2,
+            "rmse": 1.0,
+            "nlpd": 2.0,
+            "coverage90": 0.9,
+            "fit_seconds": 3.0,
+            "vertical_angle_deg": 0.0,
+            "lengthscale_m": [10.0, 500.0, 800.0],
+        }
         for r2 in (0.5, 0.7)
     ] + [
-        {"target": "Bitumen", "rotated": False, "kind": "iso", "r2": 0.1, "rmse": 1.0, "nlpd": 2.0,
-         "coverage90": 0.9, "fit_seconds": 3.0, "vertical_angle_deg": None, "lengthscale_m": [300.0] * 3}
+        {
+            "target": "Bitumen",
+            "rotated": False,
+            "kind": "iso",
+            "r2": 0.1,
+            "rmse": 1.0,
+            "nlpd": 2.0,
+            "coverage90": 0.9,
+            "fit_seconds": 3.0,
+            "vertical_angle_deg": None,
+            "lengthscale_m": [300.0] * 3,
+        }
     ]
     summary = summarize(recs)
     ard = next(r for r in summary if r["kind"] == "ard")
@@ -83,9 +104,15 @@ def test_summarize_and_table():
 def test_demo_tiny_budget():
     """Mechanics of the demo on 40 training points, 1 restart (statistics: see the slow test)."""
     report = run_oilsands_demo(max_train=40, quiet=True, num_restarts=1, kinds=("ard", "so3"))
-    for needle in ("56 whole drill holes", "40 random samples", "Held-out skill on the original coordinates",
-                   "SO(3) principal directions", "Rotated coordinates", "SO(3) recovers the rotated vertical",
-                   "R^2 original -> rotated: ARD"):
+    for needle in (
+        "56 whole drill holes",
+        "40 random samples",
+        "Held-out skill on the original coordinates",
+        "SO(3) principal directions",
+        "Rotated coordinates",
+        "SO(3) recovers the rotated vertical",
+        "R^2 original -> rotated: ARD",
+    ):
         assert needle in report
     with pytest.raises(ValueError, match="max_train"):
         run_oilsands_demo(max_train=5, quiet=True)

@@ -245,8 +245,9 @@ class AnisotropicKernel(Kernel):
     def _param_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def __call__(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False, last_dim_is_batch: bool = False,
-                 **params):
+    def __call__(
+        self, x1: Tensor, x2: Tensor | None = None, diag: bool = False, last_dim_is_batch: bool = False, **params
+    ):
         """Validate the inputs, then defer to :meth:`gpytorch.kernels.Kernel.__call__`."""
         if last_dim_is_batch:
             raise ValueError(
