@@ -73,7 +73,7 @@ from torch import Size, Tensor
 from gpytorch_so3 import functional as F
 from gpytorch_so3.kernels import Anisotropic3DKernel
 
-__all__ = ["WhiteningTransform", "gen_anisotropic_features", "register_pathwise", "simulate"]
+__all__ = ["WhiteningTransform", "gen_anisotropic_features", "register_pathwise", "regular_grid", "simulate"]
 
 #: Kernel classes whose instances expose ``whitening_matrix`` (``batch_shape x d x d``), ``nu``, ``active_dims``
 #: and ``batch_shape``: the one place to add a new base class (e.g. a d-dimensional rotated kernel).
@@ -597,6 +597,49 @@ def simulate(
             values = _evaluate(paths, X[sl])  # per_batch x [num_batch x] rows
             out[:, sl] = values.reshape(per_batch * num_batch, -1).index_select(0, rows)
     return out
+
+
+def regular_grid(bounds: Tensor, shape: tuple[int, ...] | list[int]) -> Tensor:
+    """Points of a regular grid over a box, as rows (for :func:`simulate` and the command line's ``--grid``).
+
+    Args:
+        bounds: ``2 x d`` box (lower and upper corner), e.g. the data's ``torch.stack([X.min(0).values,
+            X.max(0).values])``.
+        shape: ``d`` positive ints, points per axis (an axis with 1 point sits at the box's midpoint).
+
+    Returns:
+        ``prod(shape) x d`` points in C order: the last axis varies fastest, so ``values.reshape(*shape)`` of any
+        per-point result (e.g. one row of :func:`simulate`) is the grid as an array indexed ``[i, j, k]``.
+
+    Raises:
+        ValueError: bad ``bounds`` (shape, non-finite, lower > upper) or ``shape``.
+
+    Example:
+        >>> regular_grid(torch.tensor([[0.0, 0.0], [1.0, 10.0]]), (2, 3))
+        tensor([[ 0.,  0.],
+                [ 0.,  5.],
+                [ 0., 10.],
+                [ 1.,  0.],
+                [ 1.,  5.],
+                [ 1., 10.]])
+    """
+    if not torch.is_tensor(bounds) or not bounds.is_floating_point() or bounds.dim() != 2 or bounds.shape[0] != 2:
+        raise ValueError(
+            f"regular_grid: bounds must be a floating 2 x d tensor, got {getattr(bounds, 'shape', bounds)}"
+        )
+    d = bounds.shape[1]
+    shape = tuple(shape)
+    if len(shape) != d or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
+        raise ValueError(f"regular_grid: shape must be {d} positive ints (one per column of bounds), got {shape!r}")
+    if not bool(torch.isfinite(bounds).all()) or bool((bounds[0] > bounds[1]).any()):
+        raise ValueError(f"regular_grid: bounds must be finite with lower <= upper, got {bounds.tolist()}")
+    axes = [
+        torch.linspace(float(lo), float(hi), n, dtype=bounds.dtype, device=bounds.device)
+        if n > 1
+        else ((bounds[0, i] + bounds[1, i]) / 2).reshape(1)
+        for i, (lo, hi, n) in enumerate(zip(bounds[0], bounds[1], shape, strict=True))
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, d)
 
 
 register_pathwise()

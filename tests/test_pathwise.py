@@ -27,7 +27,7 @@ from gpytorch_so3 import functional as Fn
 from gpytorch_so3.botorch_utils import IsotropicNormalize
 from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
 from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
-from gpytorch_so3.pathwise import gen_anisotropic_features, register_pathwise, simulate
+from gpytorch_so3.pathwise import gen_anisotropic_features, register_pathwise, regular_grid, simulate
 
 DT = torch.float64
 LENGTHSCALE = torch.tensor([0.3, 0.6, 1.2], dtype=DT)
@@ -484,3 +484,17 @@ def test_variogram_along_principal_axes_gstools(nu):
         other = float(ls[(axis + 1) % 3])
         z_wrong = (mean - model_gamma(other)) / np.sqrt(se**2 + rff_sd**2)
         assert np.abs(z_wrong).max() > 5, (axis, z_wrong)  # fails the same test
+
+
+def test_regular_grid():
+    b = torch.tensor([[0.0, -1.0, 5.0], [2.0, 1.0, 5.0]], dtype=DT)
+    G = regular_grid(b, (3, 2, 1))
+    assert G.shape == (6, 3) and G.dtype == DT
+    torch.testing.assert_close(G.reshape(3, 2, 1, 3)[:, 0, 0, 0], torch.tensor([0.0, 1.0, 2.0], dtype=DT))
+    torch.testing.assert_close(G[:, 2], torch.full((6,), 5.0, dtype=DT))
+    with pytest.raises(ValueError, match="positive ints"):
+        regular_grid(b, (3, 2))
+    with pytest.raises(ValueError, match="lower <= upper"):
+        regular_grid(b.flip(0), (2, 2, 2))
+    with pytest.raises(ValueError, match="2 x d"):
+        regular_grid(b[0], (2, 2, 2))
