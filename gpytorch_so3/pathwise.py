@@ -458,7 +458,8 @@ def simulate(
 ) -> Tensor:
     r"""Draw realisations of the latent field at ``X``, conditional on the model's training data.
 
-    Pathwise (Matheron) conditioning [wilson2020sampling]_ with BoTorch's ``draw_matheron_paths``:
+    Pathwise (Matheron) conditioning [wilson2020sampling]_, the steps of BoTorch's ``draw_matheron_paths`` (same
+    random stream, same values; only the evaluation is organised to need no per-draw copies of the features):
     ``(f | y)(x) = f(x) + k(x, X) (K + S)^{-1} (y - f(X) - e)`` with ``f`` a prior path built from ``num_features``
     random Fourier features (sine/cosine pairs of ``num_features / 2`` frequencies, shared by all the draws of one
     call, as in BoTorch) with independent standard-normal weights per draw, and ``e ~ N(0, S)`` the observation
@@ -478,6 +479,8 @@ def simulate(
     Reproducibility: with ``seed`` the draws depend only on ``seed`` (and the model); the global torch RNG is
     forked for the call, so its state is unchanged afterwards. With ``seed=None`` the global RNG is used.
     Device and dtype follow the model's kernel (``X`` is moved/cast to them): use ``model.float()`` for float32.
+    A model is put in eval mode first, as BoTorch's ``posterior`` does (in train mode a learned input transform
+    would refit itself to every block of ``X``).
 
     Args:
         model: a single-output gpytorch ``ExactGP`` (e.g. BoTorch's ``SingleTaskGP``) or a bare kernel.
@@ -532,6 +535,8 @@ def simulate(
         raise TypeError(f"simulate: model must be a gpytorch ExactGP or a Kernel, got {type(model).__name__}")
     if kernel is None:
         raise ValueError("simulate: the model has no covar_module (a fully Bayesian model must be fitted first)")
+    if gp is not None:
+        gp.eval()
     bad = _unsupported(kernel)
     if bad is not None:
         raise TypeError(

@@ -204,6 +204,12 @@ def test_simulate_seed_chunks_rng_and_dtypes():
     tX, tY = make_data()
     gp = SingleTaskGP(tX, tY, covar_module=so3_kernel(2.5)).eval()
     torch.testing.assert_close(simulate(gp, X, 2, seed=1, chunk_size=9), simulate(gp, X, 2, seed=1))
+    # A learned input transform in train mode would refit itself per block: simulate switches to eval mode first.
+    gpn = SingleTaskGP(tX * 5, tY, covar_module=so3_kernel(2.5), input_transform=IsotropicNormalize(3))
+    gpn.train()
+    a_train = simulate(gpn, X * 5, 2, seed=1, chunk_size=9)
+    torch.testing.assert_close(a_train, simulate(gpn, X * 5, 2, seed=1))
+    assert not gpn.training
     # float32: dtype follows the model, float64 X is cast
     k32 = so3_kernel(2.5).float()
     out = simulate(k32, X, 2, seed=0, num_features=64)
