@@ -12,11 +12,13 @@ a conservative bound.
 from __future__ import annotations
 
 import math
+import warnings
 
 import gpytorch
 import numpy as np
 import pytest
 import torch
+from botorch.exceptions import InputDataWarning
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.transforms import Normalize, Standardize
 from botorch.sampling.pathwise import draw_matheron_paths
@@ -279,7 +281,7 @@ def _rff_sd_bound(covar, noise, Xtr, Xt, F):
     <= sigma^2 / sqrt(F'), hence the triangle-inequality bound. Batched over MCMC samples: the largest one.
     """
     with torch.no_grad():
-        K = covar(Xtr).to_dense() + noise * torch.eye(Xtr.shape[-2], dtype=DT)
+        K = covar(Xtr).to_dense() + noise * torch.eye(Xtr.shape[-2], dtype=Xtr.dtype)
         a = torch.linalg.solve(K, covar(Xtr, Xt).to_dense())
         sd = covar.outputscale.reshape(-1, 1) * (1 + a.abs().sum(-2)).reshape(covar.batch_shape.numel(), -1) ** 2
     return sd.max(0).values / math.sqrt(F // 2)
@@ -297,10 +299,24 @@ def _model_cases():
     X4, Y4 = make_data(n=14, d=4)
     prod = ScaleKernel(so3_kernel(1.5, active_dims=(0, 1, 2)).base_kernel * MaternKernel(nu=2.5, active_dims=(3,)))
     b = SingleTaskGP(X4, Y4, covar_module=prod.to(DT), input_transform=Normalize(4))
-    return {"so3+isonormalize+standardize": a, "product+normalize": b, "fully_bayesian": fb_model(X, Y)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputDataWarning)  # float32 on purpose
+        c = SingleTaskGP(
+            (X * 10).float(),
+            Y.float(),
+            covar_module=so3_kernel(1.5).float(),
+            input_transform=IsotropicNormalize(3),
+            outcome_transform=Standardize(m=1),
+        )
+    return {
+        "so3+isonormalize+standardize": a,
+        "product+normalize": b,
+        "fully_bayesian": fb_model(X, Y),
+        "so3-float32": c,
+    }
 
 
-@pytest.mark.parametrize("case", ["so3+isonormalize+standardize", "product+normalize", "fully_bayesian"])
+@pytest.mark.parametrize("case", ["so3+isonormalize+standardize", "product+normalize", "fully_bayesian", "so3-float32"])
 def test_conditional_moments_match_posterior(case):
     """Mean and variance of S = 4800 conditional draws at 6 test points vs the exact posterior (mixture for the
     fully Bayesian model; 4800 = 1600 per MCMC sample, round-robin).
@@ -314,12 +330,16 @@ def test_conditional_moments_match_posterior(case):
     if case != "fully_bayesian":
         model.likelihood.noise = 1e-2
     d = model.train_inputs[0].shape[-1]
-    Xt = torch.rand(6, d, generator=torch.Generator().manual_seed(9), dtype=DT)
+    dtype = model.train_inputs[0].dtype
+    Xt = torch.rand(6, d, generator=torch.Generator().manual_seed(9), dtype=DT).to(dtype)
     if case.startswith("so3"):
         Xt = Xt * 10
     S, F = 4800, 4096
     draws = simulate(model, Xt, S, seed=3, num_features=F)
-    post = model.posterior(Xt)
+    assert draws.dtype == dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputDataWarning)
+        post = model.posterior(Xt)
     fb = case == "fully_bayesian"
     mu = (post.mixture_mean if fb else post.mean).detach().squeeze(-1)
     var = (post.mixture_variance if fb else post.variance).detach().squeeze(-1)
