@@ -25,9 +25,12 @@ Registration (:func:`register_pathwise`) runs when this module is imported and a
 :func:`simulate`. Registering with ``Dispatcher.register`` is how BoTorch itself extends its pathwise dispatchers
 (e.g. ``GetTrainInputs`` for variational models); the entries only change what happens for the package's kernels:
 the ``ProductKernel`` entry declines (``MDNotImplementedError``) every product without one of our kernels, so
-BoTorch keeps raising ``NotImplementedError`` for those exactly as before, and it is not installed at all if
-BoTorch already has a ``ProductKernel`` entry (a newer BoTorch), whose recursion then reaches our kernel entry.
-No global setting, RNG or other registry is touched.
+BoTorch still raises ``NotImplementedError`` for those (its message then reads "found, but none completed
+successfully" instead of "Could not find signature"), and it is not installed at all if BoTorch already has a
+``ProductKernel`` entry (a newer BoTorch), whose recursion then reaches our kernel entry. Nothing else global
+(settings, RNG state, other registries) is touched. To support a new kernel base class (e.g. a d-dimensional rotated
+kernel exposing ``whitening_matrix``, ``nu``, ``active_dims``, ``batch_shape``), add it to
+:data:`ANISOTROPIC_KERNEL_TYPES`.
 
 .. [rahimi2007random] A. Rahimi and B. Recht. Random features for large-scale kernel machines. NeurIPS 2007.
 .. [wilson2020sampling] J. Wilson, V. Borovitskiy, A. Terenin, P. Mostowsky and M. Deisenroth. Efficiently
