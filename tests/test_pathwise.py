@@ -524,3 +524,28 @@ def test_regular_grid():
         regular_grid(b.flip(0), (2, 2, 2))
     with pytest.raises(ValueError, match="2 x d"):
         regular_grid(b[0], (2, 2, 2))
+
+
+def test_feature_generator_is_generic_over_the_dimension():
+    """gen_anisotropic_features only needs whitening_matrix (batch x d x d), nu, active_dims, batch_shape: a toy
+    2-D kernel (as the d-dimensional rotated kernel will be) gets a correct map. Threshold: 5 RFF sd (V <= 1)."""
+
+    class Toy2D(gpytorch.kernels.Kernel):
+        nu = 2.5
+
+        @property
+        def whitening_matrix(self):
+            return torch.tensor([[2.0, 0.5], [0.0, 1.0]], dtype=DT)
+
+        def forward(self, x1, x2, diag=False, **params):
+            return Fn.covariance(x1, x2, self.whitening_matrix, self.nu, diag=diag)
+
+    k = Toy2D(active_dims=(1, 3))
+    X = torch.rand(8, 4, generator=torch.Generator().manual_seed(6), dtype=DT)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        fmap = gen_anisotropic_features(k, num_inputs=4, num_outputs=4096)
+    P = fmap(X)
+    K = k(X).to_dense()
+    assert P.shape == (8, 4096)
+    assert (P @ P.T - K).abs().max() < 5 / math.sqrt(2048)
