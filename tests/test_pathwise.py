@@ -535,7 +535,7 @@ def test_feature_generator_is_generic_over_the_dimension():
 
         @property
         def whitening_matrix(self):
-            return torch.tensor([[2.0, 0.5], [0.0, 1.0]], dtype=DT)
+            return torch.tensor([[3.0, 1.5], [0.0, 0.5]], dtype=DT)
 
         def forward(self, x1, x2, diag=False, **params):
             return Fn.covariance(x1, x2, self.whitening_matrix, self.nu, diag=diag)
@@ -549,3 +549,5 @@ def test_feature_generator_is_generic_over_the_dimension():
     K = k(X).to_dense()
     assert P.shape == (8, 4096)
     assert (P @ P.T - K).abs().max() < 5 / math.sqrt(2048)
+    # power: a transposed whitening matrix would differ by 0.47 here
+    assert (Fn.covariance(X[:, [1, 3]], X[:, [1, 3]], k.whitening_matrix.T, 2.5) - K).abs().max() > 5 / math.sqrt(2048)
