@@ -20,14 +20,19 @@ Surrogates (all ``SingleTaskGP``-style with ``Standardize``; inputs are already 
 * ``so3_nuts_bnp``: the same with BoTorch's fully Bayesian noise prior ``Gamma(0.9, 10)`` instead of the package
   default ``Gamma(1.1, 0.05)`` (see benchmarks/README.md for why).
 
-Acquisition: ``qLogNoisyExpectedImprovement`` with ``optimize_acqf`` (q = 1 by default). Simple regret after each
-iteration is ``f* - max f(x_i)`` over all points evaluated so far, using the noiseless ``f``. Every (problem, method,
-seed) run starts from the same seeded initial design (uniform random points) for all methods.
+Acquisition: ``qLogNoisyExpectedImprovement`` with ``optimize_acqf`` (q = 1 by default); with ``--acq ts``, Thompson
+sampling instead: BoTorch's ``PathwiseThompsonSampling`` (one Matheron sample path per iteration, maximised with
+``optimize_acqf``; the package's kernels are registered with BoTorch's pathwise sampling by ``gpytorch_so3.pathwise``).
+Simple regret after each iteration is ``f* - max f(x_i)`` over all points evaluated so far, using the noiseless
+``f``. Every (problem, method, seed) run starts from the same seeded initial design (uniform random points) for all
+methods.
 
 Usage (the defaults are the run reported in benchmarks/README.md):
 
     OMP_NUM_THREADS=1 python benchmarks/bench_bo.py --workers 2      # 5 seeds x 15 iterations, NUTS on 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/bench_bo.py --methods so3_nuts --out /tmp/nuts.json   # e.g. in parallel
+    OMP_NUM_THREADS=1 python benchmarks/bench_bo.py --acq ts --problems rotated_bump --methods ard so3_map \
+        --seeds 10 --out benchmarks/results/bo_ts.json --plot benchmarks/results/bo_ts_regret.png   # Thompson
     python benchmarks/bench_bo.py --merge /tmp/nuts.json --plot-only    # fold in, re-draw the table and the plot
 
 Results are appended to the JSON (``--resume`` skips runs already there, so methods can be added later).
@@ -171,8 +176,11 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> dict:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")  # BoTorch's optimisation/numerics chatter; failures are recorded below
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.acquisition.thompson_sampling import PathwiseThompsonSampling
     from botorch.optim import optimize_acqf
     from botorch.sampling import SobolQMCNormalSampler
+
+    import gpytorch_so3.pathwise  # noqa: F401 - registers the package's kernels with BoTorch's pathwise sampling
 
     f, f_star, noise_sd = _problem(problem)
     gen = torch.Generator().manual_seed(1000 + seed)
@@ -198,9 +206,12 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> dict:
         cand = None
         if model is not None:
             try:
-                acq = qLogNoisyExpectedImprovement(
-                    model, X_baseline=X, sampler=SobolQMCNormalSampler(torch.Size([128]), seed=it)
-                )
+                if args.acq == "ts":
+                    acq = PathwiseThompsonSampling(model)  # draws its path from the global RNG (seeded above)
+                else:
+                    acq = qLogNoisyExpectedImprovement(
+                        model, X_baseline=X, sampler=SobolQMCNormalSampler(torch.Size([128]), seed=it)
+                    )
                 cand, _ = optimize_acqf(acq, bounds=bounds, q=args.q, num_restarts=args.acq_restarts,
                                         raw_samples=args.raw_samples, options={"maxiter": 200})
                 cand = cand.detach()
@@ -225,7 +236,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> dict:
         "failures": failures,
         "config": {k: getattr(args, k) for k in ("n_init", "iterations", "q", "map_restarts", "nuts_warmup",
                                                  "nuts_samples", "nuts_thinning", "nuts_tree_depth", "nuts_jit",
-                                                 "acq_restarts", "raw_samples")},
+                                                 "acq_restarts", "raw_samples", "acq")},
     }
 
 
@@ -341,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nuts-jit", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--acq-restarts", type=int, default=4)
     p.add_argument("--raw-samples", type=int, default=128)
+    p.add_argument("--acq", choices=["qlognei", "ts"], default="qlognei",
+                   help="acquisition: qLogNoisyExpectedImprovement (default) or pathwise Thompson sampling")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
