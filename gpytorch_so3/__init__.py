@@ -41,6 +41,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "to_physical_units": ("gpytorch_so3.botorch_utils", "to_physical_units"),
     # MAP fit
     "fit_map": ("gpytorch_so3.fit", "fit_map"),
+    # pathwise sampling (BoTorch): conditional simulation, Thompson sampling
+    "pathwise": ("gpytorch_so3.pathwise", None),
+    "simulate": ("gpytorch_so3.pathwise", "simulate"),
     # fully Bayesian (Pyro)
     "SO3FullyBayesianGP": ("gpytorch_so3.fully_bayesian", "SO3FullyBayesianGP"),
     "SO3PyroModel": ("gpytorch_so3.fully_bayesian", "SO3PyroModel"),
@@ -51,12 +54,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "geo": ("gpytorch_so3.geo", None),
     "plot": ("gpytorch_so3.plot", None),
     # registered for modules of the second wave (they resolve once those modules exist)
-    "simulate": ("gpytorch_so3.pathwise", "simulate"),
     "scalable": ("gpytorch_so3.scalable", None),
 }
 
 #: Names of the second wave, exported once their modules are present.
-_FUTURE = ("scalable", "simulate")
+_FUTURE = ("scalable",)
 
 
 def _module_exists(module_name: str) -> bool:
@@ -84,8 +86,10 @@ __all__ = [
     "functional",
     "geo",
     "kernels",
+    "pathwise",
     "plot",
     "priors",
+    "simulate",
     "so3",
     "sod",
     "summarize_posterior",
@@ -94,11 +98,12 @@ __all__ = [
 __all__ += [name for name in _FUTURE if _module_exists(_LAZY[name][0])]
 
 if TYPE_CHECKING:  # pragma: no cover - static type checkers and IDEs see the lazy names as ordinary imports
-    from gpytorch_so3 import botorch_utils, geo, plot
+    from gpytorch_so3 import botorch_utils, geo, pathwise, plot
     from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, to_physical_units
     from gpytorch_so3.fit import fit_map
     from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
     from gpytorch_so3.nuts import fit_nuts
+    from gpytorch_so3.pathwise import simulate
     from gpytorch_so3.summary import PosteriorSummary, summarize_posterior
 
 

@@ -35,6 +35,7 @@ from gpytorch.priors import Prior
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
+from gpytorch_so3 import pathwise  # noqa: F401  (registers the kernels with BoTorch's pathwise samplers)
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, deprecated_alias
 from gpytorch_so3.kernels.base import Anisotropic3DKernel
 from gpytorch_so3.priors import (

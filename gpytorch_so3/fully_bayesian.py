@@ -48,7 +48,11 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from gpytorch_so3 import functional as F
-from gpytorch_so3 import priors, so3
+from gpytorch_so3 import (
+    pathwise,  # noqa: F401  (registers the kernels with BoTorch's pathwise samplers)
+    priors,
+    so3,
+)
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, NotFittedError, deprecated_alias
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 

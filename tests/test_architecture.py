@@ -52,6 +52,8 @@ LAYERS: dict[str, int] = {
     "priors": 30,
     # 40: BoTorch layer: covariance factories, IsotropicNormalize, check_input_scaling, physical units
     "botorch_utils": 40,
+    # pathwise registers the kernels with BoTorch's pathwise samplers; the BoTorch-facing modules import it
+    "pathwise": 40,
     # 50: MAP fit
     "fit": 50,
     # 60: fully Bayesian
@@ -59,7 +61,6 @@ LAYERS: dict[str, int] = {
     "nuts": 60,
     "summary": 60,
     # 70: pathwise sampling, scalable approximations
-    "pathwise": 70,
     "scalable": 70,
     # 80: reporting and large-data helpers
     "geo": 80,
