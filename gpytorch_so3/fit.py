@@ -5,23 +5,36 @@ permutations give equal optima, and between them lie saddles and poorer local op
 assigned the wrong length-scale. A single L-BFGS run from ``rotation = 0`` often lands in one of those.
 :func:`fit_map` therefore restarts from Haar-uniform rotations with *unequal* initial length-scales (with
 three equal ones the rotation has zero gradient), and keeps the restart with the best penalised likelihood.
+
+All starts are optimised together as one batch-mode copy of the model (every hyperparameter with a leading
+dimension of size ``starts``), one objective evaluation per iteration for all of them, with BoTorch's batched
+L-BFGS-B (an independent L-BFGS-B state per start, each converging on its own). Successive halving keeps the cost
+near one fit: a short screening round on a subset of the data, the most promising starts continue, and the winner
+is polished alone on the original model with the exact objective.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import gpytorch
+import numpy as np
 import torch
 from botorch.exceptions.errors import ModelFittingError
+from botorch.optim.batched_lbfgs_b import fmin_l_bfgs_b_batched
 from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.fit import fit_gpytorch_mll_scipy
-from botorch.optim.utils import get_parameters
+from botorch.optim.utils import get_parameters, get_parameters_and_bounds
+from botorch.optim.utils.numpy_utils import get_per_element_bounds
+from gpytorch.kernels import Kernel
+from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
@@ -31,7 +44,7 @@ from gpytorch_so3.exceptions import RestartFailedWarning
 from gpytorch_so3.kernels.full_spd_kernel import FullSPDKernel
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
-__all__ = ["FitMapInfo", "fit_map"]
+__all__ = ["DEFAULT_HALVING", "FitMapInfo", "FitPhase", "fit_map"]
 
 #: Initial principal length-scales of a restart, as multiples of the inputs' spread (one short, one medium,
 #: one long axis): unequal so that the rotation has a gradient from the first step, and spanning the range
@@ -43,7 +56,7 @@ INITIAL_LENGTHSCALE_FACTORS = (0.5, 1.0, 2.0)
 #: distribution of width ``w`` has standard deviation ``w / sqrt(12)``), unequal so that the rotation has a
 #: gradient even for a round cloud. Measured on the drill holes (n = 150, 14 subsamples): a start with the
 #: shortest length-scale at half a standard deviation (as the Haar restarts' ``0.5``) was too short to see the
-#: layering and missed it in 10 of 14, this one found it in 14 of 14 (``/work/notes`` experiment, issue 4).
+#: layering and missed it in 10 of 14, this one found it in 14 of 14 (issue 4).
 ALIGNED_LENGTHSCALE_FACTORS = (1.5, 2.25, 3.0)
 
 #: Floor of a principal extent relative to the largest one, so that a degenerate (planar or collinear) input
@@ -59,7 +72,58 @@ EXACT_FIT_MAX_POINTS = 5000
 #: priors a restart converges in well under this many iterations.
 DEFAULT_OPTIMIZER_OPTIONS = {"maxiter": 1000}
 
-_FAILURES = (NotPSDError, NanError, torch.linalg.LinAlgError, ValueError, RuntimeError)
+#: Successive-halving schedule of the batched path: rounds of ``(max_points, max_iterations, keep)``. Round ``i``
+#: runs batched L-BFGS-B for up to ``max_iterations`` iterations on ``min(n, max_points)`` points (``None``: all;
+#: nested random subsets drawn from the seed), then keeps the best ``ceil(keep * starts)`` starts (at least one).
+#: The best start of the last round is then polished alone on all points with ``optimizer_options``.
+#: Measured in ``benchmarks/bench_fit.py`` (fit time and recovery at n = 100-3000).
+DEFAULT_HALVING: tuple[tuple[int | None, int, float], ...] = ((256, 30, 1 / 3), (1024, 20, 1 / 3))
+
+#: Largest accepted seed (exclusive): seeds are 63-bit non-negative ints, as ``torch.Generator.manual_seed`` takes.
+MAX_SEED = 2**63
+
+
+class _NonFiniteLoss(ArithmeticError):
+    """A start's objective or gradient became NaN/inf (``rows``: positions in the evaluated batch)."""
+
+    def __init__(self, rows: list[int], what: str = "objective") -> None:
+        super().__init__(f"non-finite {what}")
+        self.rows = rows
+
+
+#: Numerical failures of one start: caught per start (recorded, warned, the start dropped); anything else propagates.
+_FAILURES = (NotPSDError, NanError, torch.linalg.LinAlgError, _NonFiniteLoss)
+
+
+@dataclass
+class FitPhase:
+    """One round of a :func:`fit_map` run (a batched round, the polish of the winner, or a sequential restart).
+
+    Attributes:
+        name: ``"round 0"``, ``"round 1"``, ... (batched), ``"polish"``, or ``"sequential"``.
+        starts: indices of the starts that took part.
+        num_points: number of training points the objective used (a nested random subset in early rounds).
+        max_iterations: L-BFGS-B iteration cap per start (``None``: ``optimizer_options``).
+        losses: objective (negative penalised log marginal likelihood per data point, on this round's points) of
+            each start at the end of the round, ``nan`` for a start that failed in it.
+        kept: starts that went on to the next round (the best ones).
+        evaluations: batched objective evaluations (one call evaluates every active start).
+        seconds: wall-clock seconds of the round.
+
+    Example:
+        >>> FitPhase(name="round 0", starts=[0, 1], num_points=256, max_iterations=30,
+        ...          losses={0: 0.9, 1: 0.7}, kept=[1]).kept
+        [1]
+    """
+
+    name: str
+    starts: list[int]
+    num_points: int
+    max_iterations: int | None
+    losses: dict[int, float] = field(default_factory=dict)
+    kept: list[int] = field(default_factory=list)
+    evaluations: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -67,11 +131,20 @@ class FitMapInfo:
     """Bookkeeping of a :func:`fit_map` run, stored on the model as ``model.fit_map_info_``.
 
     Attributes:
-        losses: final negative penalised log marginal likelihood (per data point) of each restart,
-            ``nan`` for a failed restart.
-        best_restart: index of the restart that was kept.
-        times: wall-clock seconds per restart.
-        failures: messages of failed restarts, by index.
+        losses: per start, its objective (negative penalised log marginal likelihood per data point) at the end of
+            the last round it took part in, on that round's points (``loss_points``); for the kept start the
+            full-data loss after the polish; ``nan`` for a failed start.
+        best_restart: index of the start that was kept.
+        times: per start, wall-clock seconds of the rounds it took part in (a batched round counts in full for
+            each of its starts).
+        failures: messages of failed starts, by index (numerical failures only: non-PSD, NaN, Cholesky errors,
+            non-finite objective).
+        strategy: ``"batched"`` or ``"sequential"`` (the path that ran).
+        fallback_reason: why the sequential path ran although the batched one was asked for (``None`` otherwise).
+        phases: the rounds, in order (:class:`FitPhase`).
+        dropped: start index -> name of the round after which it was dropped (not among the best).
+        loss_points: per start, the number of training points its ``losses`` entry refers to.
+        seconds: wall-clock seconds of the whole fit.
 
     Example:
         >>> info = FitMapInfo(losses=[0.92, float("nan"), 0.71], best_restart=2, times=[0.1, 0.1, 0.1],
@@ -84,10 +157,16 @@ class FitMapInfo:
     best_restart: int = -1
     times: list[float] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    strategy: str = "sequential"
+    fallback_reason: str | None = None
+    phases: list[FitPhase] = field(default_factory=list)
+    dropped: dict[int, str] = field(default_factory=dict)
+    loss_points: list[int] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def best_loss(self) -> float:
-        """Loss of the kept restart."""
+        """Loss of the kept start (on all training points)."""
         return self.losses[self.best_restart]
 
 
@@ -114,6 +193,8 @@ def _active_inputs(X: Tensor, kernel: torch.nn.Module | None) -> Tensor:
 def _input_spread(X: Tensor, kernel: torch.nn.Module) -> Tensor:
     """Root-mean-square spread of the kernel's active input columns (a scalar tensor)."""
     X = _active_inputs(X, kernel)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("fit_map: the training inputs contain NaN or infinite values")
     spread = X.std(dim=0).pow(2).mean().sqrt()
     if not bool(torch.isfinite(spread)) or float(spread) <= 0:
         raise ValueError("fit_map: the training inputs have zero spread; cannot initialise length-scales")
@@ -243,6 +324,441 @@ def _exact_loss(mll: ExactMarginalLogLikelihood) -> float:
     return float(loss.sum())
 
 
+def _check_seed(seed: object) -> int | None:
+    """``seed`` as an int in ``[0, 2**63)`` (``None`` passes); ``TypeError``/``ValueError`` naming it otherwise."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"fit_map: seed must be an int in [0, 2**63) or None, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) < MAX_SEED:
+        raise ValueError(f"fit_map: seed must be an int in [0, 2**63) or None, got {int(seed)}")
+    return int(seed)
+
+
+def _check_halving(halving: object) -> tuple[tuple[int | None, int, float], ...]:
+    try:
+        rounds = tuple((p, int(it), float(keep)) for p, it, keep in halving)  # type: ignore[union-attr]
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"fit_map: halving must be a sequence of (max_points, max_iterations, keep), got {halving!r}"
+        ) from e
+    for p, it, keep in rounds:
+        if (p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1)) or it < 1 or not 0 < keep <= 1:
+            raise ValueError(
+                "fit_map: each halving round is (max_points: int >= 1 or None, max_iterations >= 1, keep in (0, 1]), "
+                f"got {(p, it, keep)!r}"
+            )
+    return rounds
+
+
+class _Unbatchable(Exception):
+    """The model cannot be evaluated as a batch of starts (the sequential path runs instead)."""
+
+
+# ---------------------------------------------------------------------------------------------- batched starts
+class _BatchedObjective:
+    """The per-start objective of ``S`` starts of one model, evaluated in one call.
+
+    A private deep copy of the model whose trainable parameters are, at each evaluation, views of one leaf tensor
+    ``x`` of shape ``B x P`` (``B`` active starts, ``P`` parameters of one start); kernel and mean batch shapes get
+    a leading ``B``. Training inputs/targets stay unbatched (a subset of them in early rounds) and broadcast.
+
+    The objective of each start is exactly what :func:`fit_map`'s sequential path minimises:
+    ``-(log p(y | theta) + added loss terms + log priors) / n``, summed over the model's own batch (outputs), the
+    prior terms reduced per start and output as gpytorch's ``ExactMarginalLogLikelihood._add_other_terms`` does
+    (never summed across starts).
+    """
+
+    def __init__(self, model: gpytorch.models.ExactGP, params: dict[str, Tensor]) -> None:
+        self.model = copy.deepcopy(model)
+        self.model.train()
+        self.names = list(params)
+        modules = dict(self.model.named_modules())
+        self.slots: list[tuple[torch.nn.Module, str, torch.Size, int, int]] = []
+        offset = 0
+        for name in self.names:
+            mod_name, _, attr = name.rpartition(".")
+            module = modules[mod_name]
+            shape = module._parameters[attr].shape
+            self.slots.append((module, attr, shape, offset, shape.numel()))
+            offset += shape.numel()
+        self.size = offset
+        self.kernels = [(m, m._batch_shape) for m in self.model.modules() if isinstance(m, Kernel)]
+        self.means = [
+            (m, vars(m)["batch_shape"])
+            for m in self.model.modules()
+            if isinstance(m, Mean) and isinstance(vars(m).get("batch_shape"), torch.Size)
+        ]
+        self.inputs = tuple(model.train_inputs)
+        self.targets = model.train_targets
+        self.param = params[self.names[0]]
+        self.evaluations = 0
+
+    def set_points(self, index: Tensor | None) -> None:
+        """Use the training points ``index`` (``None``: all) in the following evaluations."""
+        if index is None:
+            self.model.train_inputs, self.model.train_targets = self.inputs, self.targets
+        else:
+            self.model.train_inputs = tuple(t.index_select(-2, index) for t in self.inputs)
+            self.model.train_targets = self.targets.index_select(-1, index)
+
+    @property
+    def num_points(self) -> int:
+        return self.model.train_targets.shape[-1]
+
+    def losses(self, x: Tensor) -> Tensor:
+        """Per-start objective ``(B,)`` at parameters ``x`` (``B x P``, in the model's dtype and device)."""
+        B = x.shape[0]
+        for module, attr, shape, offset, size in self.slots:
+            module._parameters[attr] = x[:, offset : offset + size].reshape(B, *shape)
+        for module, batch in self.kernels:
+            module._batch_shape = torch.Size([B]) + batch
+        for module, batch in self.means:
+            module.batch_shape = torch.Size([B]) + batch
+        model = self.model
+        inputs = model.train_inputs
+        out = model(*inputs)
+        params = tuple(model.transform_inputs(X=t) for t in inputs) if hasattr(model, "transform_inputs") else inputs
+        res = model.likelihood(out, *params).log_prob(model.train_targets)
+        if res.dim() < 1 or res.shape[0] != B:
+            raise _Unbatchable(f"the batched log likelihood has shape {tuple(res.shape)}, expected ({B}, ...)")
+        for term in model.added_loss_terms():
+            res = res + term.loss(*params)
+        nd = res.dim()
+        for _, module, prior, closure, _ in model.named_priors():
+            lp = prior.log_prob(closure(module))
+            if lp.dim() < 1 or lp.shape[0] != B:
+                raise _Unbatchable(f"a prior term has shape {tuple(lp.shape)}, expected ({B}, ...)")
+            lp = lp.reshape(*lp.shape[:nd], -1).sum(-1)
+            res = res + lp.reshape(*lp.shape, *([1] * (nd - lp.dim())))
+        self.evaluations += 1
+        return -(res / out.event_shape.numel()).reshape(B, -1).sum(-1)
+
+    def flat(self, module: torch.nn.Module) -> np.ndarray:
+        """The trainable parameters of ``module`` (a model with the same parameter names) as one ``(P,)`` row."""
+        params = dict(module.named_parameters())
+        return torch.cat([params[n].detach().reshape(-1) for n in self.names]).cpu().double().numpy()
+
+    def load(self, module: torch.nn.Module, row: np.ndarray) -> None:
+        """Write one start's parameters ``row`` ``(P,)`` into ``module`` (the original, unbatched model)."""
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for (_, _, shape, offset, size), name in zip(self.slots, self.names, strict=True):
+                p = params[name]
+                p.copy_(torch.as_tensor(row[offset : offset + size]).to(p).reshape(shape))
+
+    def tensor(self, rows: np.ndarray) -> Tensor:
+        return torch.as_tensor(rows).to(self.param)
+
+
+class _PhaseClosure:
+    """``fmin_l_bfgs_b_batched``'s objective for the rows of its ``x0`` (one start each).
+
+    Tracks each start's best point and raises on the first numerical failure, naming the rows when it knows them.
+    """
+
+    def __init__(self, obj: _BatchedObjective, x0: np.ndarray) -> None:
+        self.obj = obj
+        self.best_x = x0.copy()
+        self.best_f = np.full(x0.shape[0], np.inf)
+        self.last: tuple[np.ndarray, list[int]] | None = None
+
+    def __call__(self, x: np.ndarray, batch_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        self.last = (x, batch_indices)
+        xt = self.obj.tensor(x).requires_grad_(True)
+        f = self.obj.losses(xt)
+        bad = [i for i, ok in enumerate(torch.isfinite(f).tolist()) if not ok]
+        if bad:
+            raise _NonFiniteLoss(bad)
+        (g,) = torch.autograd.grad(f.sum(), xt)
+        bad = [i for i, ok in enumerate(torch.isfinite(g).all(-1).tolist()) if not ok]
+        if bad:
+            raise _NonFiniteLoss(bad, "gradient")
+        fn = f.detach().cpu().double().numpy()
+        for row, b in enumerate(batch_indices):
+            if fn[row] < self.best_f[b]:
+                self.best_f[b], self.best_x[b] = fn[row], x[row]
+        return fn, g.cpu().double().numpy()
+
+
+def _failing_rows(obj: _BatchedObjective, x: np.ndarray) -> dict[int, str]:
+    """Rows of ``x`` whose objective fails on its own (``row -> message``): isolates a failure of a batched call."""
+    out = {}
+    for row in range(x.shape[0]):
+        try:
+            with torch.no_grad():
+                val = obj.losses(obj.tensor(x[row : row + 1]))
+            if not bool(torch.isfinite(val).all()):
+                raise _NonFiniteLoss([0])
+        except _FAILURES as e:
+            out[row] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def _run_round(
+    obj: _BatchedObjective,
+    x0: np.ndarray,
+    starts: list[int],
+    bounds: np.ndarray | None,
+    options: dict,
+    failures: dict[int, str],
+    label: str,
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Batched L-BFGS-B of the starts ``starts`` (rows of ``x0``) on ``obj``'s current points.
+
+    A start that fails numerically is recorded in ``failures``, warned about and dropped; the others go on from
+    their best point so far. Returns the final rows (``x0``'s shape) and the losses of the surviving starts.
+    """
+    x = x0.copy()
+    active = list(range(len(starts)))
+    while active:
+        closure = _PhaseClosure(obj, x[active])
+        try:
+            xs, fs, _ = fmin_l_bfgs_b_batched(closure, x[active], bounds=bounds, pass_batch_indices=True, **options)
+        except _FAILURES as e:
+            if closure.last is None:  # cannot happen: the optimiser evaluates before it can fail
+                raise
+            last_x, idx = closure.last
+            if isinstance(e, _NonFiniteLoss):
+                bad = {row: f"{type(e).__name__}: {e}" for row in e.rows}
+            else:
+                bad = _failing_rows(obj, last_x)
+                if not bad:
+                    msg = f"a batched evaluation failed ({type(e).__name__}: {e}) but no start alone"
+                    raise _Unbatchable(msg) from e
+            failed = {active[idx[row]] for row in bad}
+            for row, msg in bad.items():
+                s = starts[active[idx[row]]]
+                failures[s] = f"{msg} (in {label})"
+                warnings.warn(
+                    f"fit_map start {s} failed in {label} and was dropped ({msg})", RestartFailedWarning, stacklevel=4
+                )
+            for j, a in enumerate(active):
+                x[a] = closure.best_x[j] if np.isfinite(closure.best_f[j]) else x[a]
+            active = [a for a in active if a not in failed]
+            continue
+        x[active] = xs
+        return x, {starts[a]: float(f) for a, f in zip(active, fs, strict=True)}
+    return x, {}
+
+
+def _lbfgsb_options(optimizer_options: dict | None, maxiter: int | None) -> dict:
+    """Options of ``fmin_l_bfgs_b_batched`` from scipy-style ``optimizer_options`` (``maxiter`` overrides)."""
+    opts = dict(DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options)
+    out = {}
+    for key, value in opts.items():
+        if key == "gtol":
+            out["pgtol"] = value
+        elif key in ("maxiter", "maxcor", "ftol", "pgtol", "maxls"):
+            out[key] = value
+    if "ftol" in out:
+        out["factr"] = None
+    if maxiter is not None:
+        out["maxiter"] = min(int(out.get("maxiter", maxiter)), maxiter)
+    return out
+
+
+def _reference_loss(model: gpytorch.models.ExactGP, obj: _BatchedObjective, row: np.ndarray) -> float:
+    """One start's objective through gpytorch's own ``ExactMarginalLogLikelihood`` on ``obj``'s current points."""
+    ref = copy.deepcopy(model)
+    obj.load(ref, row)
+    ref.train_inputs, ref.train_targets = obj.model.train_inputs, obj.model.train_targets
+    ref.train()
+    mll = ExactMarginalLogLikelihood(ref.likelihood, ref)
+    inputs = ref.train_inputs
+    params = tuple(ref.transform_inputs(X=t) for t in inputs) if hasattr(ref, "transform_inputs") else inputs
+    with torch.no_grad():
+        return float(-mll(ref(*inputs), ref.train_targets, *params).sum())
+
+
+def _fit_batched(
+    model: gpytorch.models.ExactGP,
+    mll: ExactMarginalLogLikelihood,
+    x0: np.ndarray,
+    names: list[str],
+    info: FitMapInfo,
+    *,
+    halving: tuple[tuple[int | None, int, float], ...],
+    optimizer_options: dict | None,
+    subset_generator: torch.Generator,
+    kernels: list,
+    describe: list[str],
+    progress: bool,
+) -> None:
+    """The batched path: successive-halving rounds over all starts, then the polish of the best one (in place)."""
+    num_starts = x0.shape[0]
+    params = dict(model.named_parameters())
+    obj = _BatchedObjective(model, {n: params[n] for n in names})
+    _, bounds_dict = get_parameters_and_bounds(mll)
+    bounds = get_per_element_bounds({n: params[n] for n in names}, bounds_dict, torch.Size([]))
+    n = obj.targets.shape[-1]
+    order = torch.randperm(n, generator=subset_generator)
+
+    # Check once that the batch evaluates each start as the model does alone (two starts, a few points).
+    check = order[: min(n, 32)].sort().values
+    obj.set_points(check)
+    rows = x0[: min(2, num_starts)]
+    try:
+        with torch.no_grad():
+            batched = obj.losses(obj.tensor(rows)).tolist()
+        reference = [_reference_loss(model, obj, r) for r in rows]
+    except _Unbatchable:
+        raise
+    except _FAILURES:
+        batched = reference = None  # a failing start: the rounds below isolate it
+    except Exception as e:  # any error of an exotic module under batching: use the sequential path
+        raise _Unbatchable(f"batched evaluation raised {type(e).__name__}: {e}") from e
+    if batched is not None:
+        tol = 1e-6 if obj.param.dtype == torch.float64 else 1e-3
+        if not np.allclose(batched, reference, rtol=tol, atol=tol, equal_nan=True):
+            raise _Unbatchable(f"batched objective {batched} differs from the model's own {reference}")
+
+    info.losses = [math.nan] * num_starts
+    info.loss_points = [0] * num_starts
+    info.times = [0.0] * num_starts
+    x = x0.copy()
+    alive = list(range(num_starts))
+    for r, (max_points, max_iterations, keep) in enumerate(halving):
+        t0 = time.perf_counter()
+        m = n if max_points is None else min(n, max_points)
+        obj.set_points(None if m == n else order[:m].sort().values)
+        label = f"round {r}"
+        evaluations = obj.evaluations
+        opts = _lbfgsb_options(optimizer_options, max_iterations)
+        x[alive], losses = _run_round(obj, x[alive], alive, bounds, opts, info.failures, label)
+        ranked = sorted(losses, key=losses.get)
+        kept = ranked[: max(1, math.ceil(keep * num_starts))] if r < len(halving) - 1 else ranked[:1]
+        phase = FitPhase(
+            name=label,
+            starts=list(alive),
+            num_points=m,
+            max_iterations=max_iterations,
+            losses={s: losses.get(s, math.nan) for s in alive},
+            kept=kept,
+            evaluations=obj.evaluations - evaluations,
+            seconds=time.perf_counter() - t0,
+        )
+        info.phases.append(phase)
+        for s in alive:
+            info.losses[s], info.loss_points[s] = phase.losses[s], m
+            info.times[s] += phase.seconds
+            if s not in kept and s not in info.failures:
+                info.dropped[s] = label
+        if progress:
+            best = " ".join(f"{describe[s]}={losses[s]:.4g}" for s in ranked[:3])
+            print(
+                f"fit_map {label}: {len(alive)} starts, {m} points, {phase.seconds:.1f} s; best {best}", file=sys.stderr
+            )
+        # the last round ranks all survivors: the polish goes down this list if the best one fails
+        alive = kept if r < len(halving) - 1 else ranked
+        if not alive:
+            break
+
+    for s in alive:  # polish: the best survivor alone, on the original model and all points, to convergence
+        t0 = time.perf_counter()
+        obj.load(model, x[s])
+        try:
+            _polish(mll, kernels, optimizer_options)
+            loss = _exact_loss(mll)
+            if not math.isfinite(loss):
+                raise _NonFiniteLoss([0])
+        except _FAILURES as e:
+            info.failures[s] = f"{type(e).__name__}: {e} (in polish)"
+            warnings.warn(
+                f"fit_map start {s} failed in the polish ({type(e).__name__}: {e})", RestartFailedWarning, stacklevel=3
+            )
+            info.losses[s] = math.nan
+            continue
+        finally:
+            info.times[s] += time.perf_counter() - t0
+        info.phases.append(
+            FitPhase(
+                name="polish",
+                starts=[s],
+                num_points=n,
+                max_iterations=None,
+                losses={s: loss},
+                kept=[s],
+                seconds=time.perf_counter() - t0,
+            )
+        )
+        info.losses[s], info.loss_points[s], info.best_restart = loss, n, s
+        info.dropped.pop(s, None)  # a runner-up polished because the best start failed
+        if progress:
+            print(
+                f"fit_map polish of {describe[s]}: loss {loss:.5g} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr
+            )
+        return
+    raise ModelFittingError(f"fit_map: all {num_starts} starts failed: " + "; ".join(info.failures.values()))
+
+
+def _polish(mll: ExactMarginalLogLikelihood, kernels: list, optimizer_options: dict | None) -> None:
+    """L-BFGS-B of the model's current state to convergence (BoTorch's ``fit_gpytorch_mll_scipy``)."""
+    mll.train()
+    with warnings.catch_warnings():
+        # Our own loop replaces BoTorch's retries; its convergence chatter per start is noise here.
+        warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
+        options = DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options
+        fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=options)
+    _wrap_rotations(kernels)
+
+
+def _fit_sequential(
+    model: gpytorch.models.ExactGP,
+    mll: ExactMarginalLogLikelihood,
+    starts: list[dict[str, Tensor]],
+    info: FitMapInfo,
+    *,
+    optimizer_options: dict | None,
+    kernels: list,
+    describe: list[str],
+    progress: bool,
+) -> None:
+    """The sequential path: every start optimised to convergence on its own, the best one kept (in place)."""
+    n = model.train_targets.shape[-1]
+    best_state, best_loss = None, math.inf
+    info.losses, info.times, info.loss_points = [], [], []
+    for r, state in enumerate(starts):
+        t0 = time.perf_counter()
+        model.load_state_dict(state)
+        loss = math.nan
+        try:
+            _polish(mll, kernels, optimizer_options)
+            loss = _exact_loss(mll)
+            if not math.isfinite(loss):
+                raise _NonFiniteLoss([0])
+        except _FAILURES as e:  # a failed start is skipped, not fatal
+            info.failures[r] = f"{type(e).__name__}: {e}"
+            warnings.warn(
+                f"fit_map {describe[r]} (start {r}) failed and was skipped ({type(e).__name__}: {e})",
+                RestartFailedWarning,
+                stacklevel=3,
+            )
+            loss = math.nan
+        info.losses.append(loss)
+        info.loss_points.append(n)
+        info.times.append(time.perf_counter() - t0)
+        info.phases.append(
+            FitPhase(
+                name="sequential",
+                starts=[r],
+                num_points=n,
+                max_iterations=None,
+                losses={r: loss},
+                kept=[r] if math.isfinite(loss) else [],
+                seconds=info.times[-1],
+            )
+        )
+        if math.isfinite(loss) and loss < best_loss:
+            best_loss, best_state, info.best_restart = loss, copy.deepcopy(model.state_dict()), r
+        if progress:
+            mark = " *" if info.best_restart == r else ""
+            print(f"fit_map {describe[r]}: loss {loss:.5g} ({info.times[-1]:.1f} s){mark}", file=sys.stderr)
+    if best_state is None:
+        raise ModelFittingError(f"fit_map: all {len(starts)} starts failed: " + "; ".join(info.failures.values()))
+    model.load_state_dict(best_state)
+
+
 def fit_map(
     model: gpytorch.models.ExactGP,
     *,
@@ -253,6 +769,8 @@ def fit_map(
     exact: bool | None = None,
     progress: bool = False,
     data_aligned_start: bool = True,
+    strategy: str = "batched",
+    halving: Sequence[tuple[int | None, int, float]] = DEFAULT_HALVING,
 ) -> gpytorch.models.ExactGP:
     r"""Type-II MAP estimate of the hyperparameters with Haar-random restarts over rotations.
 
@@ -262,7 +780,7 @@ def fit_map(
     * each of the ``num_restarts`` restarts draws a Haar-uniform rotation (independent of the data) and sets
       unequal length-scales ``spread * (0.5, 1, 2)``, ``spread`` being the RMS standard deviation of the kernel's
       active input columns;
-    * with ``data_aligned_start`` (default), one more start, run first (index 0 in ``fit_map_info_``), is
+    * with ``data_aligned_start`` (default), one more start, first (index 0 in ``fit_map_info_``), is
       *data-aligned*: the rotation is the principal axes
       of the training inputs (eigenvectors of the covariance of the centred kernel inputs; leading batch
       dimensions pooled) and the length-scale along principal axis ``i`` is ``extent_i * (1.5, 2.25, 3)[i]``,
@@ -274,11 +792,25 @@ def fit_map(
       with this start, 3/18 with Haar restarts alone).
 
     Initial length-scales are clamped strictly inside the kernel's length-scale constraint. The Haar draws come
-    from a generator seeded with ``seed``, so a seed fixes every start. Each restart then maximises the marginal
-    log likelihood plus log priors (gpytorch's ``ExactMarginalLogLikelihood`` adds registered priors) with
-    L-BFGS-B through BoTorch's ``fit_gpytorch_mll_scipy``. The start with the best objective is restored.
-    A start that fails (non-PSD, NaN, Cholesky error) is skipped with a
-    :class:`~gpytorch_so3.exceptions.RestartFailedWarning`; if all fail a ``ModelFittingError`` is raised.
+    from a generator seeded with ``seed``, so a seed fixes every start. The objective is the negative marginal log
+    likelihood plus log priors per data point (gpytorch's ``ExactMarginalLogLikelihood``, which adds registered
+    priors), minimised with L-BFGS-B.
+
+    ``strategy="batched"`` (default) optimises all starts as one batch-mode copy of the model, one objective
+    evaluation per iteration for all active starts, with BoTorch's batched L-BFGS-B (each start has its own
+    L-BFGS-B state and convergence test, as if run alone). Successive halving (``halving``, default
+    :data:`DEFAULT_HALVING`): round ``i`` runs at most ``max_iterations`` iterations on ``min(n, max_points)``
+    training points (nested random subsets drawn from ``seed``), then keeps the best ``ceil(keep * starts)``
+    starts; the best start of the last round is polished alone on the original model, on all points, to
+    convergence (BoTorch's ``fit_gpytorch_mll_scipy`` with ``optimizer_options``). If the model cannot be
+    evaluated as a batch (an exotic module, a custom ``mll``), the sequential path runs instead and
+    ``fit_map_info_.fallback_reason`` says why. ``strategy="sequential"`` runs every start to convergence on its
+    own, one after another (the behaviour before batching; about ``starts`` times the cost).
+
+    A start that fails numerically (non-PSD, NaN, Cholesky error, non-finite objective) is dropped with a
+    :class:`~gpytorch_so3.exceptions.RestartFailedWarning` and recorded; the others go on. Other exceptions
+    propagate. If every start fails a ``ModelFittingError`` is raised. On any exception (``KeyboardInterrupt``
+    included) the model's parameters and train/eval modes are restored to their state at the call.
 
     Args:
         model: a gpytorch ``ExactGP`` (BoTorch's ``SingleTaskGP`` included) containing one or more
@@ -286,49 +818,63 @@ def fit_map(
             ``ModelListGP``, gpytorch's ``IndependentModelList``): then each sub-model with such a kernel is fitted
             by ``fit_map`` with seed ``seed + i`` (its own ``fit_map_info_``), the others by BoTorch's
             ``fit_gpytorch_mll``; ``mll`` must be ``None``.
-        num_restarts: number of restarts (>= 1).
-        seed: seed of the restarts' random rotations (``None``: fresh randomness). Same seed, same result.
-        mll: the objective; default ``ExactMarginalLogLikelihood(model.likelihood, model)``.
-        optimizer_options: options of ``scipy.optimize.minimize`` (default :data:`DEFAULT_OPTIMIZER_OPTIONS`,
-            ``{"maxiter": 1000}``).
+        num_restarts: number of Haar restarts (>= 1).
+        seed: int in ``[0, 2**63)`` seeding the restarts' random rotations and the subsets of the halving rounds
+            (``None``: fresh randomness). Same seed, same result.
+        mll: the objective; default ``ExactMarginalLogLikelihood(model.likelihood, model)`` (another one runs the
+            sequential path).
+        optimizer_options: options of ``scipy.optimize.minimize``'s L-BFGS-B for the polish and sequential starts
+            (default :data:`DEFAULT_OPTIMIZER_OPTIONS`, ``{"maxiter": 1000}``); ``maxiter``, ``ftol``, ``gtol``,
+            ``maxcor`` and ``maxls`` also apply to the halving rounds (whose ``max_iterations`` caps ``maxiter``).
         exact: evaluate with Cholesky instead of CG/Lanczos (default: when ``n <= 5000``).
-        progress: print one line per restart to stderr.
+        progress: print one line per round (or per sequential start) to stderr.
         data_aligned_start: add the data-aligned start described above (``False``: Haar restarts only).
+        strategy: ``"batched"`` (default) or ``"sequential"``.
+        halving: the successive-halving rounds ``(max_points, max_iterations, keep)`` of the batched path.
 
     Returns:
-        The model, with the best start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
-        :class:`FitMapInfo` (loss of every start, ``num_restarts + 1`` entries with the data-aligned start first,
-        which was kept, timings, failures).
+        The model, with the kept start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
+        :class:`FitMapInfo` (per-start losses, ``num_restarts + 1`` entries with the data-aligned start first, the
+        rounds with their losses, which starts were dropped when, which was kept, timings, failures, the path
+        that ran).
 
     Raises:
-        ValueError: no SO(3)/full-SPD kernel in the model, or ``num_restarts < 1``.
-        ModelFittingError: every restart failed.
+        TypeError: ``model`` is not an ``ExactGP`` or model list, or ``seed`` is not an int.
+        ValueError: no SO(3)/full-SPD kernel in the model, ``num_restarts < 1``, ``seed`` out of range, bad
+            ``strategy``/``halving``, or training inputs with NaN/inf or zero spread.
+        ModelFittingError: every start failed.
 
     Example:
         >>> from botorch.models import SingleTaskGP
         >>> from gpytorch.kernels import ScaleKernel
         >>> X = torch.rand(20, 3, dtype=torch.float64); Y = torch.sin(6 * X.sum(-1, keepdim=True))
         >>> model = SingleTaskGP(X, Y, covar_module=ScaleKernel(SO3AnisotropicKernel(nu=2.5)))
-        >>> # a tiny budget to keep the example fast; the defaults are 8 restarts of up to 1000 iterations
+        >>> # a tiny budget to keep the example fast; the defaults are 8 restarts, polished to convergence
         >>> model = fit_map(model, num_restarts=2, seed=0, optimizer_options={"maxiter": 20})
         >>> model.training, len(model.fit_map_info_.losses)  # the data-aligned start and 2 Haar restarts
         (False, 3)
+        >>> model.fit_map_info_.strategy, [p.name for p in model.fit_map_info_.phases]
+        ('batched', ['round 0', 'round 1', 'polish'])
         >>> model.covar_module.base_kernel.rotation_matrix.shape  # the fitted orientation
         torch.Size([3, 3])
     """
     if isinstance(num_restarts, bool) or not isinstance(num_restarts, int) or num_restarts < 1:
         raise ValueError(f"num_restarts must be a positive int, got {num_restarts!r}")
+    seed = _check_seed(seed)
+    if strategy not in ("batched", "sequential"):
+        raise ValueError(f"fit_map: strategy must be 'batched' or 'sequential', got {strategy!r}")
+    halving = _check_halving(halving)
+    kwargs = dict(
+        num_restarts=num_restarts,
+        optimizer_options=optimizer_options,
+        exact=exact,
+        progress=progress,
+        data_aligned_start=data_aligned_start,
+        strategy=strategy,
+        halving=halving,
+    )
     if isinstance(model, gpytorch.models.IndependentModelList):  # includes BoTorch's ModelListGP
-        return _fit_model_list(
-            model,
-            num_restarts=num_restarts,
-            seed=seed,
-            mll=mll,
-            optimizer_options=optimizer_options,
-            exact=exact,
-            progress=progress,
-            data_aligned_start=data_aligned_start,
-        )
+        return _fit_model_list(model, seed=seed, mll=mll, **kwargs)
     if not isinstance(model, gpytorch.models.ExactGP):
         raise TypeError(
             "fit_map expects a gpytorch ExactGP (e.g. botorch SingleTaskGP) or a model list of them "
@@ -343,61 +889,90 @@ def fit_map(
     from gpytorch_so3.botorch_utils import check_input_scaling  # local: botorch_utils imports heavier modules
 
     check_input_scaling(model, stacklevel=3)  # a per-axis Normalize shears space: warn, the fit is still valid
+    default_mll = mll is None
     if mll is None:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
     X = _train_inputs(model)
     spreads = [_input_spread(X, k) for k in kernels]
     num_aligned = 1 if data_aligned_start else 0
-    num_starts = num_restarts + num_aligned
     principals = [_principal_extents(X, k) for k in kernels] if num_aligned else [None] * len(kernels)
     n = X.shape[-2]
     if exact is None:
         exact = n <= EXACT_FIT_MAX_POINTS
-    generator = torch.Generator()
-    generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+    if seed is None:
+        seed = int(torch.randint(0, MAX_SEED - 1, (1,)).item())
+    generator = torch.Generator().manual_seed(seed)
+    subset_generator = torch.Generator().manual_seed((seed + 0x5EED) % MAX_SEED)  # independent of the Haar draws
 
+    t_start = time.perf_counter()
     initial_state = copy.deepcopy(model.state_dict())
-    best_state, best_loss = None, math.inf
-    info = FitMapInfo()
+    modes = [(m, m.training) for m in (*model.modules(), *mll.modules())]
+    info = FitMapInfo(strategy=strategy)
+    describe = [
+        "data-aligned start" if r < num_aligned else f"restart {r + 1 - num_aligned}/{num_restarts}"
+        for r in range(num_restarts + num_aligned)
+    ]
     chol = gpytorch.settings.max_cholesky_size(n + 1 if exact else gpytorch.settings.max_cholesky_size.value())
-    for r in range(num_starts):
-        t0 = time.perf_counter()
-        model.load_state_dict(initial_state)
-        loss = math.nan
-        try:
+    try:
+        # Every start's initial state, drawn in order from the seeded generator (the same for both paths).
+        starts = []
+        for r in range(num_restarts + num_aligned):
+            model.load_state_dict(initial_state)
             for k, s, p in zip(kernels, spreads, principals, strict=True):
                 _initialise(k, s, generator, p if r < num_aligned else None)
-            mll.train()
-            with chol, warnings.catch_warnings():
-                # Our own loop replaces BoTorch's retries; its convergence chatter per restart is noise here.
-                warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
-                options = DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options
-                fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=options)
-                _wrap_rotations(kernels)
-                loss = _exact_loss(mll)
-            if not math.isfinite(loss):
-                raise ValueError(f"non-finite objective {loss}")
-        except _FAILURES as e:  # a failed restart is skipped, not fatal
-            info.failures[r] = f"{type(e).__name__}: {e}"
-            what = "data-aligned start" if r < num_aligned else f"restart {r - num_aligned}"
-            warnings.warn(f"fit_map {what} (start {r}) failed and was skipped ({type(e).__name__}: {e})",
-                          RestartFailedWarning, stacklevel=2)
-            loss = math.nan
-        info.losses.append(loss)
-        info.times.append(time.perf_counter() - t0)
-        if math.isfinite(loss) and loss < best_loss:
-            best_loss, best_state, info.best_restart = loss, copy.deepcopy(model.state_dict()), r
-        if progress:
-            mark = " *" if info.best_restart == r else ""
-            kind = "data-aligned start" if r < num_aligned else f"restart {r + 1 - num_aligned}/{num_restarts}"
-            print(f"fit_map {kind}: loss {loss:.5g} ({info.times[-1]:.1f} s){mark}",
-                  file=sys.stderr)
-    if best_state is None:
+            starts.append(copy.deepcopy(model.state_dict()))
         model.load_state_dict(initial_state)
-        raise ModelFittingError(
-            f"fit_map: all {num_starts} starts failed: " + "; ".join(info.failures.values())
-        )
-    model.load_state_dict(best_state)
+        mll.train()
+        with chol:
+            if strategy == "batched":
+                try:
+                    if not default_mll and not (
+                        type(mll) is ExactMarginalLogLikelihood
+                        and mll.model is model
+                        and mll.likelihood is model.likelihood
+                    ):
+                        raise _Unbatchable(f"a custom mll ({type(mll).__name__})")
+                    names = [name for name, p in model.named_parameters() if p.requires_grad]
+                    params = dict(model.named_parameters())
+                    rows = []
+                    for state in starts:
+                        model.load_state_dict(state)
+                        rows.append(torch.cat([params[nm].detach().reshape(-1) for nm in names]))
+                    x0 = torch.stack(rows).cpu().double().numpy()
+                    model.load_state_dict(initial_state)
+                    _fit_batched(
+                        model,
+                        mll,
+                        x0,
+                        names,
+                        info,
+                        halving=halving,
+                        optimizer_options=optimizer_options,
+                        subset_generator=subset_generator,
+                        kernels=kernels,
+                        describe=describe,
+                        progress=progress,
+                    )
+                except _Unbatchable as e:
+                    info = FitMapInfo(strategy="sequential", fallback_reason=str(e))
+                    model.load_state_dict(initial_state)
+            if info.strategy == "sequential":
+                _fit_sequential(
+                    model,
+                    mll,
+                    starts,
+                    info,
+                    optimizer_options=optimizer_options,
+                    kernels=kernels,
+                    describe=describe,
+                    progress=progress,
+                )
+    except BaseException:
+        model.load_state_dict(initial_state)
+        for m, mode in modes:
+            m.training = mode
+        raise
+    info.seconds = time.perf_counter() - t_start
     model.fit_map_info_ = info
     mll.eval()
     model.eval()
@@ -417,12 +992,14 @@ def _fit_model_list(model: gpytorch.models.IndependentModelList, *, seed: int | 
             "fit_map: no sub-model of the model list contains an SO3AnisotropicKernel or FullSPDKernel; "
             "use botorch.fit.fit_gpytorch_mll for other kernels"
         )
+    if seed is not None and seed + len(subs) - 1 >= MAX_SEED:
+        raise ValueError(f"fit_map: seed + i must stay below 2**63 for the {len(subs)} sub-models, got seed {seed}")
+    from botorch.fit import fit_gpytorch_mll
+
     for i, sub in enumerate(subs):
         if _anisotropic_kernels(sub):
-            fit_map(sub, seed=None if seed is None else int(seed) + i, **kwargs)
+            fit_map(sub, seed=None if seed is None else seed + i, **kwargs)
         else:
-            from botorch.fit import fit_gpytorch_mll
-
             fit_gpytorch_mll(ExactMarginalLogLikelihood(sub.likelihood, sub))
     model.eval()
     return model
