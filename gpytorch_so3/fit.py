@@ -522,6 +522,11 @@ class _BatchedObjective:
         self.evaluations += 1
         return -(res / out.event_shape.numel()).reshape(B, -1).sum(-1)
 
+    def flat(self, module: torch.nn.Module) -> np.ndarray:
+        """The raw trainable parameters of ``module`` (same parameter names) as one ``(P,)`` row."""
+        params = dict(module.named_parameters())
+        return torch.cat([params[nm].detach().reshape(-1) for nm in self.names]).cpu().double().numpy()
+
     def load(self, module: torch.nn.Module, x: np.ndarray) -> None:
         """Write one start's parameters (optimiser coordinates ``(P,)``) into ``module`` (an unbatched model)."""
         row = self.to_raw(x)
@@ -669,6 +674,7 @@ def _fit_batched(
     describe: list[str],
     progress: bool,
     protect: tuple[int, ...] = (),
+    exact: bool = True,
 ) -> None:
     """The batched path: successive-halving rounds over all starts, then the polish of the best one (in place).
 
@@ -766,9 +772,18 @@ def _fit_batched(
             info.times[s] = 0.0
         else:
             row = x[[s]]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RestartFailedWarning)  # warned below, once, as a polish failure
-            xs, losses = _run_round(this, row, [s], this.bounds, polish_opts, info.failures, "polish")
+        if not exact:  # above EXACT_FIT_MAX_POINTS: gpytorch's own (CG) path on the model, as the sequential path
+            this.load(model, row[0])
+            try:
+                _polish(mll, kernels, optimizer_options)
+                xs, losses = this.to_internal(this.flat(model)[None]), {s: math.nan}
+            except _FAILURES as e:
+                info.failures[s] = f"{type(e).__name__}: {e} (in polish)"
+                losses = {}
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RestartFailedWarning)  # warned below, once, as a polish failure
+                xs, losses = _run_round(this, row, [s], this.bounds, polish_opts, info.failures, "polish")
         loss = math.nan
         if losses:
             this.load(model, xs[0])
@@ -949,7 +964,8 @@ def fit_map(
         optimizer_options: options of ``scipy.optimize.minimize``'s L-BFGS-B for the polish and sequential starts
             (default :data:`DEFAULT_OPTIMIZER_OPTIONS`, ``{"maxiter": 1000}``); ``maxiter``, ``ftol``, ``gtol``,
             ``maxcor`` and ``maxls`` also apply to the halving rounds (whose ``max_iterations`` caps ``maxiter``).
-        exact: evaluate with Cholesky instead of CG/Lanczos (default: when ``n <= 5000``).
+        exact: evaluate with Cholesky instead of CG/Lanczos (default: when ``n <= 5000``). The batched rounds always
+            use Cholesky (on their subsets); with ``exact=False`` the polish runs gpytorch's own path on the model.
         progress: print one line per round (or per sequential start) to stderr.
         data_aligned_start: add the data-aligned start described above (``False``: Haar restarts only).
         strategy: ``"batched"`` (default) or ``"sequential"``.
@@ -1076,6 +1092,7 @@ def fit_map(
                         describe=describe,
                         progress=progress,
                         protect=(0,) if num_aligned and _is_thin(principals) else (),
+                        exact=exact,
                     )
                 except _Unbatchable as e:
                     info = FitMapInfo(strategy="sequential", fallback_reason=str(e))

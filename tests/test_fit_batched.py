@@ -357,3 +357,22 @@ def test_float32_model_fits_batched():
     info = model.fit_map_info_
     assert info.strategy == "batched" and math.isfinite(info.best_loss)
     assert model.covar_module.base_kernel.lengthscale.dtype == torch.float32
+
+
+def test_inexact_polish_uses_the_model_path(monkeypatch):
+    """``exact=False``: the batched rounds run, the polish goes through BoTorch's fit on the model itself."""
+    X, Y = _toy(n=40)
+    calls = []
+    real = fit_module.fit_gpytorch_mll_scipy
+
+    def spy(mll, **kwargs):
+        calls.append(1)
+        return real(mll, **kwargs)
+
+    monkeypatch.setattr(fit_module, "fit_gpytorch_mll_scipy", spy)
+    model = fit_map(_model(X, Y), num_restarts=2, seed=0, exact=False, optimizer_options={"maxiter": 50})
+    info = model.fit_map_info_
+    assert info.strategy == "batched" and info.phases[-1].name == "polish" and len(calls) == 1
+    assert math.isfinite(info.best_loss)
+    fit_map(_model(X, Y), num_restarts=2, seed=0, optimizer_options={"maxiter": 50})
+    assert len(calls) == 1  # the exact (default) polish is the batched machinery's
