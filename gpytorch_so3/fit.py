@@ -87,6 +87,12 @@ DEFAULT_HALVING: tuple[tuple[int | None, int, float], ...] = ((128, 30, 1 / 3), 
 #: the Haar starts for the first ~100: a screening round would drop it.
 THIN_EXTENT_RATIO = 0.2
 
+#: Starts are evaluated together while ``starts x points^2`` stays below this (larger batches are split into chunks of
+#: starts evaluated one after another): the batch saves Python overhead at small ``n`` but is memory-bound at large
+#: ``n``. Measured (``benchmarks/results/bench_fit.json``, ``evaluation``): 9 starts in one call cost 0.28x (n = 100)
+#: and 0.42x (n = 300) of 9 single-start calls per start, but 1.8x at n = 1000.
+BATCH_MAX_ELEMENTS = 1_000_000
+
 #: Largest accepted seed (exclusive): seeds are 63-bit non-negative ints, as ``torch.Generator.manual_seed`` takes.
 MAX_SEED = 2**63
 
@@ -270,6 +276,10 @@ def _initialise(
     ``principal=(extents, axes)`` (from :func:`_principal_extents`) the data's principal axes with length-scales
     ``extents * ALIGNED_LENGTHSCALE_FACTORS`` (shortest on the thinnest axis). Length-scales are clamped inside
     the kernel's constraint.
+
+    This is the only kernel-specific step of :func:`fit_map` (the batched and sequential paths work on whatever
+    parameters it sets): a new rotated kernel (e.g. a ``d``-dimensional one) adds a branch here that writes
+    ``(R, ls)`` into its own parameters (and a ``d``-dimensional draw of ``R`` and the factors).
     """
     batch = kernel.batch_shape
     ref = next(kernel.parameters())
@@ -519,7 +529,6 @@ class _BatchedObjective:
                 raise _Unbatchable(f"a prior term has shape {tuple(lp.shape)}, expected ({B}, ...)")
             lp = lp.reshape(*lp.shape[:nd], -1).sum(-1)
             res = res + lp.reshape(*lp.shape, *([1] * (nd - lp.dim())))
-        self.evaluations += 1
         return -(res / out.event_shape.numel()).reshape(B, -1).sum(-1)
 
     def flat(self, module: torch.nn.Module) -> np.ndarray:
@@ -554,16 +563,23 @@ class _PhaseClosure:
 
     def __call__(self, x: np.ndarray, batch_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
         self.last = (x, batch_indices)
-        xt = self.obj.tensor(x).requires_grad_(True)
-        f = self.obj.losses(xt)
-        bad = [i for i, ok in enumerate(torch.isfinite(f).tolist()) if not ok]
-        if bad:
-            raise _NonFiniteLoss(bad)
-        (g,) = torch.autograd.grad(f.sum(), xt)
-        bad = [i for i, ok in enumerate(torch.isfinite(g).all(-1).tolist()) if not ok]
-        if bad:
-            raise _NonFiniteLoss(bad, "gradient")
-        fn = f.detach().cpu().double().numpy()
+        self.obj.evaluations += 1
+        m = self.obj.num_points
+        chunk = max(1, BATCH_MAX_ELEMENTS // (m * m))
+        fs, gs = [], []
+        for i in range(0, x.shape[0], chunk):
+            xt = self.obj.tensor(x[i : i + chunk]).requires_grad_(True)
+            f = self.obj.losses(xt)
+            bad = [i + j for j, ok in enumerate(torch.isfinite(f).tolist()) if not ok]
+            if bad:
+                raise _NonFiniteLoss(bad)
+            (g,) = torch.autograd.grad(f.sum(), xt)
+            bad = [i + j for j, ok in enumerate(torch.isfinite(g).all(-1).tolist()) if not ok]
+            if bad:
+                raise _NonFiniteLoss(bad, "gradient")
+            fs.append(f.detach())
+            gs.append(g)
+        fn, g = torch.cat(fs).cpu().double().numpy(), torch.cat(gs)
         for row, b in enumerate(batch_indices):
             if fn[row] < self.best_f[b]:
                 self.best_f[b], self.best_x[b] = fn[row], x[row]

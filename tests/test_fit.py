@@ -1,5 +1,6 @@
 """fit_map: restart bookkeeping, reproducibility, failure handling, and recovery on seeded rotated fields."""
 
+import itertools
 import math
 import warnings
 
@@ -61,7 +62,7 @@ def test_best_restart_kept_and_eval_mode():
     *rounds, polish = info.phases
     last = rounds[-1]
     assert info.best_restart == min(last.losses, key=last.losses.get) and polish.starts == [info.best_restart]
-    for before, after in zip(rounds, rounds[1:]):
+    for before, after in itertools.pairwise(rounds):
         ranked = sorted(before.losses, key=before.losses.get)
         assert after.starts == before.kept == ranked[: len(before.kept)]
     # fitted rotations are reported in the principal ball |w| <= pi
