@@ -15,8 +15,9 @@ both with ``Standardize(m=1)`` and BoTorch's default likelihood. ``ard_evaluatio
 (BoTorch's ``fit_gpytorch_mll`` retries from new initial values when L-BFGS-B stops abnormally, which shows as
 counts well above ~100), ``so3_batched_calls`` the SO(3) objective calls (each for all active starts). The two
 fits alternate (ARD first) so that drift of a shared machine hits both; the figure is the same-run ratio
-``time(SO3) / time(ARD)`` per (n, seed), and the median over seeds. Recovery: angle between fitted and true canonical axes (shortest, middle, longest; degrees),
-relative length-scale errors, held-out RMSE of both models (noisy targets) and their ratio.
+``time(SO3) / time(ARD)`` per (n, seed), and the median over seeds. Recovery: angle between fitted and true
+canonical axes (shortest, middle, longest; degrees), relative length-scale errors, held-out RMSE of both models
+(noisy targets) and their ratio.
 
 Also timed (``evaluation``): one objective + gradient evaluation at each ``n`` through gpytorch's
 ``ExactMarginalLogLikelihood`` (SO(3) and ARD models) and through ``fit_map``'s batched objective for one start
