@@ -99,12 +99,13 @@ def test_batched_equals_sequential_on_a_seeded_case(monkeypatch):
     torch.testing.assert_close(_metric(bat), _metric(seq), rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_default_schedule_matches_or_beats_the_sequential_best():
     """The default halving (screen 9 -> refine 3 -> polish 1) against all starts run to convergence, seeded field
     (n = 150, length-scales 0.15/0.4/1.0, 4 restarts, seed 0). Halving may drop the start that would have been best;
     on this field it does not: its kept loss is at most the sequential best + 1e-5 (seen: 8e-4 *below* it; the
     screened start converged to a better optimum than any sequential start), and its axes are the sequential ones
-    within 3 degrees (seen: < 1)."""
+    within 3 degrees (seen: 0.03). ~20 s (the sequential reference runs every start to convergence)."""
     from gpytorch_so3 import so3
     from gpytorch_so3.datasets import make_rotated_field
 
