@@ -28,7 +28,6 @@ import gpytorch
 import numpy as np
 import torch
 from botorch.exceptions.errors import ModelFittingError
-from botorch.optim.batched_lbfgs_b import fmin_l_bfgs_b_batched
 from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.fit import fit_gpytorch_mll_scipy
 from botorch.optim.utils import get_parameters, get_parameters_and_bounds
@@ -44,6 +43,11 @@ from gpytorch_so3 import so3
 from gpytorch_so3.exceptions import RestartFailedWarning
 from gpytorch_so3.kernels.full_spd_kernel import FullSPDKernel
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
+
+try:  # BoTorch's batched port of scipy's L-BFGS-B (uses scipy internals; BoTorch supports scipy 1.13-1.16)
+    from botorch.optim.batched_lbfgs_b import fmin_l_bfgs_b_batched
+except ImportError:  # pragma: no cover - a BoTorch/scipy without it: fit_map falls back to the sequential path
+    fmin_l_bfgs_b_batched = None
 
 __all__ = ["DEFAULT_HALVING", "FitMapInfo", "FitPhase", "fit_map"]
 
@@ -1081,6 +1085,8 @@ def fit_map(
         with chol:
             if strategy == "batched":
                 try:
+                    if fmin_l_bfgs_b_batched is None:
+                        raise _Unbatchable("botorch.optim.batched_lbfgs_b is not available")
                     if not default_mll and not (
                         type(mll) is ExactMarginalLogLikelihood
                         and mll.model is model
