@@ -5,33 +5,52 @@ permutations give equal optima, and between them lie saddles and poorer local op
 assigned the wrong length-scale. A single L-BFGS run from ``rotation = 0`` often lands in one of those.
 :func:`fit_map` therefore restarts from Haar-uniform rotations with *unequal* initial length-scales (with
 three equal ones the rotation has zero gradient), and keeps the restart with the best penalised likelihood.
+
+All starts are optimised together as one batch-mode copy of the model (every hyperparameter with a leading
+dimension of size ``starts``), one objective evaluation per iteration for all of them, with BoTorch's batched
+L-BFGS-B (an independent L-BFGS-B state per start, each converging on its own). Successive halving keeps the cost
+near one fit: a short screening round on a subset of the data, the most promising starts continue, and the winner
+is polished alone on the original model with the exact objective.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import gpytorch
+import numpy as np
 import torch
 from botorch.exceptions.errors import ModelFittingError
 from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.fit import fit_gpytorch_mll_scipy
-from botorch.optim.utils import get_parameters
+from botorch.optim.utils import get_parameters, get_parameters_and_bounds
+from botorch.optim.utils.numpy_utils import get_per_element_bounds
+from gpytorch.kernels import Kernel
+from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.utils.cholesky import psd_safe_cholesky
 from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
 
-from gpytorch_so3 import so3
+from gpytorch_so3 import sod
+from gpytorch_so3.botorch_utils import check_input_scaling
 from gpytorch_so3.exceptions import RestartFailedWarning
 from gpytorch_so3.kernels.full_spd_kernel import FullSPDKernel
-from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
+from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 
-__all__ = ["FitMapInfo", "fit_map"]
+try:  # BoTorch's batched port of scipy's L-BFGS-B (uses scipy internals; BoTorch supports scipy 1.13-1.16)
+    from botorch.optim.batched_lbfgs_b import fmin_l_bfgs_b_batched
+except ImportError:  # pragma: no cover - a BoTorch/scipy without it: fit_map falls back to the sequential path
+    fmin_l_bfgs_b_batched = None
+
+__all__ = ["DEFAULT_HALVING", "FitMapInfo", "FitPhase", "fit_map"]
 
 #: Initial principal length-scales of a restart, as multiples of the inputs' spread (one short, one medium,
 #: one long axis): unequal so that the rotation has a gradient from the first step, and spanning the range
@@ -43,7 +62,7 @@ INITIAL_LENGTHSCALE_FACTORS = (0.5, 1.0, 2.0)
 #: distribution of width ``w`` has standard deviation ``w / sqrt(12)``), unequal so that the rotation has a
 #: gradient even for a round cloud. Measured on the drill holes (n = 150, 14 subsamples): a start with the
 #: shortest length-scale at half a standard deviation (as the Haar restarts' ``0.5``) was too short to see the
-#: layering and missed it in 10 of 14, this one found it in 14 of 14 (``/work/notes`` experiment, issue 4).
+#: layering and missed it in 10 of 14, this one found it in 14 of 14 (issue 4).
 ALIGNED_LENGTHSCALE_FACTORS = (1.5, 2.25, 3.0)
 
 #: Floor of a principal extent relative to the largest one, so that a degenerate (planar or collinear) input
@@ -59,7 +78,71 @@ EXACT_FIT_MAX_POINTS = 5000
 #: priors a restart converges in well under this many iterations.
 DEFAULT_OPTIMIZER_OPTIONS = {"maxiter": 1000}
 
-_FAILURES = (NotPSDError, NanError, torch.linalg.LinAlgError, ValueError, RuntimeError)
+#: Successive-halving schedule of the batched path: rounds of ``(max_points, max_iterations, keep)``. Round ``i``
+#: runs batched L-BFGS-B for up to ``max_iterations`` iterations on ``min(n, max_points)`` points (``None``: all;
+#: nested random subsets drawn from the seed), then keeps the best ``ceil(keep * starts)`` starts (at least one).
+#: The best start of the last round is then polished alone on all points with ``optimizer_options``.
+#: Measured in ``benchmarks/bench_fit.py`` (fit time and recovery at n = 100-3000).
+DEFAULT_HALVING: tuple[tuple[int | None, int, float], ...] = ((128, 30, 1 / 3), (512, 20, 1 / 3))
+
+#: A cloud whose smallest principal extent is below this fraction of its largest is *thin* (drill holes: ~0.01).
+#: There the data-aligned start is protected in the batched path: it survives every halving round and is polished
+#: besides the round winner. Measured on the drill holes (n = 150, fold 0): Haar starts end 89 degrees off the
+#: layering, and the data-aligned start needs ~240 L-BFGS-B evaluations to reach it, with a worse objective than
+#: the Haar starts for the first ~100: a screening round would drop it.
+THIN_EXTENT_RATIO = 0.2
+
+#: Starts are evaluated together while ``starts x points^2`` stays below this (larger batches are split into chunks of
+#: starts evaluated one after another): the batch saves Python overhead at small ``n`` but is memory-bound at large
+#: ``n``. Measured (``benchmarks/results/bench_fit.json``, ``evaluation``): 9 starts in one call cost 0.28x (n = 100)
+#: and 0.42x (n = 300) of 9 single-start calls per start, but 1.8x at n = 1000.
+BATCH_MAX_ELEMENTS = 1_000_000
+
+#: Largest accepted seed (exclusive): seeds are 63-bit non-negative ints, as ``torch.Generator.manual_seed`` takes.
+MAX_SEED = 2**63
+
+
+class _NonFiniteLoss(ArithmeticError):
+    """A start's objective or gradient became NaN/inf (``rows``: positions in the evaluated batch)."""
+
+    def __init__(self, rows: list[int], what: str = "objective") -> None:
+        super().__init__(f"non-finite {what}")
+        self.rows = rows
+
+
+#: Numerical failures of one start: caught per start (recorded, warned, the start dropped); anything else propagates.
+_FAILURES = (NotPSDError, NanError, torch.linalg.LinAlgError, _NonFiniteLoss)
+
+
+@dataclass
+class FitPhase:
+    """One round of a :func:`fit_map` run (a batched round, the polish of the winner, or a sequential restart).
+
+    Attributes:
+        name: ``"round 0"``, ``"round 1"``, ... (batched), ``"polish"``, or ``"sequential"``.
+        starts: indices of the starts that took part.
+        num_points: number of training points the objective used (a nested random subset in early rounds).
+        max_iterations: L-BFGS-B iteration cap per start (``None``: ``optimizer_options``).
+        losses: objective (negative penalised log marginal likelihood per data point, on this round's points) of
+            each start at the end of the round, ``nan`` for a start that failed in it.
+        kept: starts that went on to the next round (the best ones).
+        evaluations: batched objective evaluations (one call evaluates every active start).
+        seconds: wall-clock seconds of the round.
+
+    Example:
+        >>> FitPhase(name="round 0", starts=[0, 1], num_points=256, max_iterations=30,
+        ...          losses={0: 0.9, 1: 0.7}, kept=[1]).kept
+        [1]
+    """
+
+    name: str
+    starts: list[int]
+    num_points: int
+    max_iterations: int | None
+    losses: dict[int, float] = field(default_factory=dict)
+    kept: list[int] = field(default_factory=list)
+    evaluations: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -67,11 +150,20 @@ class FitMapInfo:
     """Bookkeeping of a :func:`fit_map` run, stored on the model as ``model.fit_map_info_``.
 
     Attributes:
-        losses: final negative penalised log marginal likelihood (per data point) of each restart,
-            ``nan`` for a failed restart.
-        best_restart: index of the restart that was kept.
-        times: wall-clock seconds per restart.
-        failures: messages of failed restarts, by index.
+        losses: per start, its objective (negative penalised log marginal likelihood per data point) at the end of
+            the last round it took part in, on that round's points (``loss_points``); for the kept start the
+            full-data loss after the polish; ``nan`` for a failed start.
+        best_restart: index of the start that was kept.
+        times: per start, wall-clock seconds of the rounds it took part in (a batched round counts in full for
+            each of its starts).
+        failures: messages of failed starts, by index (numerical failures only: non-PSD, NaN, Cholesky errors,
+            non-finite objective).
+        strategy: ``"batched"`` or ``"sequential"`` (the path that ran).
+        fallback_reason: why the sequential path ran although the batched one was asked for (``None`` otherwise).
+        phases: the rounds, in order (:class:`FitPhase`).
+        dropped: start index -> name of the round after which it was dropped (not among the best).
+        loss_points: per start, the number of training points its ``losses`` entry refers to.
+        seconds: wall-clock seconds of the whole fit.
 
     Example:
         >>> info = FitMapInfo(losses=[0.92, float("nan"), 0.71], best_restart=2, times=[0.1, 0.1, 0.1],
@@ -84,15 +176,26 @@ class FitMapInfo:
     best_restart: int = -1
     times: list[float] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    strategy: str = "sequential"
+    fallback_reason: str | None = None
+    phases: list[FitPhase] = field(default_factory=list)
+    dropped: dict[int, str] = field(default_factory=dict)
+    loss_points: list[int] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def best_loss(self) -> float:
-        """Loss of the kept restart."""
+        """Loss of the kept start (on all training points)."""
         return self.losses[self.best_restart]
 
 
-def _anisotropic_kernels(model: torch.nn.Module) -> list[SO3AnisotropicKernel | FullSPDKernel]:
-    return [m for m in model.modules() if isinstance(m, SO3AnisotropicKernel | FullSPDKernel)]
+def _anisotropic_kernels(model: torch.nn.Module) -> list[RotatedAnisotropicKernel | FullSPDKernel]:
+    """The rotated (SO(3) included) and full-SPD kernels of a model, in module order."""
+    return [m for m in model.modules() if isinstance(m, RotatedAnisotropicKernel | FullSPDKernel)]
+
+
+def _kernel_dim(kernel: torch.nn.Module) -> int:
+    return int(getattr(kernel, "dim", 3))
 
 
 def _train_inputs(model: gpytorch.models.ExactGP) -> Tensor:
@@ -114,6 +217,8 @@ def _active_inputs(X: Tensor, kernel: torch.nn.Module | None) -> Tensor:
 def _input_spread(X: Tensor, kernel: torch.nn.Module) -> Tensor:
     """Root-mean-square spread of the kernel's active input columns (a scalar tensor)."""
     X = _active_inputs(X, kernel)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("fit_map: the training inputs contain NaN or infinite values")
     spread = X.std(dim=0).pow(2).mean().sqrt()
     if not bool(torch.isfinite(spread)) or float(spread) <= 0:
         raise ValueError("fit_map: the training inputs have zero spread; cannot initialise length-scales")
@@ -125,22 +230,26 @@ def _principal_extents(X: Tensor, kernel: torch.nn.Module | None = None) -> tupl
 
     Args:
         X: ``... x n x d`` inputs (leading batch dimensions are pooled); with ``kernel`` only its active columns
-            are used, which must be 3.
+            are used, which must be the kernel's ``dim`` (3 for the SO(3) and full-SPD kernels).
         kernel: the kernel whose ``active_dims`` select the columns (``None``: all columns).
 
     Returns:
-        ``(extents, axes)``: ``extents`` ``(3,)`` ascending, the standard deviation of the cloud along each
+        ``(extents, axes)``: ``extents`` ``(dim,)`` ascending, the standard deviation of the cloud along each
         principal axis (square roots of the eigenvalues of its covariance, divided by ``n``), floored at
         :data:`MIN_EXTENT_RATIO` times the largest so that a planar or collinear cloud still gives positive
-        values; ``axes`` ``3 x 3`` with the principal directions as columns (``extents[i]`` goes with column
+        values; ``axes`` ``dim x dim`` with the principal directions as columns (``extents[i]`` goes with column
         ``i``), a proper rotation (determinant +1). Both float64.
 
     Raises:
-        ValueError: fewer than two points, not three columns, non-finite inputs, or all points coincide.
+        ValueError: fewer than two points, a column count other than ``dim``, non-finite inputs, or all points
+            coincide.
     """
     X = _active_inputs(X, kernel).detach().to(torch.float64)
-    if X.shape[-1] != 3 or X.shape[0] < 2:
-        raise ValueError(f"fit_map: need at least 2 points with 3 coordinates, got inputs of shape {tuple(X.shape)}")
+    dim = 3 if kernel is None else _kernel_dim(kernel)
+    if X.shape[-1] != dim or X.shape[0] < 2:
+        raise ValueError(
+            f"fit_map: need at least 2 points with {dim} coordinates, got inputs of shape {tuple(X.shape)}"
+        )
     if not bool(torch.isfinite(X).all()):
         raise ValueError("fit_map: the training inputs contain NaN or infinite values")
     Xc = X - X.mean(dim=0)
@@ -152,7 +261,7 @@ def _principal_extents(X: Tensor, kernel: torch.nn.Module | None = None) -> tupl
         raise ValueError("fit_map: the training inputs have zero spread; cannot initialise length-scales")
     extents = extents.clamp_min(MIN_EXTENT_RATIO * top)
     if float(torch.linalg.det(axes)) < 0:
-        axes = torch.cat([axes[:, :2], -axes[:, 2:]], dim=1)
+        axes = torch.cat([axes[:, :-1], -axes[:, -1:]], dim=1)
     return extents, axes
 
 
@@ -169,33 +278,51 @@ def _strictly_inside(constraint: object, value: Tensor) -> Tensor:
     return value.clamp(min=lo if math.isfinite(lo) else None, max=hi if math.isfinite(hi) else None)
 
 
+def _lengthscale_factors(factors: tuple[float, float, float], dim: int) -> Tensor:
+    """``factors`` (3-D) for ``dim == 3``; otherwise ``dim`` geometrically spaced values over the same range."""
+    if dim == 3:
+        return torch.tensor(factors, dtype=torch.float64)
+    return torch.logspace(math.log10(factors[0]), math.log10(factors[-1]), dim, dtype=torch.float64)
+
+
 def _initialise(
-    kernel: SO3AnisotropicKernel | FullSPDKernel,
+    kernel: RotatedAnisotropicKernel | FullSPDKernel,
     spread: Tensor,
     generator: torch.Generator,
     principal: tuple[Tensor, Tensor] | None = None,
+    *,
+    identity: bool = False,
 ) -> None:
     """Set an initial orientation and unequal length-scales for one restart.
 
-    With ``principal=None`` a Haar-random rotation with length-scales ``spread * (0.5, 1, 2)``; with
-    ``principal=(extents, axes)`` (from :func:`_principal_extents`) the data's principal axes with length-scales
-    ``extents * ALIGNED_LENGTHSCALE_FACTORS`` (shortest on the thinnest axis). Length-scales are clamped inside
-    the kernel's constraint.
+    With ``principal=None`` a Haar-random rotation with length-scales ``spread * (0.5, 1, 2)`` (in ``d``
+    dimensions: ``d`` values spaced geometrically from 0.5 to 2); with ``principal=(extents, axes)`` (from
+    :func:`_principal_extents`) the data's principal axes with length-scales
+    ``extents * ALIGNED_LENGTHSCALE_FACTORS`` (shortest on the thinnest axis); with ``identity=True`` the
+    coordinate axes (rotation 0: an ARD kernel) with length-scales ``spread * (0.5, ..., 2)`` assigned in input
+    order. Length-scales are clamped inside the kernel's constraint.
+
+    This is the only kernel-specific step of :func:`fit_map` (the batched and sequential paths work on whatever
+    parameters it sets).
     """
     batch = kernel.batch_shape
     ref = next(kernel.parameters())
-    if principal is None:
-        R = so3.random_rotation(*batch, generator=generator, dtype=torch.float64).to(ref)
-        base = torch.tensor(INITIAL_LENGTHSCALE_FACTORS, dtype=ref.dtype, device=ref.device) * spread.to(ref)
+    d = _kernel_dim(kernel)
+    if identity:
+        R = torch.eye(d, dtype=torch.float64).expand(*batch, d, d).to(ref)
+        base = _lengthscale_factors(INITIAL_LENGTHSCALE_FACTORS, d).to(ref) * spread.to(ref)
+    elif principal is None:
+        R = sod.random_rotation(d, *batch, generator=generator, dtype=torch.float64).to(ref)
+        base = _lengthscale_factors(INITIAL_LENGTHSCALE_FACTORS, d).to(ref) * spread.to(ref)
     else:
         extents, axes = principal
-        R = axes.to(ref).expand(*batch, 3, 3)
-        base = torch.tensor(ALIGNED_LENGTHSCALE_FACTORS, dtype=ref.dtype, device=ref.device) * extents.to(ref)
-    ls = base.expand(*batch, 3)
+        R = axes.to(ref).expand(*batch, d, d)
+        base = _lengthscale_factors(ALIGNED_LENGTHSCALE_FACTORS, d).to(ref) * extents.to(ref)
+    ls = base.expand(*batch, d)
     with torch.no_grad():
-        if isinstance(kernel, SO3AnisotropicKernel):
+        if isinstance(kernel, RotatedAnisotropicKernel):
             kernel.lengthscale = _strictly_inside(kernel.raw_lengthscale_constraint, ls.unsqueeze(-2))
-            kernel.rotation = so3.log_map(R)
+            kernel.rotation = sod.log_map(R)
         else:
             # z = x L with L L^T = R diag(l^-2) R^T: L is the Cholesky factor of that metric.
             M = (R / ls.unsqueeze(-2).square()) @ R.transpose(-1, -2)
@@ -203,6 +330,11 @@ def _initialise(
             diag = torch.diagonal(L, dim1=-2, dim2=-1)
             kernel.cholesky_diag = _strictly_inside(kernel.raw_cholesky_diag_constraint, diag)
             kernel.initialize(cholesky_offdiag=L[..., (1, 2, 2), (0, 0, 1)])
+
+
+def _is_thin(principals: list) -> bool:
+    """Whether any kernel's input cloud is thin (see :data:`THIN_EXTENT_RATIO`)."""
+    return any(p is not None and float(p[0][0] / p[0][-1]) < THIN_EXTENT_RATIO for p in principals)
 
 
 def _wrap_rotations(kernels: list) -> None:
@@ -215,8 +347,9 @@ def _wrap_rotations(kernels: list) -> None:
     """
     with torch.no_grad():
         for k in kernels:
-            if isinstance(k, SO3AnisotropicKernel):
-                k.rotation = so3.log_map(so3.exp_map(k.rotation))
+            # In d > 3 dimensions the coordinates are not an axis-angle ball; the map is left as fitted there.
+            if isinstance(k, RotatedAnisotropicKernel) and k.dim <= 3:
+                k.rotation = sod.log_map(sod.exp_map(k.rotation, k.dim))
 
 
 def _plain_gpytorch_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure | None:
@@ -243,6 +376,572 @@ def _exact_loss(mll: ExactMarginalLogLikelihood) -> float:
     return float(loss.sum())
 
 
+def _check_seed(seed: object) -> int | None:
+    """``seed`` as an int in ``[0, 2**63)`` (``None`` passes); ``TypeError``/``ValueError`` naming it otherwise."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"fit_map: seed must be an int in [0, 2**63) or None, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) < MAX_SEED:
+        raise ValueError(f"fit_map: seed must be an int in [0, 2**63) or None, got {int(seed)}")
+    return int(seed)
+
+
+def _check_halving(halving: object) -> tuple[tuple[int | None, int, float], ...]:
+    try:
+        rounds = tuple((p, int(it), float(keep)) for p, it, keep in halving)  # type: ignore[union-attr]
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"fit_map: halving must be a sequence of (max_points, max_iterations, keep), got {halving!r}"
+        ) from e
+    if not rounds:
+        raise ValueError("fit_map: halving needs at least one round")
+    for p, it, keep in rounds:
+        if (p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1)) or it < 1 or not 0 < keep <= 1:
+            raise ValueError(
+                "fit_map: each halving round is (max_points: int >= 1 or None, max_iterations >= 1, keep in (0, 1]), "
+                f"got {(p, it, keep)!r}"
+            )
+    return rounds
+
+
+class _Unbatchable(Exception):
+    """The model cannot be evaluated as a batch of starts (the sequential path runs instead)."""
+
+
+# ---------------------------------------------------------------------------------------------- batched starts
+class _GaussianLogDensity(torch.autograd.Function):
+    r"""``log N(y | mu, K)`` over a batch, with the closed-form gradient.
+
+    Forward: one Cholesky factor ``L`` of ``K`` (linear_operator's ``psd_safe_cholesky``: the same jitter retries
+    and ``NotPSDError`` as gpytorch's exact path), ``alpha = K^{-1} (y - mu)``. Backward:
+    ``d/dK = (alpha alpha^T - K^{-1}) / 2`` and ``d/dmu = alpha`` with ``K^{-1}`` from ``cholesky_inverse``,
+    about a third of the flops of autograd through ``cholesky`` and two triangular solves (measured in
+    ``benchmarks/bench_fit.py``'s evaluation timings).
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, mu: Tensor, K: Tensor) -> Tensor:
+        L = psd_safe_cholesky(K)
+        r = (y - mu).unsqueeze(-1)
+        alpha = torch.cholesky_solve(r, L)
+        n = K.shape[-1]
+        logdet = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        val = -0.5 * ((r * alpha).sum((-1, -2)) + logdet + n * math.log(2 * math.pi))
+        ctx.save_for_backward(L, alpha)
+        return val
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[None, Tensor, Tensor]:
+        L, alpha = ctx.saved_tensors
+        g = g.unsqueeze(-1)
+        grad_K = 0.5 * g.unsqueeze(-1) * (alpha @ alpha.transpose(-1, -2) - torch.cholesky_inverse(L))
+        return None, g * alpha.squeeze(-1), grad_K
+
+
+class _BatchedObjective:
+    """The per-start objective of ``S`` starts of one model, evaluated in one call.
+
+    A private deep copy of the model whose trainable parameters are, at each evaluation, views of one leaf tensor
+    ``x`` of shape ``B x P`` (``B`` active starts, ``P`` parameters of one start); kernel and mean batch shapes get
+    a leading ``B``. Training inputs/targets stay unbatched (a subset of them in early rounds) and broadcast.
+
+    Coordinates: a parameter bounded below only (BoTorch's noise, ``GreaterThan(1e-4, transform=None)``) is optimised
+    as ``log(raw - lower)`` (the optimum is the same; near a small noise level its curvature in raw units is
+    ``~1 / noise^2`` and L-BFGS-B crawled: ~120 iterations for the last 1e-3 of the objective at n = 300); other
+    finite bounds are passed to L-BFGS-B as they are.
+
+    The objective of each start is exactly what :func:`fit_map`'s sequential path minimises:
+    ``-(log p(y | theta) + added loss terms + log priors) / n``, summed over the model's own batch (outputs), the
+    prior terms reduced per start and output as gpytorch's ``ExactMarginalLogLikelihood._add_other_terms`` does
+    (never summed across starts).
+    """
+
+    #: Optimise lower-bounded-only parameters in log coordinates (``False``: raw units, as the sequential path).
+    log_coordinates: bool = True
+
+    def __init__(
+        self,
+        model: gpytorch.models.ExactGP,
+        params: dict[str, Tensor],
+        bounds: dict[str, tuple],
+        log_coordinates: bool | None = None,
+    ) -> None:
+        if log_coordinates is not None:
+            self.log_coordinates = log_coordinates
+        self.model = copy.deepcopy(model)
+        self.model.train()
+        self.names = list(params)
+        modules = dict(self.model.named_modules())
+        self.slots: list[tuple[torch.nn.Module, str, torch.Size, int, int]] = []
+        offset = 0
+        for name in self.names:
+            mod_name, _, attr = name.rpartition(".")
+            module = modules[mod_name]
+            shape = module._parameters[attr].shape
+            self.slots.append((module, attr, shape, offset, shape.numel()))
+            offset += shape.numel()
+        self.size = offset
+        # per-element L-BFGS-B bounds in raw units, then the log coordinates of the lower-bounded-only entries
+        raw_bounds = get_per_element_bounds(params, bounds, torch.Size([]))
+        raw_bounds = np.full((offset, 2), (-np.inf, np.inf)) if raw_bounds is None else raw_bounds
+        self.log_lower = np.isfinite(raw_bounds[:, 0]) & ~np.isfinite(raw_bounds[:, 1]) & self.log_coordinates
+        self.lower = np.where(self.log_lower, raw_bounds[:, 0], 0.0)
+        raw_bounds[self.log_lower] = (-np.inf, np.inf)
+        self.bounds = None if np.isinf(raw_bounds).all() else raw_bounds
+        # effective batch shapes (a ScaleKernel built without batch_shape around a batched base kernel has the base's)
+        self.kernels = [(m, m.batch_shape) for m in self.model.modules() if isinstance(m, Kernel)]
+        self.means = [
+            (m, vars(m)["batch_shape"])
+            for m in self.model.modules()
+            if isinstance(m, Mean) and isinstance(vars(m).get("batch_shape"), torch.Size)
+        ]
+        self.inputs = tuple(model.train_inputs)
+        self.targets = model.train_targets
+        self.param = params[self.names[0]]
+        self.log_index = torch.as_tensor(np.flatnonzero(self.log_lower), device=self.param.device)
+        self.lower_t = torch.as_tensor(self.lower[self.log_lower]).to(self.param)
+        self.evaluations = 0
+
+    def to_internal(self, raw: np.ndarray) -> np.ndarray:
+        """Raw parameter rows ``(B, P)`` -> optimiser coordinates."""
+        out = np.array(raw, dtype=np.float64)
+        out[..., self.log_lower] = np.log(np.maximum(out[..., self.log_lower] - self.lower[self.log_lower], 1e-300))
+        return out
+
+    def to_raw(self, x: np.ndarray) -> np.ndarray:
+        """Optimiser coordinates ``(B, P)`` -> raw parameter rows."""
+        out = np.array(x, dtype=np.float64)
+        out[..., self.log_lower] = self.lower[self.log_lower] + np.exp(out[..., self.log_lower])
+        return out
+
+    def set_points(self, index: Tensor | None) -> None:
+        """Use the training points ``index`` (``None``: all) in the following evaluations."""
+        if index is None:
+            self.model.train_inputs, self.model.train_targets = self.inputs, self.targets
+        else:
+            self.model.train_inputs = tuple(t.index_select(-2, index) for t in self.inputs)
+            self.model.train_targets = self.targets.index_select(-1, index)
+
+    @property
+    def num_points(self) -> int:
+        return self.model.train_targets.shape[-1]
+
+    def losses(self, x: Tensor) -> Tensor:
+        """Per-start objective ``(B,)`` at parameters ``x`` (``B x P``, in the model's dtype and device)."""
+        B = x.shape[0]
+        if len(self.log_index):
+            x = x.index_copy(-1, self.log_index, self.lower_t + x.index_select(-1, self.log_index).exp())
+        for module, attr, shape, offset, size in self.slots:
+            module._parameters[attr] = x[:, offset : offset + size].reshape(B, *shape)
+        for module, batch in self.kernels:
+            module._batch_shape = torch.Size([B]) + batch
+        for module, batch in self.means:
+            module.batch_shape = torch.Size([B]) + batch
+        model = self.model
+        inputs = model.train_inputs
+        out = model(*inputs)
+        params = tuple(model.transform_inputs(X=t) for t in inputs) if hasattr(model, "transform_inputs") else inputs
+        marginal = model.likelihood(out, *params)
+        y = model.train_targets
+        mu, K = marginal.mean, marginal.lazy_covariance_matrix.to_dense()
+        shape = torch.broadcast_shapes(y.shape, mu.shape)
+        res = _GaussianLogDensity.apply(y.expand(shape), mu.expand(shape), K.expand(*shape, shape[-1]))
+        if res.dim() < 1 or res.shape[0] != B:
+            raise _Unbatchable(f"the batched log likelihood has shape {tuple(res.shape)}, expected ({B}, ...)")
+        for term in model.added_loss_terms():
+            res = res + term.loss(*params)
+        nd = res.dim()
+        for _, module, prior, closure, _ in model.named_priors():
+            lp = prior.log_prob(closure(module))
+            if lp.dim() < 1 or lp.shape[0] != B:
+                raise _Unbatchable(f"a prior term has shape {tuple(lp.shape)}, expected ({B}, ...)")
+            lp = lp.reshape(*lp.shape[:nd], -1).sum(-1)
+            res = res + lp.reshape(*lp.shape, *([1] * (nd - lp.dim())))
+        return -(res / out.event_shape.numel()).reshape(B, -1).sum(-1)
+
+    def flat(self, module: torch.nn.Module) -> np.ndarray:
+        """The raw trainable parameters of ``module`` (same parameter names) as one ``(P,)`` row."""
+        params = dict(module.named_parameters())
+        return torch.cat([params[nm].detach().reshape(-1) for nm in self.names]).cpu().double().numpy()
+
+    def load(self, module: torch.nn.Module, x: np.ndarray) -> None:
+        """Write one start's parameters (optimiser coordinates ``(P,)``) into ``module`` (an unbatched model)."""
+        row = self.to_raw(x)
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for (_, _, shape, offset, size), name in zip(self.slots, self.names, strict=True):
+                p = params[name]
+                p.copy_(torch.as_tensor(row[offset : offset + size]).to(p).reshape(shape))
+
+    def tensor(self, rows: np.ndarray) -> Tensor:
+        return torch.as_tensor(rows).to(self.param)
+
+
+class _PhaseClosure:
+    """``fmin_l_bfgs_b_batched``'s objective for the rows of its ``x0`` (one start each).
+
+    Tracks each start's best point and raises on the first numerical failure, naming the rows when it knows them.
+    """
+
+    def __init__(self, obj: _BatchedObjective, x0: np.ndarray) -> None:
+        self.obj = obj
+        self.best_x = x0.copy()
+        self.best_f = np.full(x0.shape[0], np.inf)
+        self.last: tuple[np.ndarray, list[int]] | None = None
+
+    def __call__(self, x: np.ndarray, batch_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        self.last = (x, batch_indices)
+        self.obj.evaluations += 1
+        m = self.obj.num_points
+        chunk = max(1, BATCH_MAX_ELEMENTS // (m * m))
+        fs, gs = [], []
+        for i in range(0, x.shape[0], chunk):
+            xt = self.obj.tensor(x[i : i + chunk]).requires_grad_(True)
+            f = self.obj.losses(xt)
+            bad = [i + j for j, ok in enumerate(torch.isfinite(f).tolist()) if not ok]
+            if bad:
+                raise _NonFiniteLoss(bad)
+            (g,) = torch.autograd.grad(f.sum(), xt)
+            bad = [i + j for j, ok in enumerate(torch.isfinite(g).all(-1).tolist()) if not ok]
+            if bad:
+                raise _NonFiniteLoss(bad, "gradient")
+            fs.append(f.detach())
+            gs.append(g)
+        fn, g = torch.cat(fs).cpu().double().numpy(), torch.cat(gs)
+        for row, b in enumerate(batch_indices):
+            if fn[row] < self.best_f[b]:
+                self.best_f[b], self.best_x[b] = fn[row], x[row]
+        return fn, g.cpu().double().numpy()
+
+
+def _failing_rows(obj: _BatchedObjective, x: np.ndarray) -> dict[int, str]:
+    """Rows of ``x`` whose objective fails on its own (``row -> message``): isolates a failure of a batched call."""
+    out = {}
+    for row in range(x.shape[0]):
+        try:
+            with torch.no_grad():
+                val = obj.losses(obj.tensor(x[row : row + 1]))
+            if not bool(torch.isfinite(val).all()):
+                raise _NonFiniteLoss([0])
+        except _FAILURES as e:
+            out[row] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def _run_round(
+    obj: _BatchedObjective,
+    x0: np.ndarray,
+    starts: list[int],
+    bounds: np.ndarray | None,
+    options: dict,
+    failures: dict[int, str],
+    label: str,
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Batched L-BFGS-B of the starts ``starts`` (rows of ``x0``) on ``obj``'s current points.
+
+    A start that fails numerically is recorded in ``failures``, warned about and dropped; the others go on from
+    their best point so far. Returns the final rows (``x0``'s shape) and the losses of the surviving starts.
+    """
+    x = x0.copy()
+    active = list(range(len(starts)))
+    while active:
+        closure = _PhaseClosure(obj, x[active])
+        try:
+            xs, fs, _ = fmin_l_bfgs_b_batched(closure, x[active], bounds=bounds, pass_batch_indices=True, **options)
+        except _FAILURES as e:
+            if closure.last is None:  # cannot happen: the optimiser evaluates before it can fail
+                raise
+            last_x, idx = closure.last
+            if isinstance(e, _NonFiniteLoss):
+                bad = {row: f"{type(e).__name__}: {e}" for row in e.rows}
+            else:
+                bad = _failing_rows(obj, last_x)
+                if not bad:
+                    msg = f"a batched evaluation failed ({type(e).__name__}: {e}) but no start alone"
+                    raise _Unbatchable(msg) from e
+            failed = {active[idx[row]] for row in bad}
+            for row, msg in bad.items():
+                s = starts[active[idx[row]]]
+                failures[s] = f"{msg} (in {label})"
+                warnings.warn(
+                    f"fit_map start {s} failed in {label} and was dropped ({msg})", RestartFailedWarning, stacklevel=4
+                )
+            for j, a in enumerate(active):
+                x[a] = closure.best_x[j] if np.isfinite(closure.best_f[j]) else x[a]
+            active = [a for a in active if a not in failed]
+            continue
+        x[active] = xs
+        return x, {starts[a]: float(f) for a, f in zip(active, fs, strict=True)}
+    return x, {}
+
+
+def _lbfgsb_options(optimizer_options: dict | None, maxiter: int | None) -> dict:
+    """Options of ``fmin_l_bfgs_b_batched`` from scipy-style ``optimizer_options`` (``maxiter`` overrides)."""
+    opts = dict(DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options)
+    out = {}
+    for key, value in opts.items():
+        if key == "gtol":
+            out["pgtol"] = value
+        elif key in ("maxiter", "maxcor", "ftol", "pgtol", "maxls"):
+            out[key] = value
+    if "ftol" in out:
+        out["factr"] = None
+    if maxiter is not None:
+        out["maxiter"] = min(int(out.get("maxiter", maxiter)), maxiter)
+    return out
+
+
+def _reference_loss(model: gpytorch.models.ExactGP, obj: _BatchedObjective, row: np.ndarray) -> float:
+    """One start's objective through gpytorch's own ``ExactMarginalLogLikelihood`` on ``obj``'s current points."""
+    ref = copy.deepcopy(model)
+    obj.load(ref, row)
+    ref.train_inputs, ref.train_targets = obj.model.train_inputs, obj.model.train_targets
+    ref.train()
+    mll = ExactMarginalLogLikelihood(ref.likelihood, ref)
+    inputs = ref.train_inputs
+    params = tuple(ref.transform_inputs(X=t) for t in inputs) if hasattr(ref, "transform_inputs") else inputs
+    with torch.no_grad():
+        return float(-mll(ref(*inputs), ref.train_targets, *params).sum())
+
+
+def _fit_batched(
+    model: gpytorch.models.ExactGP,
+    mll: ExactMarginalLogLikelihood,
+    x0: np.ndarray,
+    names: list[str],
+    info: FitMapInfo,
+    *,
+    halving: tuple[tuple[int | None, int, float], ...],
+    optimizer_options: dict | None,
+    subset_generator: torch.Generator,
+    kernels: list,
+    describe: list[str],
+    progress: bool,
+    protect: tuple[int, ...] = (),
+    exact: bool = True,
+) -> None:
+    """The batched path: successive-halving rounds over all starts, then the polish of the best one (in place).
+
+    Starts in ``protect`` survive every round and are polished too; the best polished start is kept.
+    """
+    num_starts = x0.shape[0]
+    params = dict(model.named_parameters())
+    _, bounds_dict = get_parameters_and_bounds(mll)
+    obj = _BatchedObjective(model, {n: params[n] for n in names}, bounds_dict)
+    bounds = obj.bounds
+    x0 = obj.to_internal(x0)
+    n = obj.targets.shape[-1]
+    order = torch.randperm(n, generator=subset_generator)
+
+    # Check once that the batch evaluates each start as the model does alone (two starts, a few points).
+    check = order[: min(n, 32)].sort().values
+    obj.set_points(check)
+    # a batch size that no dimension of the model matches, so that a wrong broadcast cannot pass unnoticed
+    sizes = {d for p in params.values() for d in p.shape} | set(obj.targets.shape)
+    size = next(b for b in range(2, len(sizes) + 3) if b not in sizes)
+    rows = x0[[i % num_starts for i in range(size)]]
+    try:
+        with torch.no_grad():
+            batched = obj.losses(obj.tensor(rows)).tolist()
+        reference = [_reference_loss(model, obj, r) for r in rows]
+    except _Unbatchable:
+        raise
+    except _FAILURES:
+        batched = reference = None  # a failing start: the rounds below isolate it
+    except Exception as e:  # any error of an exotic module under batching: use the sequential path
+        raise _Unbatchable(f"batched evaluation raised {type(e).__name__}: {e}") from e
+    if batched is not None:
+        tol = 1e-6 if obj.param.dtype == torch.float64 else 1e-3
+        if not np.allclose(batched, reference, rtol=tol, atol=tol, equal_nan=True):
+            raise _Unbatchable(f"batched objective {batched} differs from the model's own {reference}")
+
+    info.losses = [math.nan] * num_starts
+    info.loss_points = [0] * num_starts
+    info.times = [0.0] * num_starts
+    x = x0.copy()
+    alive = [s for s in range(num_starts) if s not in protect]
+    for r, (max_points, max_iterations, keep) in enumerate(halving):
+        t0 = time.perf_counter()
+        m = n if max_points is None else min(n, max_points)
+        obj.set_points(None if m == n else order[:m].sort().values)
+        label = f"round {r}"
+        evaluations = obj.evaluations
+        opts = _lbfgsb_options(optimizer_options, max_iterations)
+        x[alive], losses = _run_round(obj, x[alive], alive, bounds, opts, info.failures, label)
+        ranked = sorted(losses, key=losses.get)
+        kept = ranked[: max(1, math.ceil(keep * num_starts))] if r < len(halving) - 1 else ranked[:1]
+        phase = FitPhase(
+            name=label,
+            starts=list(alive),
+            num_points=m,
+            max_iterations=max_iterations,
+            losses={s: losses.get(s, math.nan) for s in alive},
+            kept=kept,
+            evaluations=obj.evaluations - evaluations,
+            seconds=time.perf_counter() - t0,
+        )
+        info.phases.append(phase)
+        for s in alive:
+            info.losses[s], info.loss_points[s] = phase.losses[s], m
+            info.times[s] += phase.seconds
+            if s not in kept and s not in info.failures:
+                info.dropped[s] = label
+        if progress:
+            best = " ".join(f"{describe[s]}={losses[s]:.4g}" for s in ranked[:3])
+            print(
+                f"fit_map {label}: {len(alive)} starts, {m} points, {phase.seconds:.1f} s; best {best}", file=sys.stderr
+            )
+        # the last round ranks all survivors: the polish goes down this list if the best one fails
+        alive = kept if r < len(halving) - 1 else ranked
+        if not alive:
+            break
+
+    obj.set_points(None)
+    polish_opts = _lbfgsb_options(optimizer_options, None)
+    # polish the best survivor and the protected starts; if all of them fail, go down the ranking
+    first = [*kept, *protect]
+    rest = [s for s in alive if s not in first]
+    raw_obj = None
+    best = None  # (loss, start, row)
+    for s in [*first, *rest]:
+        if best is not None and s not in first:
+            break
+        t0 = time.perf_counter()
+        evaluations = obj.evaluations
+        this = obj
+        if s in protect:  # from its initial state, in the sequential path's coordinates (see THIN_EXTENT_RATIO)
+            if raw_obj is None:
+                raw_obj = _BatchedObjective(model, {nm: params[nm] for nm in names}, bounds_dict, log_coordinates=False)
+            this, row = raw_obj, raw_obj.to_internal(obj.to_raw(x0[[s]]))
+            info.times[s] = 0.0
+        else:
+            row = x[[s]]
+        if not exact:  # above EXACT_FIT_MAX_POINTS: gpytorch's own (CG) path on the model, as the sequential path
+            this.load(model, row[0])
+            try:
+                _polish(mll, kernels, optimizer_options)
+                xs, losses = this.to_internal(this.flat(model)[None]), {s: math.nan}
+            except _FAILURES as e:
+                info.failures[s] = f"{type(e).__name__}: {e} (in polish)"
+                losses = {}
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RestartFailedWarning)  # warned below, once, as a polish failure
+                xs, losses = _run_round(this, row, [s], this.bounds, polish_opts, info.failures, "polish")
+        loss = math.nan
+        if losses:
+            this.load(model, xs[0])
+            _wrap_rotations(kernels)
+            try:
+                loss = _exact_loss(mll)  # the model's own objective (gpytorch), not the batched one
+            except _FAILURES as e:
+                info.failures[s] = f"{type(e).__name__}: {e} (in polish)"
+            if not math.isfinite(loss) and s not in info.failures:
+                info.failures[s] = f"non-finite objective {loss} (in polish)"
+        seconds = time.perf_counter() - t0
+        info.times[s] += seconds
+        if not math.isfinite(loss):
+            warnings.warn(
+                f"fit_map start {s} failed in the polish ({info.failures[s]})", RestartFailedWarning, stacklevel=3
+            )
+            info.losses[s] = math.nan
+            continue
+        info.phases.append(
+            FitPhase(
+                name="polish",
+                starts=[s],
+                num_points=n,
+                max_iterations=polish_opts.get("maxiter"),
+                losses={s: loss},
+                kept=[s],
+                evaluations=this.evaluations - (evaluations if this is obj else 0),
+                seconds=seconds,
+            )
+        )
+        info.losses[s], info.loss_points[s] = loss, n
+        info.dropped.pop(s, None)  # polished (a runner-up is when the best start failed)
+        if best is None or loss < best[0]:
+            best = (loss, s, this, xs[0])
+        if progress:
+            print(f"fit_map polish of {describe[s]}: loss {loss:.5g} ({seconds:.1f} s)", file=sys.stderr)
+    if best is None:
+        raise ModelFittingError(f"fit_map: all {num_starts} starts failed: " + "; ".join(info.failures.values()))
+    _, info.best_restart, this, row = best
+    this.load(model, row)
+    _wrap_rotations(kernels)
+    for s in first:
+        if s != info.best_restart and s not in info.failures:
+            info.dropped[s] = "polish"
+
+
+def _polish(mll: ExactMarginalLogLikelihood, kernels: list, optimizer_options: dict | None) -> None:
+    """L-BFGS-B of the model's current state to convergence (BoTorch's ``fit_gpytorch_mll_scipy``)."""
+    mll.train()
+    with warnings.catch_warnings():
+        # Our own loop replaces BoTorch's retries; its convergence chatter per start is noise here.
+        warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
+        options = DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options
+        fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=options)
+    _wrap_rotations(kernels)
+
+
+def _fit_sequential(
+    model: gpytorch.models.ExactGP,
+    mll: ExactMarginalLogLikelihood,
+    starts: list[dict[str, Tensor]],
+    info: FitMapInfo,
+    *,
+    optimizer_options: dict | None,
+    kernels: list,
+    describe: list[str],
+    progress: bool,
+) -> None:
+    """The sequential path: every start optimised to convergence on its own, the best one kept (in place)."""
+    n = model.train_targets.shape[-1]
+    best_state, best_loss = None, math.inf
+    info.losses, info.times, info.loss_points = [], [], []
+    for r, state in enumerate(starts):
+        t0 = time.perf_counter()
+        model.load_state_dict(state)
+        loss = math.nan
+        try:
+            _polish(mll, kernels, optimizer_options)
+            loss = _exact_loss(mll)
+            if not math.isfinite(loss):
+                raise _NonFiniteLoss([0])
+        except _FAILURES as e:  # a failed start is skipped, not fatal
+            info.failures[r] = f"{type(e).__name__}: {e}"
+            warnings.warn(
+                f"fit_map {describe[r]} (start {r}) failed and was skipped ({type(e).__name__}: {e})",
+                RestartFailedWarning,
+                stacklevel=3,
+            )
+            loss = math.nan
+        info.losses.append(loss)
+        info.loss_points.append(n)
+        info.times.append(time.perf_counter() - t0)
+        info.phases.append(
+            FitPhase(
+                name="sequential",
+                starts=[r],
+                num_points=n,
+                max_iterations=None,
+                losses={r: loss},
+                kept=[r] if math.isfinite(loss) else [],
+                seconds=info.times[-1],
+            )
+        )
+        if math.isfinite(loss) and loss < best_loss:
+            best_loss, best_state, info.best_restart = loss, copy.deepcopy(model.state_dict()), r
+        if progress:
+            mark = " *" if info.best_restart == r else ""
+            print(f"fit_map {describe[r]}: loss {loss:.5g} ({info.times[-1]:.1f} s){mark}", file=sys.stderr)
+    if best_state is None:
+        raise ModelFittingError(f"fit_map: all {len(starts)} starts failed: " + "; ".join(info.failures.values()))
+    model.load_state_dict(best_state)
+
+
 def fit_map(
     model: gpytorch.models.ExactGP,
     *,
@@ -253,6 +952,9 @@ def fit_map(
     exact: bool | None = None,
     progress: bool = False,
     data_aligned_start: bool = True,
+    identity_start: bool | None = None,
+    strategy: str = "batched",
+    halving: Sequence[tuple[int | None, int, float]] = DEFAULT_HALVING,
 ) -> gpytorch.models.ExactGP:
     r"""Type-II MAP estimate of the hyperparameters with Haar-random restarts over rotations.
 
@@ -262,7 +964,7 @@ def fit_map(
     * each of the ``num_restarts`` restarts draws a Haar-uniform rotation (independent of the data) and sets
       unequal length-scales ``spread * (0.5, 1, 2)``, ``spread`` being the RMS standard deviation of the kernel's
       active input columns;
-    * with ``data_aligned_start`` (default), one more start, run first (index 0 in ``fit_map_info_``), is
+    * with ``data_aligned_start`` (default), one more start, first (index 0 in ``fit_map_info_``), is
       *data-aligned*: the rotation is the principal axes
       of the training inputs (eigenvectors of the covariance of the centred kernel inputs; leading batch
       dimensions pooled) and the length-scale along principal axis ``i`` is ``extent_i * (1.5, 2.25, 3)[i]``,
@@ -274,11 +976,25 @@ def fit_map(
       with this start, 3/18 with Haar restarts alone).
 
     Initial length-scales are clamped strictly inside the kernel's length-scale constraint. The Haar draws come
-    from a generator seeded with ``seed``, so a seed fixes every start. Each restart then maximises the marginal
-    log likelihood plus log priors (gpytorch's ``ExactMarginalLogLikelihood`` adds registered priors) with
-    L-BFGS-B through BoTorch's ``fit_gpytorch_mll_scipy``. The start with the best objective is restored.
-    A start that fails (non-PSD, NaN, Cholesky error) is skipped with a
-    :class:`~gpytorch_so3.exceptions.RestartFailedWarning`; if all fail a ``ModelFittingError`` is raised.
+    from a generator seeded with ``seed``, so a seed fixes every start. The objective is the negative marginal log
+    likelihood plus log priors per data point (gpytorch's ``ExactMarginalLogLikelihood``, which adds registered
+    priors), minimised with L-BFGS-B.
+
+    ``strategy="batched"`` (default) optimises all starts as one batch-mode copy of the model, one objective
+    evaluation per iteration for all active starts, with BoTorch's batched L-BFGS-B (each start has its own
+    L-BFGS-B state and convergence test, as if run alone). Successive halving (``halving``, default
+    :data:`DEFAULT_HALVING`): round ``i`` runs at most ``max_iterations`` iterations on ``min(n, max_points)``
+    training points (nested random subsets drawn from ``seed``), then keeps the best ``ceil(keep * starts)``
+    starts; the best start of the last round is polished alone on the original model, on all points, to
+    convergence (BoTorch's ``fit_gpytorch_mll_scipy`` with ``optimizer_options``). If the model cannot be
+    evaluated as a batch (an exotic module, a custom ``mll``), the sequential path runs instead and
+    ``fit_map_info_.fallback_reason`` says why. ``strategy="sequential"`` runs every start to convergence on its
+    own, one after another (the behaviour before batching; about ``starts`` times the cost).
+
+    A start that fails numerically (non-PSD, NaN, Cholesky error, non-finite objective) is dropped with a
+    :class:`~gpytorch_so3.exceptions.RestartFailedWarning` and recorded; the others go on. Other exceptions
+    propagate. If every start fails a ``ModelFittingError`` is raised. On any exception (``KeyboardInterrupt``
+    included) the model's parameters and train/eval modes are restored to their state at the call.
 
     Args:
         model: a gpytorch ``ExactGP`` (BoTorch's ``SingleTaskGP`` included) containing one or more
@@ -286,49 +1002,70 @@ def fit_map(
             ``ModelListGP``, gpytorch's ``IndependentModelList``): then each sub-model with such a kernel is fitted
             by ``fit_map`` with seed ``seed + i`` (its own ``fit_map_info_``), the others by BoTorch's
             ``fit_gpytorch_mll``; ``mll`` must be ``None``.
-        num_restarts: number of restarts (>= 1).
-        seed: seed of the restarts' random rotations (``None``: fresh randomness). Same seed, same result.
-        mll: the objective; default ``ExactMarginalLogLikelihood(model.likelihood, model)``.
-        optimizer_options: options of ``scipy.optimize.minimize`` (default :data:`DEFAULT_OPTIMIZER_OPTIONS`,
-            ``{"maxiter": 1000}``).
-        exact: evaluate with Cholesky instead of CG/Lanczos (default: when ``n <= 5000``).
-        progress: print one line per restart to stderr.
+        num_restarts: number of Haar restarts (>= 1).
+        seed: int in ``[0, 2**63)`` seeding the restarts' random rotations and the subsets of the halving rounds
+            (``None``: fresh randomness). Same seed, same result.
+        mll: the objective; default ``ExactMarginalLogLikelihood(model.likelihood, model)`` (another one runs the
+            sequential path).
+        optimizer_options: options of ``scipy.optimize.minimize``'s L-BFGS-B for the polish and sequential starts
+            (default :data:`DEFAULT_OPTIMIZER_OPTIONS`, ``{"maxiter": 1000}``); ``maxiter``, ``ftol``, ``gtol``,
+            ``maxcor`` and ``maxls`` also apply to the halving rounds (whose ``max_iterations`` caps ``maxiter``).
+        exact: evaluate with Cholesky instead of CG/Lanczos (default: when ``n <= 5000``). The batched rounds always
+            use Cholesky (on their subsets); with ``exact=False`` the polish runs gpytorch's own path on the model.
+        progress: print one line per round (or per sequential start) to stderr.
         data_aligned_start: add the data-aligned start described above (``False``: Haar restarts only).
+        identity_start: add a start at rotation 0 (the coordinate axes: an ARD kernel), after the data-aligned
+            start, so that an axis-aligned optimum is always among the starts. ``None`` (default): only when a
+            kernel has ``dim != 3`` (:class:`~gpytorch_so3.RotatedAnisotropicKernel`), where the coordinate axes are
+            the natural reference of Bayesian optimisation; the 3-D defaults keep the measured start set.
+        strategy: ``"batched"`` (default) or ``"sequential"``.
+        halving: the successive-halving rounds ``(max_points, max_iterations, keep)`` of the batched path.
 
     Returns:
-        The model, with the best start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
-        :class:`FitMapInfo` (loss of every start, ``num_restarts + 1`` entries with the data-aligned start first,
-        which was kept, timings, failures).
+        The model, with the kept start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
+        :class:`FitMapInfo` (per-start losses, ``num_restarts + 1`` entries with the data-aligned start first, the
+        rounds with their losses, which starts were dropped when, which was kept, timings, failures, the path
+        that ran).
 
     Raises:
-        ValueError: no SO(3)/full-SPD kernel in the model, or ``num_restarts < 1``.
-        ModelFittingError: every restart failed.
+        TypeError: ``model`` is not an ``ExactGP`` or model list, or ``seed`` is not an int.
+        ValueError: no SO(3)/full-SPD kernel in the model, ``num_restarts < 1``, ``seed`` out of range, bad
+            ``strategy``/``halving``, or training inputs with NaN/inf or zero spread.
+        ModelFittingError: every start failed.
 
     Example:
         >>> from botorch.models import SingleTaskGP
         >>> from gpytorch.kernels import ScaleKernel
+        >>> from gpytorch_so3 import SO3AnisotropicKernel
         >>> X = torch.rand(20, 3, dtype=torch.float64); Y = torch.sin(6 * X.sum(-1, keepdim=True))
         >>> model = SingleTaskGP(X, Y, covar_module=ScaleKernel(SO3AnisotropicKernel(nu=2.5)))
-        >>> # a tiny budget to keep the example fast; the defaults are 8 restarts of up to 1000 iterations
+        >>> # a tiny budget to keep the example fast; the defaults are 8 restarts, polished to convergence
         >>> model = fit_map(model, num_restarts=2, seed=0, optimizer_options={"maxiter": 20})
         >>> model.training, len(model.fit_map_info_.losses)  # the data-aligned start and 2 Haar restarts
         (False, 3)
+        >>> model.fit_map_info_.strategy, [p.name for p in model.fit_map_info_.phases]
+        ('batched', ['round 0', 'round 1', 'polish'])
         >>> model.covar_module.base_kernel.rotation_matrix.shape  # the fitted orientation
         torch.Size([3, 3])
     """
     if isinstance(num_restarts, bool) or not isinstance(num_restarts, int) or num_restarts < 1:
         raise ValueError(f"num_restarts must be a positive int, got {num_restarts!r}")
+    seed = _check_seed(seed)
+    if strategy not in ("batched", "sequential"):
+        raise ValueError(f"fit_map: strategy must be 'batched' or 'sequential', got {strategy!r}")
+    halving = _check_halving(halving)
+    kwargs = dict(
+        num_restarts=num_restarts,
+        optimizer_options=optimizer_options,
+        exact=exact,
+        progress=progress,
+        data_aligned_start=data_aligned_start,
+        identity_start=identity_start,
+        strategy=strategy,
+        halving=halving,
+    )
     if isinstance(model, gpytorch.models.IndependentModelList):  # includes BoTorch's ModelListGP
-        return _fit_model_list(
-            model,
-            num_restarts=num_restarts,
-            seed=seed,
-            mll=mll,
-            optimizer_options=optimizer_options,
-            exact=exact,
-            progress=progress,
-            data_aligned_start=data_aligned_start,
-        )
+        return _fit_model_list(model, seed=seed, mll=mll, **kwargs)
     if not isinstance(model, gpytorch.models.ExactGP):
         raise TypeError(
             "fit_map expects a gpytorch ExactGP (e.g. botorch SingleTaskGP) or a model list of them "
@@ -340,64 +1077,99 @@ def fit_map(
             "fit_map: the model contains no SO3AnisotropicKernel or FullSPDKernel; "
             "use botorch.fit.fit_gpytorch_mll for other kernels"
         )
-    from gpytorch_so3.botorch_utils import check_input_scaling  # local: botorch_utils imports heavier modules
-
     check_input_scaling(model, stacklevel=3)  # a per-axis Normalize shears space: warn, the fit is still valid
+    default_mll = mll is None
     if mll is None:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
     X = _train_inputs(model)
     spreads = [_input_spread(X, k) for k in kernels]
     num_aligned = 1 if data_aligned_start else 0
-    num_starts = num_restarts + num_aligned
+    if identity_start is None:  # the ARD start is the default where the SO(3) defaults were not measured: d != 3
+        identity_start = any(_kernel_dim(k) != 3 for k in kernels)
+    num_identity = 1 if identity_start else 0
     principals = [_principal_extents(X, k) for k in kernels] if num_aligned else [None] * len(kernels)
     n = X.shape[-2]
     if exact is None:
         exact = n <= EXACT_FIT_MAX_POINTS
-    generator = torch.Generator()
-    generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+    if seed is None:
+        seed = int(torch.randint(0, MAX_SEED - 1, (1,)).item())
+    generator = torch.Generator().manual_seed(seed)
+    subset_generator = torch.Generator().manual_seed((seed + 0x5EED) % MAX_SEED)  # independent of the Haar draws
 
+    t_start = time.perf_counter()
     initial_state = copy.deepcopy(model.state_dict())
-    best_state, best_loss = None, math.inf
-    info = FitMapInfo()
+    modes = [(m, m.training) for m in (*model.modules(), *mll.modules())]
+    info = FitMapInfo(strategy=strategy)
+    kinds = ["aligned"] * num_aligned + ["identity"] * num_identity + ["haar"] * num_restarts
+    names = {"aligned": "data-aligned start", "identity": "identity (ARD) start"}
+    describe = [
+        names.get(kind, f"restart {r + 1 - num_aligned - num_identity}/{num_restarts}") for r, kind in enumerate(kinds)
+    ]
     chol = gpytorch.settings.max_cholesky_size(n + 1 if exact else gpytorch.settings.max_cholesky_size.value())
-    for r in range(num_starts):
-        t0 = time.perf_counter()
-        model.load_state_dict(initial_state)
-        loss = math.nan
-        try:
+    try:
+        # Every start's initial state, drawn in order from the seeded generator (the same for both paths).
+        starts = []
+        for kind in kinds:
+            model.load_state_dict(initial_state)
             for k, s, p in zip(kernels, spreads, principals, strict=True):
-                _initialise(k, s, generator, p if r < num_aligned else None)
-            mll.train()
-            with chol, warnings.catch_warnings():
-                # Our own loop replaces BoTorch's retries; its convergence chatter per restart is noise here.
-                warnings.filterwarnings("ignore", message=".*(converge|ABNORMAL|TOTAL NO. of).*")
-                options = DEFAULT_OPTIMIZER_OPTIONS if optimizer_options is None else optimizer_options
-                fit_gpytorch_mll_scipy(mll, closure=_plain_gpytorch_closure(mll), options=options)
-                _wrap_rotations(kernels)
-                loss = _exact_loss(mll)
-            if not math.isfinite(loss):
-                raise ValueError(f"non-finite objective {loss}")
-        except _FAILURES as e:  # a failed restart is skipped, not fatal
-            info.failures[r] = f"{type(e).__name__}: {e}"
-            what = "data-aligned start" if r < num_aligned else f"restart {r - num_aligned}"
-            warnings.warn(
-                f"fit_map {what} (start {r}) failed and was skipped ({type(e).__name__}: {e})",
-                RestartFailedWarning,
-                stacklevel=2,
-            )
-            loss = math.nan
-        info.losses.append(loss)
-        info.times.append(time.perf_counter() - t0)
-        if math.isfinite(loss) and loss < best_loss:
-            best_loss, best_state, info.best_restart = loss, copy.deepcopy(model.state_dict()), r
-        if progress:
-            mark = " *" if info.best_restart == r else ""
-            kind = "data-aligned start" if r < num_aligned else f"restart {r + 1 - num_aligned}/{num_restarts}"
-            print(f"fit_map {kind}: loss {loss:.5g} ({info.times[-1]:.1f} s){mark}", file=sys.stderr)
-    if best_state is None:
+                _initialise(k, s, generator, p if kind == "aligned" else None, identity=kind == "identity")
+            starts.append(copy.deepcopy(model.state_dict()))
         model.load_state_dict(initial_state)
-        raise ModelFittingError(f"fit_map: all {num_starts} starts failed: " + "; ".join(info.failures.values()))
-    model.load_state_dict(best_state)
+        mll.train()
+        with chol:
+            if strategy == "batched":
+                try:
+                    if fmin_l_bfgs_b_batched is None:
+                        raise _Unbatchable("botorch.optim.batched_lbfgs_b is not available")
+                    if not default_mll and not (
+                        type(mll) is ExactMarginalLogLikelihood
+                        and mll.model is model
+                        and mll.likelihood is model.likelihood
+                    ):
+                        raise _Unbatchable(f"a custom mll ({type(mll).__name__})")
+                    names = [name for name, p in model.named_parameters() if p.requires_grad]
+                    params = dict(model.named_parameters())
+                    rows = []
+                    for state in starts:
+                        model.load_state_dict(state)
+                        rows.append(torch.cat([params[nm].detach().reshape(-1) for nm in names]))
+                    x0 = torch.stack(rows).cpu().double().numpy()
+                    model.load_state_dict(initial_state)
+                    _fit_batched(
+                        model,
+                        mll,
+                        x0,
+                        names,
+                        info,
+                        halving=halving,
+                        optimizer_options=optimizer_options,
+                        subset_generator=subset_generator,
+                        kernels=kernels,
+                        describe=describe,
+                        progress=progress,
+                        protect=(0,) if num_aligned and _is_thin(principals) else (),
+                        exact=exact,
+                    )
+                except _Unbatchable as e:
+                    info = FitMapInfo(strategy="sequential", fallback_reason=str(e))
+                    model.load_state_dict(initial_state)
+            if info.strategy == "sequential":
+                _fit_sequential(
+                    model,
+                    mll,
+                    starts,
+                    info,
+                    optimizer_options=optimizer_options,
+                    kernels=kernels,
+                    describe=describe,
+                    progress=progress,
+                )
+    except BaseException:
+        model.load_state_dict(initial_state)
+        for m, mode in modes:
+            m.training = mode
+        raise
+    info.seconds = time.perf_counter() - t_start
     model.fit_map_info_ = info
     mll.eval()
     model.eval()
@@ -417,12 +1189,14 @@ def _fit_model_list(model: gpytorch.models.IndependentModelList, *, seed: int | 
             "fit_map: no sub-model of the model list contains an SO3AnisotropicKernel or FullSPDKernel; "
             "use botorch.fit.fit_gpytorch_mll for other kernels"
         )
+    if seed is not None and seed + len(subs) - 1 >= MAX_SEED:
+        raise ValueError(f"fit_map: seed + i must stay below 2**63 for the {len(subs)} sub-models, got seed {seed}")
+    from botorch.fit import fit_gpytorch_mll
+
     for i, sub in enumerate(subs):
         if _anisotropic_kernels(sub):
-            fit_map(sub, seed=None if seed is None else int(seed) + i, **kwargs)
+            fit_map(sub, seed=None if seed is None else seed + i, **kwargs)
         else:
-            from botorch.fit import fit_gpytorch_mll
-
             fit_gpytorch_mll(ExactMarginalLogLikelihood(sub.likelihood, sub))
     model.eval()
     return model

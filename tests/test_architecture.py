@@ -96,9 +96,6 @@ OPTIONAL_EXTRAS = frozenset({"matplotlib", "gstools", "pykrige", "arviz", "pykeo
 #: Edges in modules owned by other branches (rewritten right now) that break the rules; the integrator removes a
 #: line when its edge is gone. Format: (importing module, imported module or package, kind of violation).
 KNOWN_VIOLATIONS: set[tuple[str, str, str]] = {
-    # fit imports botorch_utils inside a function ("botorch_utils imports heavier modules"): no longer true
-    # (botorch_utils no longer imports fully_bayesian), import check_input_scaling at module level.
-    ("fit", "botorch_utils", "local"),
     # compare and experiments are application code leaving the package (issue 14.5); until then:
     ("compare", "kernels.keops", "local"),
     ("compare", "large", "local"),

@@ -31,6 +31,8 @@ def validate_inputs(
     active_dims: Tensor | None,
     param_dtype: torch.dtype,
     dim: int = 3,
+    *,
+    check_finite: bool = True,
 ) -> None:
     """Check the inputs of a ``dim``-D kernel and raise a ``TypeError``/``ValueError`` that names the problem.
 
@@ -41,6 +43,7 @@ def validate_inputs(
         active_dims: the kernel's ``active_dims`` (length ``dim``) or ``None`` (then ``d`` must be ``dim``).
         param_dtype: dtype of the kernel's parameters; inputs must match it.
         dim: the number of input dimensions the kernel acts on (default 3).
+        check_finite: also scan the used columns for NaN/inf (``False``: types and shapes only).
 
     Raises:
         TypeError: non-tensor or non-floating inputs, or a dtype that differs from ``param_dtype``.
@@ -85,7 +88,7 @@ def validate_inputs(
                     f"but {name} has shape {tuple(x.shape)}"
                 )
             sel = x.index_select(-1, active_dims)
-        if not bool(torch.isfinite(sel).all()):
+        if check_finite and not bool(torch.isfinite(sel).all()):
             bad = int((~torch.isfinite(sel)).any(-1).sum())
             raise ValueError(f"{kernel_name}: {name} contains NaN or inf in {bad} row(s); inputs must be finite")
 
@@ -254,7 +257,11 @@ class AnisotropicKernel(Kernel):
                 f"{type(self).__name__} couples the {self.dim} input dimensions through one metric; "
                 "last_dim_is_batch=True has no meaning for it"
             )
-        validate_inputs(type(self).__name__, x1, x2, self.active_dims, self._param_dtype(), dim=self.dim)
+        # Types, dtypes and shapes here (gpytorch's active-dim selection would fail obscurely on them); the NaN/inf
+        # scan runs once, in `forward`, on the selected columns (the only path wrappers such as ScaleKernel take).
+        validate_inputs(
+            type(self).__name__, x1, x2, self.active_dims, self._param_dtype(), dim=self.dim, check_finite=False
+        )
         return super().__call__(x1, x2, diag=diag, **params)
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params) -> Tensor:
@@ -273,7 +280,7 @@ class AnisotropicKernel(Kernel):
         if last_dim_is_batch:
             raise ValueError(f"{type(self).__name__} does not support last_dim_is_batch=True")
         # Wrappers such as ScaleKernel call `base_kernel.forward` directly and bypass our `__call__`, so the checks
-        # run here too (on the already active-dim-selected inputs). Cost: one isfinite over n x dim per call.
+        # run here (on the already active-dim-selected inputs). Cost: one isfinite over n x dim per call.
         validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype(), dim=self.dim)
         # Centring first keeps |z|^2 small so the expanded-norm distance formula loses no digits (as MaternKernel).
         mean = x1.mean(dim=-2, keepdim=True)
@@ -281,7 +288,7 @@ class AnisotropicKernel(Kernel):
         z1 = F.whiten(x1 - mean, A)
         z2 = z1 if x2 is x1 else F.whiten(x2 - mean, A)
         sq = self.covar_dist(z1, z2, diag=diag, square_dist=True, **params)
-        if self.nu is not None and not diag and sq.shape[-1] == sq.shape[-2] and torch.equal(x1, x2):
+        if self.nu is not None and not diag and sq.shape[-1] == sq.shape[-2] and (x1 is x2 or torch.equal(x1, x2)):
             # The expanded-norm distance leaves rounding (~eps |z|^2) on the diagonal of a self-covariance, which
             # sqrt inflates to ~1e-8 (float64) or ~1e-3 (float32) in the Matern branches (gpytorch's own MaternKernel
             # shows it when gradients are on). The exact value is 0 with zero derivative, so set it: k(x, x) == 1
