@@ -7,6 +7,7 @@ Edit the cell file, then rebuild:
 
     python notebooks/_build.py                     # rebuild all .ipynb (no outputs)
     python notebooks/_build.py 01 02 --execute     # rebuild and execute in full mode, saving the outputs
+    python notebooks/_build.py --sync              # take the cell sources, keep the outputs of unchanged cells
     SMOKE_TEST=1 python -m pytest --nbmake notebooks -q   # what CI runs: every notebook in smoke mode
 
 ``--execute`` runs each notebook with ``SMOKE_TEST`` removed from the environment (the full budget), so the
@@ -93,6 +94,33 @@ def build(name: str) -> Path:
     return path
 
 
+def sync(name: str) -> tuple[Path, int]:
+    """Rewrite ``notebooks/<name>.ipynb`` from ``_cells/<name>.py``, keeping the saved outputs of unchanged cells.
+
+    A code cell keeps its outputs only if a cell with exactly the same source stood at the same position among the
+    code cells of the saved notebook; every other code cell is written without outputs (so no figure or table is
+    shown beside code that did not produce it). Returns the path and the number of code cells left without outputs.
+    """
+    path = HERE / f"{name}.ipynb"
+    old = nbformat.read(path, as_version=4) if path.exists() else new_notebook()
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    cells, stale, i = [], 0, 0
+    for kind, src in parse_cells((CELLS / f"{name}.py").read_text()):
+        if kind == "markdown":
+            cells.append(new_markdown_cell(src))
+            continue
+        cell = new_code_cell(src)
+        if i < len(old_code) and old_code[i].source == src:
+            cell.outputs, cell.execution_count = old_code[i].outputs, old_code[i].get("execution_count")
+        else:
+            stale += 1
+        cells.append(cell)
+        i += 1
+    nb = new_notebook(cells=cells, metadata=old.get("metadata") or {"kernelspec": KERNELSPEC})
+    nbformat.write(nb, path)
+    return path, stale
+
+
 def execute(path: Path, timeout: int) -> float:
     """Execute a notebook in full mode (``SMOKE_TEST`` unset) in place; return the wall time in seconds."""
     from nbclient import NotebookClient
@@ -118,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="notebook prefixes, e.g. 01 02 (default: all)")
     parser.add_argument("--execute", action="store_true", help="execute in full mode and save the outputs")
     parser.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+    parser.add_argument("--sync", action="store_true", help="update sources, keep outputs of unchanged code cells")
     args = parser.parse_args(argv)
     names = sorted(p.stem for p in CELLS.glob("[0-9][0-9]_*.py"))
     if args.names:
         names = [n for n in names if any(n.startswith(p) for p in args.names)]
     for name in names:
+        if args.sync:
+            path, stale = sync(name)
+            print(f"synced {path.name}: {stale} code cell(s) changed and left without outputs", flush=True)
+            continue
         path = build(name)
         msg = f"built {path.name}"
         if args.execute:
