@@ -347,6 +347,7 @@ def run_oilsands_demo(
     n_folds: int = 5,
     fold: int = 0,
     max_iter: int | None = None,
+    max_train: int | None = None,
     say: Callable[[str], None] | None = None,
 ) -> str:
     """Held-out-by-hole comparison on the oil-sands drill holes, then the rotated-coordinates test.
@@ -368,7 +369,8 @@ def run_oilsands_demo(
         n_folds: number of hole folds.
         fold: which fold is held out.
         max_iter: L-BFGS iteration cap per start.
-        say: progress callback (default: stderr unless ``quiet``).
+        max_train: use at most this many random training samples at all (``None``: all; for quick checks).
+        say: progress callback (default: stdout unless ``quiet``).
 
     Returns:
         the report text.
@@ -380,7 +382,9 @@ def run_oilsands_demo(
     data = load_oilsands(target=target)
     folds = hole_folds(data.hole_ids, n_folds, seed=seed)
     Q = known_rotation()
-    common = dict(max_fit=max_fit, nu=nu, num_restarts=num_restarts, seed=seed, max_iter=max_iter, say=say)
+    common = dict(
+        max_fit=max_fit, max_train=max_train, nu=nu, num_restarts=num_restarts, seed=seed, max_iter=max_iter, say=say
+    )
     t0 = time.perf_counter()
     say(f"oil-sands demo: {target}, original coordinates")
     orig = oilsands_fold(data, folds, fold, kinds=kinds, **common)
