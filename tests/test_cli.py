@@ -266,6 +266,8 @@ def _bad_files(tmp_path):
     f["huge200"] = _write_csv(tmp_path / "huge200.csv", head, [[*r[:3], r[3] * 1e200] for r in good])
     f["tiny"] = _write_csv(tmp_path / "tiny.csv", head, [[*r[:3], r[3] * 1e-300] for r in good])
     f["same"] = _write_csv(tmp_path / "same.csv", head, [[1.0, 2.0, 3.0, r[3]] for r in good])
+    f["flat"] = _write_csv(tmp_path / "flat.csv", head, [[1e6 + 1e-9 * r[0], 1e6, 1e6, r[3]] for r in good])
+    f["offset"] = _write_csv(tmp_path / "offset.csv", head, [[*r[:3], 1e9 + 1e-5 * r[3]] for r in good])
     f["dup"] = _write_csv(tmp_path / "dup.csv", [*head, "grade"], [[*r, r[3]] for r in good])
     f["extra"] = _write_csv(tmp_path / "extra.csv", head, [*good[:7], [*good[7], 5.0], *good[8:]])
     f["missing_field"] = _write_csv(tmp_path / "missing_field.csv", head, [*good[:7], good[7][:3], *good[8:]])
@@ -324,6 +326,8 @@ BAD_INPUTS = [
     ("target ~1e200", lambda f, t: _fit(f["huge200"]), "rescale it, e.g. divide by 1e"),
     ("target ~1e-300", lambda f, t: _fit(f["tiny"]), "values too small to fit"),
     ("all rows at one place", lambda f, t: _fit(f["same"]), "all 20 rows have the same coordinates"),
+    ("coordinates below float64 resolution", lambda f, t: _fit(f["flat"]), "below float64 resolution"),
+    ("target flat relative to its size", lambda f, t: _fit(f["offset"]), "subtract a constant first"),
     ("test fraction 1.5", lambda f, t: _fit(f["good"], "--test-fraction", "1.5"), "--test-fraction must be in"),
     ("test fraction nan", lambda f, t: _fit(f["good"], "--test-fraction", "nan"), "--test-fraction must be in"),
     ("too few training rows", lambda f, t: _fit(f["good"], "--test-fraction", "0.9"), "training rows after the split"),

@@ -38,7 +38,7 @@ DEGENERATE_RATIO = 1e-6
 EXIT_INTERRUPTED = 130
 #: Methods of ``fit --method``; ``svgp``/``nngp`` wait for ``gpytorch_so3.scalable``.
 METHODS = ("auto", "exact", "svgp", "nngp")
-_DEMO_DEFAULTS = {"n": 200, "restarts": 2, "models": ["ard", "so3"]}
+_DEMO_DEFAULTS = {"n": 300, "restarts": 2, "models": ["ard", "so3"]}
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -86,7 +86,7 @@ def _check_values(Y, name: str) -> None:
         raise CLIError(
             f"target column {name!r} varies too little to fit (sd {sd:.3g}); rescale it, e.g. multiply by 1e{k}"
         )
-    if sd < 1e-10 * big:
+    if sd < 1e-12 * big:  # float64 keeps ~16 digits: fewer than 4 would be left for the variation
         raise CLIError(
             f"target column {name!r} varies too little relative to its size (sd {sd:.3g}, values around "
             f"{float(Y.mean()):.10g}); subtract a constant first"
@@ -106,6 +106,11 @@ def _check_geometry(X, names: Sequence[str]) -> str | None:
         )
     if not math.isfinite(extent) or extent > 1e150 or float(X.abs().max()) > 1e150:
         raise CLIError(f"coordinate values are too large to fit (extent {extent:.3g}); rescale them")
+    if extent < 1e-12 * float(X.abs().max()):
+        raise CLIError(
+            f"the coordinates vary by only {extent:.3g} around {float(X.abs().max()):.6g}: below float64 resolution; "
+            "subtract an origin (e.g. the first point) first"
+        )
     Xc = (X - X.mean(0)) / extent
     _, s, Vh = torch.linalg.svd(Xc, full_matrices=False)
     rel = (s / s[0]).tolist()
@@ -350,9 +355,7 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
     else:
         print(f"hyper-parameters fitted on all {n_train} training rows (exact)")
     fitted, _ = _fit_all(train_X, train_Y, args, max_fit, show, say)
-    _, metrics = _scores(
-        fitted, train_X, train_Y, test_X, test_Y, nu=args.nu, conditioned=subset, show=show, say=say
-    )
+    _, metrics = _scores(fitted, train_X, train_Y, test_X, test_Y, nu=args.nu, conditioned=subset, show=show, say=say)
     names = tuple(coords)
     print(
         f"\nPrincipal axes in data units, canonical order (shortest length-scale first); x = {coords[0]} (East), "
@@ -513,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--quiet", action="store_true", help="no progress output (progress shows only on a terminal)")
 
-    demo = sub.add_parser("demo", help="fit ARD and SO(3) kernels to a built-in rotated 3-D field (~30 s)")
+    demo = sub.add_parser("demo", help="fit ARD and SO(3) kernels to a built-in rotated 3-D field (10-30 s)")
     demo.add_argument(
         "--n",
         type=_int_in(MIN_ROWS, DEFAULT_MAX_FIT_POINTS, "--n"),
