@@ -189,6 +189,7 @@ def _fit_all(train_X, train_Y, args, max_fit: int | None, show: bool, say):
                         num_restarts=args.restarts,
                         seed=args.seed,
                         max_iter=args.max_iter,
+                        progress=show,
                     )
                 )
             except errors as e:

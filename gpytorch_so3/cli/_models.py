@@ -210,6 +210,7 @@ def fit_model(
     seed: int | None = 0,
     max_iter: int | None = None,
     lengthscale_prior: bool = True,
+    progress: bool = False,
 ) -> FittedModel:
     """Build and fit one model by MAP (:func:`~gpytorch_so3.fit_map` with restarts for SPD/SO(3) kernels).
 
@@ -222,6 +223,7 @@ def fit_model(
         seed: restart seed.
         max_iter: cap on L-BFGS iterations per start (``None``: the optimisers' defaults).
         lengthscale_prior: see :func:`build_model`.
+        progress: ``fit_map``'s progress output (stderr) for the rotated kernels.
 
     Returns:
         the fitted model with its timing and principal axes.
@@ -237,7 +239,7 @@ def fit_model(
     t0 = time.perf_counter()
     options = None if max_iter is None else {"maxiter": int(max_iter)}
     if kind in ("spd", "so3"):
-        fit_map(model, num_restarts=num_restarts, seed=seed, optimizer_options=options)
+        fit_map(model, num_restarts=num_restarts, seed=seed, optimizer_options=options, progress=progress)
     else:
         kwargs = {} if options is None else {"optimizer_kwargs": {"options": options}}
         with warnings.catch_warnings():
