@@ -19,8 +19,20 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
-from gpytorch_so3.cli._io import CLIError
+import torch
+from botorch.exceptions.errors import ModelFittingError
+from linear_operator.utils.errors import NanError, NotPSDError
+from tqdm import tqdm
+
+from gpytorch_so3.cli import _models
+from gpytorch_so3.cli._demo import EXACT_MAX_ROWS, run_oilsands_demo
+from gpytorch_so3.cli._io import CLIError, check_output, read_table, write_csv_atomic
+from gpytorch_so3.cli._models import IsotropicScaling, condition_on, evaluate, log_evidence
+from gpytorch_so3.cli._report import axes_report, skill_report, unbounded_notes
+from gpytorch_so3.datasets import make_rotated_field
+from gpytorch_so3.large import predict_in_chunks
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -95,8 +107,6 @@ def _check_values(Y, name: str) -> None:
 
 def _check_geometry(X, names: Sequence[str]) -> str | None:
     """Reject coincident coordinates; return a warning for collinear or planar ones (else ``None``)."""
-    import torch
-
     lo, hi = X.min(0).values, X.max(0).values
     extent = float((hi - lo).max())
     if extent == 0.0:
@@ -131,16 +141,11 @@ def _check_geometry(X, names: Sequence[str]) -> str | None:
     return None
 
 
-def _numerical_errors() -> tuple[type[BaseException], ...]:
-    import torch
-    from botorch.exceptions.errors import ModelFittingError
-    from linear_operator.utils.errors import NanError, NotPSDError
-
-    return (ModelFittingError, NotPSDError, NanError, torch.linalg.LinAlgError)
+#: Numerical failures of a fit or a prediction (answered with one line and exit code 2, like bad input).
+NUMERICAL_ERRORS = (ModelFittingError, NotPSDError, NanError, torch.linalg.LinAlgError)
 
 
 def _device(spec: str):
-    import torch
 
     try:
         device = torch.device(spec)
@@ -162,11 +167,6 @@ def _device(spec: str):
 # ----------------------------------------------------------------------------------------------- fitting
 def _fit_all(train_X, train_Y, args, max_fit: int | None, show: bool, say):
     """Fit every requested kind (on a random subset of ``max_fit`` rows if there are more); see ``_cmd_fit``."""
-    import torch
-    from tqdm import tqdm
-
-    from gpytorch_so3.cli._models import fit_model
-
     n = len(train_X)
     if max_fit is not None and n > max_fit:
         g = torch.Generator().manual_seed(args.seed)
@@ -175,13 +175,12 @@ def _fit_all(train_X, train_Y, args, max_fit: int | None, show: bool, say):
     else:
         fit_X, fit_Y = train_X, train_Y
     fitted = []
-    errors = _numerical_errors()
     with tqdm(args.models, desc="fitting", unit="model", disable=not show, leave=False, file=sys.stderr) as bar:
         for kind in bar:
             bar.set_postfix_str(kind)
             try:
                 fitted.append(
-                    fit_model(
+                    _models.fit_model(
                         kind,
                         fit_X,
                         fit_Y,
@@ -192,7 +191,7 @@ def _fit_all(train_X, train_Y, args, max_fit: int | None, show: bool, say):
                         progress=show,
                     )
                 )
-            except errors as e:
+            except NUMERICAL_ERRORS as e:
                 raise CLIError(
                     f"the {kind} fit failed numerically ({type(e).__name__}: {_first_line(e)}); check for "
                     "extreme or duplicated values, or rescale the data"
@@ -208,19 +207,21 @@ def _first_line(e: BaseException) -> str:
 
 def _scores(fitted, train_X, train_Y, test_X, test_Y, *, nu, conditioned: bool, show: bool, say) -> tuple[list, list]:
     """Predictors (conditioned on all training rows when the fit used a subset) and held-out scores."""
-    from gpytorch_so3.cli._demo import EXACT_MAX_ROWS
-    from gpytorch_so3.cli._models import condition_on, evaluate
-
     large = len(train_X) > EXACT_MAX_ROWS
     predictors, metrics = [], []
     for fm in fitted:
-        predictor = fm.model
-        if conditioned:
-            say(f"conditioning {fm.kind} on all {len(train_X)} training rows ({'CG' if large else 'Cholesky'})")
-            predictor = condition_on(fm, train_X, train_Y, nu=nu, use_keops=None if large else False)
-        predictors.append(predictor)
-        if test_X is not None and len(test_X):
-            metrics.append(evaluate(predictor, test_X, test_Y, iterative=large, progress=show))
+        try:
+            predictor = fm.model
+            if conditioned:
+                say(f"conditioning {fm.kind} on all {len(train_X)} training rows ({'CG' if large else 'Cholesky'})")
+                predictor = condition_on(fm, train_X, train_Y, nu=nu, use_keops=None if large else False)
+            predictors.append(predictor)
+            if test_X is not None and len(test_X):
+                metrics.append(evaluate(predictor, test_X, test_Y, iterative=large, progress=show))
+        except NUMERICAL_ERRORS as e:
+            raise CLIError(
+                f"scoring the {fm.name} model failed numerically ({type(e).__name__}: {_first_line(e)})"
+            ) from None
     return predictors, metrics
 
 
@@ -228,8 +229,6 @@ def _scores(fitted, train_X, train_Y, test_X, test_Y, *, nu, conditioned: bool, 
 def _cmd_demo(args: argparse.Namespace) -> int:
     show, say = _progress_on(args), _sayer(args)
     if args.data == "oilsands":
-        from gpytorch_so3.cli._demo import run_oilsands_demo
-
         max_fit = None if args.max_fit_points == 0 else args.max_fit_points
         print(
             run_oilsands_demo(
@@ -246,8 +245,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
     if not MIN_ROWS <= args.n <= DEFAULT_MAX_FIT_POINTS:
         raise CLIError(f"--n must be between {MIN_ROWS} and {DEFAULT_MAX_FIT_POINTS}, got {args.n}")
-    from gpytorch_so3.cli._report import axes_report, skill_report, unbounded_notes
-    from gpytorch_so3.datasets import make_rotated_field
 
     t0 = time.perf_counter()
     field = make_rotated_field(n_train=args.n, n_test=args.n, nu=args.nu, seed=args.seed)
@@ -302,8 +299,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise CLIError(f"--method {args.method} is not available yet in the command line; use --method exact or auto")
     device = _device(args.device)
 
-    from gpytorch_so3.cli._io import check_output, read_table
-
     data = read_table(args.file, [*coords, args.target], "data", delimiter=args.delimiter)
     grid = read_table(args.predict, coords, "prediction grid", delimiter=args.delimiter) if args.predict else None
     out = check_output(args.out, [args.file, args.predict], force=args.force) if args.out else None
@@ -318,13 +313,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) -> int:
-    import torch
-
-    from gpytorch_so3.cli._demo import EXACT_MAX_ROWS
-    from gpytorch_so3.cli._io import write_csv_atomic
-    from gpytorch_so3.cli._models import IsotropicScaling, condition_on, log_evidence
-    from gpytorch_so3.cli._report import axes_report, skill_report, unbounded_notes
-    from gpytorch_so3.large import predict_in_chunks
 
     show, say = _progress_on(args), _sayer(args)
     scaling = IsotropicScaling.from_data(X_raw)
@@ -392,7 +380,7 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
         try:
             predictor = condition_on(fm, all_X, all_Y, nu=args.nu, use_keops=None if large else False)
             mean, var = predict_in_chunks(predictor, grid_X, output_device="cpu", iterative=large, progress=show)
-        except _numerical_errors() as e:
+        except NUMERICAL_ERRORS as e:
             raise CLIError(f"prediction with the {fm.name} model failed numerically ({_first_line(e)})") from None
         suffix = "" if args.write == "best" else f"_{fm.kind}"
         columns += [f"{args.target}_mean{suffix}", f"{args.target}_std{suffix}"]
@@ -480,8 +468,6 @@ def _delimiter(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gpytorch-so3``."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         __version__ = version("gpytorch-so3")
     except PackageNotFoundError:  # pragma: no cover - a source tree without installation
