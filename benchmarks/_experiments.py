@@ -35,7 +35,7 @@ from gpytorch_so3.cli._demo import (  # re-exported for the benchmark scripts an
 from gpytorch_so3.cli._models import MODEL_KINDS, Z90, evaluate, fit_model
 from gpytorch_so3.datasets import DrillHoleData
 
-METRICS = ("r2", "rmse", "nlpd", "coverage90", "fit_seconds")
+METRICS = ("r2", "rmse", "nlpd", "coverage90", "fit_seconds", "predict_seconds")
 #: Display names of the kinds, including the kriging baseline.
 KIND_NAMES = {**MODEL_KINDS, "okrige": "Ordinary kriging (GSTools)"}
 
@@ -86,17 +86,17 @@ def _pm(row: dict[str, Any], metric: str, fmt: str) -> str:
 def markdown_table(summary: Sequence[dict[str, Any]]) -> str:
     """A markdown table of :func:`summarize` output (mean +- sd over folds)."""
     head = (
-        "| target | setting | kernel | folds | R^2 | RMSE | NLPD | 90% coverage | fit time (s) | "
+        "| target | setting | kernel | folds | R^2 | RMSE | NLPD | 90% coverage | fit time (s) | predict time (s) | "
         "minor axis vs vertical (deg) | length-scales (m, median) |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in summary:
         ls = ", ".join(f"{v:.3g}" for v in r["lengthscale_m_median"])
         setting = r.get("experiment") or ("rotated" if r.get("rotated") else "original")
         lines.append(
             f"| {r.get('target', '')} | {setting} | {KIND_NAMES.get(r.get('kind'), r.get('kind'))} | {r['n_folds']} | "
             f"{_pm(r, 'r2', '.3f')} | {_pm(r, 'rmse', '.3f')} | {_pm(r, 'nlpd', '.3f')} | "
-            f"{_pm(r, 'coverage90', '.2f')} | {_pm(r, 'fit_seconds', '.0f')} | "
+            f"{_pm(r, 'coverage90', '.2f')} | {_pm(r, 'fit_seconds', '.0f')} | {_pm(r, 'predict_seconds', '.0f')} | "
             f"{_pm(r, 'vertical_angle_deg', '.2f')} | {ls} |"
         )
     return "\n".join(lines)
