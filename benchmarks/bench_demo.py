@@ -42,6 +42,8 @@ def run(extra: list[str]) -> dict:
         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
     )
     wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"demo {extra} failed with exit code {res.returncode}: {res.stderr.strip()[-500:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     ratio = [line for line in res.stdout.splitlines() if line.startswith("RMSE ratio")]

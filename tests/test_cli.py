@@ -261,6 +261,7 @@ def _bad_files(tmp_path):
     f["nan"] = _write_csv(tmp_path / "nan.csv", head, [*good[:5], [1, 2, 3, "nan"], *good[5:]])
     f["inf"] = _write_csv(tmp_path / "inf.csv", head, [*good[:5], [1, "inf", 3, 4], *good[5:]])
     f["few"] = _write_csv(tmp_path / "few.csv", head, good[:5])
+    f["noheader"] = _write_csv(tmp_path / "noheader.csv", good[0], good[1:])
     f["const"] = _write_csv(tmp_path / "const.csv", head, [[*r[:3], 1.0] for r in good])
     f["huge300"] = _write_csv(tmp_path / "huge300.csv", head, [[*r[:3], r[3] * 1e300] for r in good])
     f["huge200"] = _write_csv(tmp_path / "huge200.csv", head, [[*r[:3], r[3] * 1e200] for r in good])
@@ -303,6 +304,7 @@ BAD_INPUTS = [
         lambda f, t: ["fit", f["good"], "--coords", "east", "north", "z", "--target", "grade"],
         "missing column(s) 'z'",
     ),
+    ("no header row", lambda f, t: _fit(f["noheader"]), "the file needs a header row"),
     ("two coords", lambda f, t: ["fit", f["good"], "--coords", "east", "north", "--target", "grade"], "exactly 3"),
     (
         "repeated coords",

@@ -53,6 +53,14 @@ def _short(value: str, width: int = 20) -> str:
     return repr(value if len(value) <= width else value[: width - 3] + "...")
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _open_text(path: str, what: str) -> str:
     p = Path(path)
     if not p.exists():
@@ -125,6 +133,8 @@ def read_table(path: str, columns: Sequence[str], what: str, *, delimiter: str =
             hint = ""
             if len(names) == 1 and delimiter == "," and any(d in names[0] for d in ";\t|"):
                 hint = " (the header has no commas: is the file delimited by another character? see --delimiter)"
+            elif all(_is_number(n) for n in names):
+                hint = " (the first line holds numbers: the file needs a header row with column names)"
             found = ", ".join(_short(n) for n in names[:12]) + (" ..." if len(names) > 12 else "")
             raise CLIError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found {found}{hint}")
         idx = [seen[c] for c in columns]
