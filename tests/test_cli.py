@@ -565,3 +565,22 @@ def test_python_dash_m_is_the_same_command_line(module, tmp_path):
     # pykeops (if installed) prints a CUDA notice at import, before our output (its lazy import is another change)
     err = [line for line in res.stderr.splitlines() if not line.startswith("[KeOps]")]
     assert res.returncode == 2 and err == [f"gpytorch-so3: error: data file not found: {tmp_path / 'none.csv'}"]
+
+
+def test_library_warnings_are_one_line_whatever_the_callers_filters(data_csv, capsys, monkeypatch):
+    """A warning raised during the run (here a RestartFailedWarning, an error under this test suite's filters) is
+    printed as one line and the run goes on."""
+    import warnings
+
+    from gpytorch_so3.exceptions import RestartFailedWarning
+
+    real = cli_models.fit_model
+
+    def warns(*a, **k):
+        warnings.warn("restart 2 failed: NotPSDError", RestartFailedWarning, stacklevel=1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli_models, "fit_model", warns)
+    assert main(_fit(data_csv, "--models", "ard")) == 0
+    err = capsys.readouterr().err
+    assert err == "gpytorch-so3: warning: RestartFailedWarning: restart 2 failed: NotPSDError\n"
