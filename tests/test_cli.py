@@ -177,7 +177,10 @@ def test_fit_large_file_fits_on_subset_and_conditions_on_all(tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "150 training rows > --max-fit-points 40" in text and "conditioned on all 150 training rows" in text
-    assert "predictions use all 200 rows (150 training + 50 held-out), hyper-parameters fitted on 40 (a random" in text
+    assert (
+        "predictions use all 200 rows (150 training + 50 held-out), hyper-parameters fitted on 40 rows (a random"
+        in text
+    )
     pred = torch.tensor([[float(r["grade_mean"]), float(r["grade_std"])] for r in csv.DictReader(open(out))])
     assert pred.shape == (200, 2) and torch.isfinite(pred).all() and (pred[:, 1] > 0).all()
     # The grid is the data's own coordinates and the predictor is conditioned on all 200 rows, 160 of which the

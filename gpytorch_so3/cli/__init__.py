@@ -396,7 +396,7 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
     print(
         f"\nwrote {len(grid_X)} predictions (posterior mean and sd of the latent field) of {which} to {out.path}; "
         f"predictions use all {n_all} rows ({n_train} training + {n_test} held-out), hyper-parameters fitted on "
-        f"{fit_rows}{' (a random subset)' if fit_rows < n_train else ''}"
+        f"{fit_rows} rows{' (a random subset of the training rows)' if fit_rows < n_train else ''}"
     )
     return 0
 
