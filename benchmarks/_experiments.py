@@ -176,13 +176,14 @@ def fit_layered_variogram(
     vertical_edges: np.ndarray | None = None,
     horizontal_edges: np.ndarray | None = None,
     slice_m: float = 2.0,
+    families: Sequence[str] = KRIGING_MODELS,
 ):
     """A practitioner's 3-D variogram in the layering's frame (here the coordinate frame: flat layers).
 
     Directional experimental variograms: vertical (pairs within 11.25 degrees of the vertical, i.e. along the
     holes; 3 m lags to 45 m, short of the hole effect beyond ~36 m) and horizontal East and North (pairs in 2 m
     elevation slices, 100 m lags to 2 km).
-    For each family in :data:`KRIGING_MODELS`: the vertical variogram fixes sill, nugget and the vertical length,
+    For each of ``families`` (default :data:`KRIGING_MODELS`): the vertical variogram fixes sill, nugget and the vertical length,
     the horizontal ones then fit their lengths with sill and nugget held; the family with the smallest weighted
     squared misfit over all three is kept. Returns a GSTools ``CovModel(dim=3)`` with ``len_scale`` along East and
     ``anis = [len_North, len_vertical] / len_East`` (angles 0) and a dict of the fitted values.
@@ -199,7 +200,7 @@ def fit_layered_variogram(
     vc, vg, vn = vc[ok], vg[ok], vn[ok]
     horizontal = [_pooled_horizontal_variogram(xyz_m, y, h_edges, axis, slice_m) for axis in (0, 1)]
     best = None
-    for name in KRIGING_MODELS:
+    for name in families:
         family = getattr(gs, name)
         try:
             mv = family(dim=1)
@@ -237,6 +238,7 @@ def kriging_fold(
     *,
     max_train: int | None = None,
     seed: int = 0,
+    families: Sequence[str] = KRIGING_MODELS,
     say=lambda msg: None,
 ) -> dict[str, Any]:
     """Ordinary kriging (GSTools) of one held-out fold of drill holes, scored like :func:`oilsands_fold`.
@@ -259,7 +261,7 @@ def kriging_fold(
     xtr, ytr, xte, yte = X[train_idx.numpy()], Y[train_idx.numpy()], X[test_idx.numpy()], Y[test_idx.numpy()]
     say(f"  fold {fold}: ordinary kriging on {len(ytr)} samples")
     t0 = time.perf_counter()
-    model, info = fit_layered_variogram(xtr, ytr)
+    model, info = fit_layered_variogram(xtr, ytr, families=families)
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     krig = gs.krige.Ordinary(model, xtr.T, ytr, exact=False, cond_err="nugget", pseudo_inv=False)

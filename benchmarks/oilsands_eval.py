@@ -72,6 +72,11 @@ def parse_args(argv=None):
         "(default: fit on all)",
     )
     p.add_argument("--max-iter", type=int, default=None, help="L-BFGS iteration cap per start (default: none)")
+    p.add_argument(
+        "--kriging-families",
+        default="Exponential,Spherical,Gaussian",
+        help="variogram families tried for kriging (best least-squares fit kept)",
+    )
     p.add_argument("--restarts", type=int, default=3)
     p.add_argument("--nu", type=float, default=2.5)
     p.add_argument("--seed", type=int, default=0)
@@ -263,7 +268,15 @@ def main(argv=None):
         say(f"[{time.perf_counter() - t_start:6.0f} s] {exp} {target} fold {fold}: {','.join(todo)}")
         for kind in todo:
             if kind == "okrige":
-                rec = kriging_fold(data, folds, fold, max_train=args.max_train, seed=args.seed, say=say)
+                rec = kriging_fold(
+                    data,
+                    folds,
+                    fold,
+                    max_train=args.max_train,
+                    seed=args.seed,
+                    families=args.kriging_families.split(","),
+                    say=say,
+                )
             else:
                 (rec,) = oilsands_fold(
                     data,
