@@ -87,29 +87,19 @@ def _min_ess_pyro(model: SO3FullyBayesianGP) -> tuple[float, dict]:
     return float(min(vals)), per
 
 
-def run_pyro(
-    kind: str, X, Y, *, jit: bool, full_mass: bool, warmup: int, samples: int, seed: int, fast: bool = True
-) -> dict:
+def run_pyro(kind: str, X, Y, *, jit: bool, full_mass: bool, warmup: int, samples: int, seed: int,
+             fast: bool = True) -> dict:
     pyro_model = ARDPyroModel(nu=2.5) if kind == "pyro_ard" else None
     model = SO3FullyBayesianGP(X, Y, pyro_model=pyro_model)
     t0 = time.perf_counter()
-    fit_nuts(
-        model,
-        warmup_steps=warmup,
-        num_samples=samples,
-        thinning=1,
-        seed=seed,
-        jit_compile=jit,
-        full_mass=full_mass,
-        fast_potential=fast,
-        progress=False,
-    )
+    fit_nuts(model, warmup_steps=warmup, num_samples=samples, thinning=1, seed=seed, jit_compile=jit,
+             full_mass=full_mass, fast_potential=fast, progress=False)
     wall = time.perf_counter() - t0
     ess, per = _min_ess_pyro(model)
     info = model.fit_nuts_info_
     return {
         "config": f"{kind}{'' if fast or kind != 'so3' else '_pyropotential'}{'_jit' if jit else ''}"
-        f"{'' if full_mass else '_diag'}",
+                  f"{'' if full_mass else '_diag'}",
         "potential": info.potential,
         "evaluations": sum(info.num_evaluations),
         "ms_per_evaluation": 1e3 * wall / max(sum(info.num_evaluations), 1),
@@ -159,13 +149,12 @@ def run_botorch(jax_python: str, X, Y, *, warmup: int, samples: int, seed: int, 
         env = dict(os.environ)
         env["JAX_ENABLE_X64"] = "1" if x64 else "0"
         env["JAX_PLATFORMS"] = "cpu"
-        proc = subprocess.run(
-            [jax_python, str(script), str(data)], capture_output=True, text=True, env=env, check=False
-        )
+        proc = subprocess.run([jax_python, str(script), str(data)], capture_output=True, text=True, env=env,
+                              check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     if proc.returncode != 0 or not lines:
         return f"BoTorch/NumPyro run failed: {proc.stderr[-2000:]}"
-    res = json.loads(lines[-1][len("RESULT") :])
+    res = json.loads(lines[-1][len("RESULT"):])
     for r in res:
         r["config"] = f"botorch_ard_numpyro_{'f64' if x64 else 'f32'}{'_warm' if r['warm'] else ''}"
     return res
@@ -183,12 +172,8 @@ def speed(args) -> list[dict]:
             notes.append(res)
             break
         rows += res
-    configs = [
-        ("so3", True, True, True),
-        ("so3", False, True, True),
-        ("so3", True, True, False),
-        ("pyro_ard", True, True, True),
-    ]
+    configs = [("so3", True, True, True), ("so3", False, True, True), ("so3", True, True, False),
+               ("pyro_ard", True, True, True)]
     if args.diag:
         configs.append(("so3", True, False, True))
     for kind, jit, full, fast in configs:
@@ -196,18 +181,9 @@ def speed(args) -> list[dict]:
     ref = next((r for r in rows if r["config"] == "botorch_ard_numpyro_f32"), None)
     ref = ref or next(r for r in rows if r["config"] == "pyro_ard_jit")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    meta = {
-        "n": 100,
-        "warmup": args.warmup,
-        "samples": args.samples,
-        "chains": 1,
-        "seed": args.seed,
-        "reference": ref["config"],
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "time": stamp,
-        "notes": notes,
-    }
+    meta = {"n": 100, "warmup": args.warmup, "samples": args.samples, "chains": 1, "seed": args.seed,
+            "reference": ref["config"], "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+            "time": stamp, "notes": notes}
     for r in rows:
         r["wall_ratio_vs_ref"] = r["wall_s"] / ref["wall_s"]
         r["ess_per_s_ratio_vs_ref"] = r["ess_per_s"] / ref["ess_per_s"]
@@ -227,21 +203,12 @@ def acceptance(args) -> list[dict]:
         X, Y = d.train_X.to(torch.float64), d.train_Y.to(torch.float64)
         model = SO3FullyBayesianGP(X, Y, outcome_transform=Standardize(m=1))
         t0 = time.perf_counter()
-        fit_nuts(
-            model,
-            num_chains=2,
-            warmup_steps=args.warmup,
-            num_samples=args.samples,
-            thinning=16,
-            seed=seed,
-            jit_compile=True,
-            progress=False,
-        )
+        fit_nuts(model, num_chains=2, warmup_steps=args.warmup, num_samples=args.samples, thinning=16, seed=seed,
+                 jit_compile=True, progress=False)
         wall = time.perf_counter() - t0
         s = summarize_posterior(model)
-        true_l, true_R = so3.canonicalize(
-            torch.as_tensor(d.lengthscale, dtype=torch.float64), torch.as_tensor(d.rotation_matrix, dtype=torch.float64)
-        )
+        true_l, true_R = so3.canonicalize(torch.as_tensor(d.lengthscale, dtype=torch.float64),
+                                          torch.as_tensor(d.rotation_matrix, dtype=torch.float64))
         iv = s.interval["lengthscale"]
         inside = ((iv[0] <= true_l) & (true_l <= iv[1])).tolist()
         angles = [float(so3.angle_between_axes(s.directions[:, i], true_R[:, i])) for i in range(3)]
@@ -252,27 +219,14 @@ def acceptance(args) -> list[dict]:
         with torch.no_grad():
             rmse_ard = float((ard.posterior(d.test_X.double()).mean - d.test_Y.double()).pow(2).mean().sqrt())
         row = {
-            "bench": "nuts_acceptance",
-            "seed": seed,
-            "field_lengthscale": args.lengthscale,
-            "n": 120,
-            "chains": 2,
+            "bench": "nuts_acceptance", "seed": seed, "field_lengthscale": args.lengthscale, "n": 120, "chains": 2,
             "warmup": args.warmup,
-            "samples": args.samples,
-            "wall_s": wall,
-            "rhat_lengthscale": s.rhat["lengthscale"].tolist(),
-            "ess_lengthscale": s.ess["lengthscale"].tolist(),
-            "true_lengthscale": true_l.tolist(),
-            "mean_lengthscale": s.posterior_mean["lengthscale"].tolist(),
-            "interval_lengthscale": iv.tolist(),
-            "inside_90": inside,
-            "axis_angle_deg": angles,
-            "rmse_fb": rmse,
-            "rmse_ard_map": rmse_ard,
-            "divergences": s.num_divergences,
-            "rejected": sum(s.num_rejected),
-            "weak_pairs": s.weak_pairs,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "samples": args.samples, "wall_s": wall,
+            "rhat_lengthscale": s.rhat["lengthscale"].tolist(), "ess_lengthscale": s.ess["lengthscale"].tolist(),
+            "true_lengthscale": true_l.tolist(), "mean_lengthscale": s.posterior_mean["lengthscale"].tolist(),
+            "interval_lengthscale": iv.tolist(), "inside_90": inside, "axis_angle_deg": angles,
+            "rmse_fb": rmse, "rmse_ard_map": rmse_ard, "divergences": s.num_divergences,
+            "rejected": sum(s.num_rejected), "weak_pairs": s.weak_pairs, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -282,9 +236,7 @@ def acceptance(args) -> list[dict]:
         k = len(rows)
         cover = [sum(r["inside_90"][i] for r in rows) / k for i in range(3)]
         summary = {
-            "bench": "nuts_acceptance_summary",
-            "num_seeds": k,
-            "field_lengthscale": args.lengthscale,
+            "bench": "nuts_acceptance_summary", "num_seeds": k, "field_lengthscale": args.lengthscale,
             "coverage_90": cover,
             "rhat_max": max(max(r["rhat_lengthscale"]) for r in rows),
             "ess_min": min(min(r["ess_lengthscale"]) for r in rows),
@@ -310,13 +262,8 @@ def main(argv=None) -> None:
     p.add_argument("mode", nargs="?", default="speed", choices=("speed", "acceptance"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="*", default=list(range(10)))
-    p.add_argument(
-        "--lengthscale",
-        type=float,
-        nargs=3,
-        default=None,
-        help="field length-scales for acceptance (default: the datasets default 0.15 0.4 1.0)",
-    )
+    p.add_argument("--lengthscale", type=float, nargs=3, default=None,
+                   help="field length-scales for acceptance (default: the datasets default 0.15 0.4 1.0)")
     p.add_argument("--warmup", type=int, default=256)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--jax-python", default=os.environ.get("JAX_PYTHON", "/tmp/jaxvenv/bin/python"))
@@ -327,15 +274,14 @@ def main(argv=None) -> None:
     for r in rows:
         if args.mode == "speed":
             per_eval = f"  {r['ms_per_evaluation']:.2f} ms/eval" if "ms_per_evaluation" in r else ""
-            print(
-                f"{r['config']:<28} wall {r['wall_s']:7.1f} s  min ESS {r['min_ess']:7.1f}  "
-                f"ESS/s {r['ess_per_s']:6.2f}  wall x{r['wall_ratio_vs_ref']:.2f}  "
-                f"ESS/s x{r['ess_per_s_ratio_vs_ref']:.2f}{per_eval}"
-            )
+            print(f"{r['config']:<28} wall {r['wall_s']:7.1f} s  min ESS {r['min_ess']:7.1f}  "
+                  f"ESS/s {r['ess_per_s']:6.2f}  wall x{r['wall_ratio_vs_ref']:.2f}  "
+                  f"ESS/s x{r['ess_per_s_ratio_vs_ref']:.2f}{per_eval}")
     if not args.no_save:
         _save(rows if args.mode == "speed" else rows[-1:])
     if args.mode == "acceptance" and rows:
         print(json.dumps(rows[-1]))
+
 
 
 if __name__ == "__main__":
