@@ -184,8 +184,9 @@ def fit_layered_variogram(
     holes; 3 m lags to 45 m, short of the hole effect beyond ~36 m) and horizontal East and North (pairs in 2 m
     elevation slices, 100 m lags to 2 km).
     For each of ``families`` (default :data:`KRIGING_MODELS`): the vertical variogram fixes sill, nugget and the
-    vertical length, the horizontal ones then fit their lengths with sill and nugget held; the family with the smallest weighted
-    squared misfit over all three is kept. Returns a GSTools ``CovModel(dim=3)`` with ``len_scale`` along East and
+    vertical length, the horizontal ones then fit their lengths with sill and nugget held; the family with the
+    smallest weighted squared misfit over all three is kept. Returns a GSTools ``CovModel(dim=3)`` with
+    ``len_scale`` along East and
     ``anis = [len_North, len_vertical] / len_East`` (angles 0) and a dict of the fitted values.
     """
     import gstools as gs
