@@ -109,7 +109,7 @@ def fit_pair(field, seed: int) -> dict:
     t_so3 = time.perf_counter() - t0
     info = model.fit_map_info_
     ls, R = model.covar_module.base_kernel.canonical()
-    t_ls, t_R = field.true_canonical()
+    t_ls, t_R = field.canonical()
     rm_so3, rm_ard = rmse(model, field.test_X, field.test_Y), rmse(ard, field.test_X, field.test_Y)
     return {
         "n": X.shape[0],

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
+from _experiments import recovery_report  # benchmarks/_experiments.py (not part of the package)
 
 from gpytorch_so3.datasets import make_axis_aligned_field, make_rotated_field
-from gpytorch_so3.experiments import recovery_report
 
 HERE = Path(__file__).resolve().parent
 

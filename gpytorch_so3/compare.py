@@ -1,320 +1,26 @@
-r"""Fit and compare isotropic, ARD, full-SPD and SO(3) surrogates on one data set (used by the CLI and notebooks).
+"""Deprecated: the command line's model zoo, kept importable for one release.
 
-Inputs are centred and scaled by *one* common factor (never per axis: per-axis scaling shears space and
-changes the angles a rotation is meant to recover); fitted length-scales are mapped back to data units.
+.. deprecated:: 0.2
+    ``gpytorch_so3.compare`` was application code of the command line (a string-keyed model zoo). It now lives
+    in the command line's private support module and will be removed from here in the next release. Build the
+    models from the public kernels, priors and :func:`gpytorch_so3.fit_map` (see the quickstart notebook);
+    ``azimuth_dip`` is :func:`gpytorch_so3.geo.azimuth_dip`; large-data prediction is
+    :func:`gpytorch_so3.large.predict_in_chunks`. Each name still works and warns (``DeprecationWarning``, pointing
+    at the line that uses it).
 """
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-import gpytorch
-import torch
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP
-from botorch.models.transforms import Standardize
-from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from gpytorch_so3 import so3
-from gpytorch_so3.fit import fit_map
-from gpytorch_so3.geo import azimuth_dip  # re-exported here for the CLI and old imports
-from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
-from gpytorch_so3.priors import default_lengthscale_prior, default_rotation_prior
-
-__all__ = [
-    "MODEL_KINDS",
-    "FittedModel",
-    "IsotropicScaling",
-    "azimuth_dip",
-    "build_model",
-    "condition_on",
-    "evaluate",
-    "fit_model",
-    "principal_axes",
-]
-
-#: Model kinds understood by :func:`build_model`, with display names.
-MODEL_KINDS = {"iso": "Isotropic", "ard": "ARD", "spd": "Full SPD", "so3": "SO(3)"}
+from gpytorch_so3.cli import _models
+from gpytorch_so3.geo import azimuth_dip
 
 
-@dataclass(frozen=True)
-class IsotropicScaling:
-    """``x_scaled = (x - center) / scale`` with one scalar ``scale`` for all axes (angles are preserved).
-
-    Attributes:
-        center: ``(3,)`` centre (midpoint of the bounding box).
-        scale: the largest side of the bounding box, so scaled inputs lie in a cube of side 1.
-
-    Example:
-        >>> X = torch.tensor([[0.0, 0.0, 0.0], [200.0, 100.0, 10.0]], dtype=torch.float64)  # metres
-        >>> scaling = IsotropicScaling.from_data(X)
-        >>> scaling.scale, scaling.center
-        (200.0, tensor([100.,  50.,   5.], dtype=torch.float64))
-        >>> scaling(X)  # one factor for all axes: a thin slab stays thin
-        tensor([[-0.5000, -0.2500, -0.0250],
-                [ 0.5000,  0.2500,  0.0250]], dtype=torch.float64)
-    """
-
-    center: Tensor
-    scale: float
-
-    @classmethod
-    def from_data(cls, X: Tensor) -> IsotropicScaling:
-        """Fit to ``n x 3`` inputs (centre and largest side of their bounding box); see the class example."""
-        lo, hi = X.min(0).values, X.max(0).values
-        scale = float((hi - lo).max())
-        if not scale > 0:
-            raise ValueError("all input points coincide; cannot scale coordinates")
-        return cls(center=0.5 * (lo + hi), scale=scale)
-
-    def __call__(self, X: Tensor) -> Tensor:
-        """Scale ``... x 3`` inputs."""
-        return (X - self.center.to(X)) / self.scale
-
-
-def build_model(kind: str, train_X: Tensor, train_Y: Tensor, *, nu: float | None = 2.5) -> SingleTaskGP:
-    """A BoTorch ``SingleTaskGP`` (``Standardize`` outcome) with the kernel ``kind`` and default priors.
-
-    Args:
-        kind: ``"iso"``, ``"ard"``, ``"spd"`` or ``"so3"`` (see :data:`MODEL_KINDS`).
-        train_X: ``n x 3`` inputs, already scaled isotropically.
-        train_Y: ``n x 1`` targets.
-        nu: ``None`` (RBF) or Matern smoothness.
-
-    Returns:
-        an unfitted model.
-
-    Example:
-        >>> from gpytorch_so3.datasets import make_rotated_field
-        >>> f = make_rotated_field(n_train=20, n_test=5, seed=0)
-        >>> [type(build_model(k, f.train_X, f.train_Y).covar_module.base_kernel).__name__ for k in MODEL_KINDS]
-        ['MaternKernel', 'MaternKernel', 'FullSPDKernel', 'SO3AnisotropicKernel']
-    """
-    if kind in ("iso", "ard"):
-        ard = 3 if kind == "ard" else None
-        prior = default_lengthscale_prior()
-        base = (
-            RBFKernel(ard_num_dims=ard, lengthscale_prior=prior)
-            if nu is None
-            else MaternKernel(nu=nu, ard_num_dims=ard, lengthscale_prior=prior)
-        )
-    elif kind == "spd":
-        base = FullSPDKernel(nu=nu)
-    elif kind == "so3":
-        base = SO3AnisotropicKernel(
-            nu=nu, lengthscale_prior=default_lengthscale_prior(), rotation_prior=default_rotation_prior()
-        )
-    else:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
-    base = base.to(train_X)
-    return SingleTaskGP(train_X, train_Y, covar_module=ScaleKernel(base), outcome_transform=Standardize(m=1))
-
-
-@dataclass
-class FittedModel:
-    """A fitted model with its kind, fit time and canonical principal axes (in scaled units).
-
-    Attributes:
-        kind: a key of :data:`MODEL_KINDS`.
-        model: the fitted ``SingleTaskGP`` (eval mode).
-        fit_seconds: wall-clock seconds of the fit.
-        lengthscale: ``(3,)`` canonical (ascending) principal length-scales, scaled units.
-        axes: ``(3, 3)`` canonical principal directions as columns.
-
-    Example:
-        Usually returned by :func:`fit_model`; built by hand here from an unfitted model:
-
-        >>> from gpytorch_so3.datasets import make_rotated_field
-        >>> f = make_rotated_field(n_train=20, n_test=5, seed=0)
-        >>> model = build_model("ard", f.train_X, f.train_Y)
-        >>> ls, axes = principal_axes(model)
-        >>> fm = FittedModel(kind="ard", model=model, fit_seconds=0.0, lengthscale=ls, axes=axes)
-        >>> fm.name
-        'ARD'
-    """
-
-    kind: str
-    model: SingleTaskGP
-    fit_seconds: float
-    lengthscale: Tensor = field(repr=False)  # (3,) canonical ascending, scaled units
-    axes: Tensor = field(repr=False)  # (3, 3) canonical directions as columns
-
-    @property
-    def name(self) -> str:
-        """Display name."""
-        return MODEL_KINDS[self.kind]
-
-
-def principal_axes(model: SingleTaskGP) -> tuple[Tensor, Tensor]:
-    """Canonical ``(lengthscale (3,), axes (3, 3))`` of the model's covariance (columns are directions).
-
-    Args:
-        model: a model from :func:`build_model` (any kind; isotropic/ARD kernels have axis-aligned directions).
-
-    Returns:
-        ``(lengthscale, axes)``: ascending length-scales ``(3,)`` and directions ``(3, 3)`` (see
-        :func:`gpytorch_so3.so3.canonicalize`).
-
-    Example:
-        >>> from gpytorch_so3.datasets import make_rotated_field
-        >>> f = make_rotated_field(n_train=20, n_test=5, seed=0)
-        >>> model = build_model("so3", f.train_X, f.train_Y)
-        >>> model.covar_module.base_kernel.lengthscale = torch.tensor([[0.5, 0.1, 0.2]], dtype=torch.float64)
-        >>> ls, axes = principal_axes(model)
-        >>> ls, axes.abs()  # ascending: the 0.1 axis (y) first
-        (tensor([0.1000, 0.2000, 0.5000], dtype=torch.float64), tensor([[0., 0., 1.],
-                [1., 0., 0.],
-                [0., 1., 0.]], dtype=torch.float64))
-    """
-    base = model.covar_module.base_kernel
-    with torch.no_grad():
-        if isinstance(base, SO3AnisotropicKernel):
-            return base.canonical()
-        if isinstance(base, FullSPDKernel):
-            return base.principal()
-        ls = base.lengthscale.reshape(-1).expand(3)
-        return so3.canonicalize(ls, torch.eye(3, dtype=ls.dtype, device=ls.device))
-
-
-def fit_model(
-    kind: str,
-    train_X: Tensor,
-    train_Y: Tensor,
-    *,
-    nu: float | None = 2.5,
-    num_restarts: int = 8,
-    seed: int | None = 0,
-) -> FittedModel:
-    """Build and fit one model by MAP (:func:`~gpytorch_so3.fit_map` with restarts for SPD/SO(3) kernels).
-
-    Args:
-        kind: see :func:`build_model`.
-        train_X: ``n x 3`` scaled inputs.
-        train_Y: ``n x 1`` targets.
-        nu: base kernel smoothness.
-        num_restarts: restarts for the rotated kernels.
-        seed: restart seed.
-
-    Returns:
-        the fitted model with its timing and principal axes.
-
-    Example:
-        >>> from gpytorch_so3.datasets import make_rotated_field
-        >>> f = make_rotated_field(n_train=20, n_test=5, seed=0)
-        >>> fm = fit_model("so3", f.train_X, f.train_Y, num_restarts=1)  # one restart to keep the example fast
-        >>> fm.name, fm.model.training, fm.lengthscale.shape, fm.axes.shape
-        ('SO(3)', False, torch.Size([3]), torch.Size([3, 3]))
-    """
-    model = build_model(kind, train_X, train_Y, nu=nu)
-    t0 = time.perf_counter()
-    if kind in ("spd", "so3"):
-        fit_map(model, num_restarts=num_restarts, seed=seed)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # BoTorch's optimisation-warning chatter
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        model.eval()
-    seconds = time.perf_counter() - t0
-    ls, axes = principal_axes(model)
-    return FittedModel(kind=kind, model=model, fit_seconds=seconds, lengthscale=ls, axes=axes)
-
-
-def evaluate(
-    model: SingleTaskGP, test_X: Tensor, test_Y: Tensor, *, iterative: bool = False, chunk_size: int = 4096
-) -> dict[str, float]:
-    """Held-out RMSE, NLPD (Gaussian predictive with noise) and R^2 of a fitted model.
-
-    Args:
-        model: a fitted model.
-        test_X: ``m x 3`` scaled inputs.
-        test_Y: ``m x 1`` targets (noisy observations: NLPD uses the predictive including noise).
-        iterative: predict with CG and LOVE in chunks (:func:`gpytorch_so3.large.predict_in_chunks`), for models
-            conditioned on many training points (see :func:`condition_on`); ``False``: exact (Cholesky).
-        chunk_size: test points per chunk when ``iterative``.
-
-    Returns:
-        dict with ``rmse``, ``nlpd`` (mean negative log predictive density) and ``r2``.
-
-    Example:
-        >>> from gpytorch_so3.datasets import make_rotated_field
-        >>> f = make_rotated_field(n_train=40, n_test=40, seed=0)
-        >>> fm = fit_model("ard", f.train_X, f.train_Y)
-        >>> sorted(evaluate(fm.model, f.test_X, f.test_Y))
-        ['nlpd', 'r2', 'rmse']
-    """
-    model.eval()
-    if iterative:
-        from gpytorch_so3.large import predict_in_chunks
-
-        mean, var = predict_in_chunks(model, test_X, chunk_size=chunk_size, observation_noise=True, iterative=True)
-    else:
-        with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
-            post = model.posterior(test_X, observation_noise=True)
-            mean, var = post.mean, post.variance
-    var = var.clamp_min(1e-12)
-    err = test_Y - mean
-    rmse = float(err.pow(2).mean().sqrt())
-    nlpd = float((0.5 * (err.pow(2) / var + var.log() + math.log(2 * math.pi))).mean())
-    r2 = float(1 - err.pow(2).sum() / (test_Y - test_Y.mean()).pow(2).sum())
-    return {"rmse": rmse, "nlpd": nlpd, "r2": r2}
-
-
-def condition_on(
-    fitted: FittedModel, train_X: Tensor, train_Y: Tensor, *, nu: float | None = 2.5, use_keops: bool | None = None
-) -> SingleTaskGP:
-    """The fitted covariance of any model kind, conditioned on other (typically many more) training points.
-
-    For data sets too large for :func:`fit_model` (whose MAP fit factorises dense ``n x n`` matrices), fit the
-    hyper-parameters on a subset and condition on all points here: the fitted metric of every kind (isotropic,
-    ARD, full SPD or SO(3)) is an SO(3) metric (ARD: rotation 0; full SPD: its eigen-decomposition), so the
-    returned model holds it in a :class:`~gpytorch_so3.kernels.keops.KeOpsSO3AnisotropicKernel` (KeOps products
-    for large blocks when ``pykeops`` is installed, dense otherwise) with the fitted output scale, noise, constant
-    mean and outcome standardisation. Predict from it with ``evaluate(..., iterative=True)`` or
-    :func:`gpytorch_so3.large.predict_in_chunks` (CG, ``O(N)`` memory with KeOps).
-
-    Args:
-        fitted: a model fitted by :func:`fit_model` (on a subset).
-        train_X: ``N x 3`` scaled inputs to condition on (same scaling as the fit).
-        train_Y: ``N x 1`` targets.
-        nu: base kernel smoothness of ``fitted`` (``None``: RBF).
-        use_keops: ``KeOpsSO3AnisotropicKernel``'s ``use_keops`` (``None``: automatic, ``False``: dense).
-
-    Returns:
-        a ``SingleTaskGP`` in eval mode with the same hyper-parameters, conditioned on ``train_X, train_Y``.
-
-    Example:
-        >>> from gpytorch_so3.datasets import make_rotated_field
-        >>> f = make_rotated_field(n_train=80, n_test=10, seed=0)
-        >>> fm = fit_model("ard", f.train_X[:40], f.train_Y[:40])
-        >>> big = condition_on(fm, f.train_X, f.train_Y, use_keops=False)
-        >>> big.train_inputs[0].shape
-        torch.Size([80, 3])
-    """
-    from gpytorch_so3.kernels.keops import KeOpsSO3AnisotropicKernel
-
-    src = fitted.model
-    kernel = KeOpsSO3AnisotropicKernel(nu=nu, use_keops=use_keops).to(train_X)
-    kernel.lengthscale = fitted.lengthscale.reshape(1, 3).to(train_X)
-    # canonical axes form a proper rotation (third column = first x second)
-    kernel.rotation = so3.log_map(fitted.axes.to(train_X))
-    covar = ScaleKernel(kernel).to(train_X)
-    covar.outputscale = src.covar_module.outputscale.detach()
-    outcome = Standardize(m=1)
-    outcome.load_state_dict(src.outcome_transform.state_dict())
-    outcome.eval()  # keep the fit's standardisation: output scale and noise are in its units
-    model = SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=outcome)
-    model.likelihood.load_state_dict(src.likelihood.state_dict())
-    model.mean_module.load_state_dict(src.mean_module.state_dict())
-    return model.eval()
-
-
-def compare_models(
+def _compare_models(
     train_X: Tensor,
     train_Y: Tensor,
     *,
@@ -322,6 +28,28 @@ def compare_models(
     nu: float | None = 2.5,
     num_restarts: int = 8,
     seed: int | None = 0,
-) -> list[FittedModel]:
-    """Fit several model kinds on the same (scaled) data; see :func:`fit_model`."""
-    return [fit_model(k, train_X, train_Y, nu=nu, num_restarts=num_restarts, seed=seed) for k in kinds]
+) -> list[_models.FittedModel]:
+    """Fit several model kinds on the same (scaled) data."""
+    return [_models.fit_model(k, train_X, train_Y, nu=nu, num_restarts=num_restarts, seed=seed) for k in kinds]
+
+
+_MOVED = {
+    **{name: getattr(_models, name) for name in _models.__all__ if name != "log_evidence"},
+    "azimuth_dip": azimuth_dip,
+    "compare_models": _compare_models,
+}
+
+__all__ = sorted(_MOVED)
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        warnings.warn(
+            f"gpytorch_so3.compare.{name} is deprecated and will be removed in the next release: gpytorch_so3.compare "
+            "was the command line's model zoo (now private to gpytorch_so3.cli); build models from the public "
+            "kernels and fit_map, and use gpytorch_so3.geo.azimuth_dip and gpytorch_so3.large.predict_in_chunks",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _MOVED[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

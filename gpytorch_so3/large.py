@@ -68,12 +68,14 @@ does not set itself up and gpytorch's ``MultiDeviceKernel.forward`` fails, for g
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import gpytorch
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 __all__ = ["cg_settings", "predict_in_chunks"]
 
@@ -148,6 +150,7 @@ def predict_in_chunks(
     return_variance: bool = True,
     iterative: bool | None = None,
     output_device: torch.device | str | None = None,
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Predictive mean and variance of a GP on a large set of points, streamed in chunks.
 
@@ -173,6 +176,8 @@ def predict_in_chunks(
             ``gpytorch.settings.max_cholesky_size`` training points.
         output_device: device of the returned tensors (default: that of ``X``); e.g. ``"cpu"`` to collect a
             large grid predicted on a GPU in host memory.
+        progress: show a progress bar (tqdm, on stderr) over the points; the first chunk includes gpytorch's
+            prediction caches (the CG solve for ``K^-1 y`` and LOVE's root), so it is the slowest.
 
     Returns:
         ``(mean, variance)``, each ``batch_shape x n`` for a single-output gpytorch model, ``batch_shape x n x t``
@@ -225,6 +230,9 @@ def predict_in_chunks(
             # matrix (which would materialise a KeOps operator), CG as documented.
             stack.enter_context(gpytorch.settings.max_cholesky_size(0))
         stack.enter_context(gpytorch.settings.skip_posterior_variances(not return_variance))
+        bar = stack.enter_context(
+            tqdm(total=X.shape[-2], desc="predicting", unit="pt", disable=not progress, leave=False, file=sys.stderr)
+        )
         for start in range(0, X.shape[-2], chunk_size):
             xb = X[..., start : start + chunk_size, :]
             if is_botorch:
@@ -243,6 +251,7 @@ def predict_in_chunks(
             means.append(mean.to(out_device))
             if var is not None:
                 variances.append(var.to(out_device))
+            bar.update(xb.shape[-2])
     mean = torch.cat(means, dim=cat_dim)
     variance = torch.cat(variances, dim=cat_dim) if return_variance else None
     return mean, variance

@@ -8,11 +8,19 @@ the repository's root ``conftest.py`` (so they also apply when only the examples
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+# The repository root, so that tests can import the benchmark drivers shared with benchmarks/ scripts
+# (`from benchmarks._experiments import ...`); they are not part of the installed package.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 #: Both floating dtypes every public function must support.
 DTYPES = (torch.float32, torch.float64)

@@ -14,10 +14,10 @@ from gpytorch.kernels import MaternKernel, ScaleKernel
 from linear_operator.utils.errors import NotPSDError
 
 import gpytorch_so3.fit as fit_module
+from benchmarks._experiments import recovery_report
 from gpytorch_so3 import FullSPDKernel, SO3AnisotropicKernel, so3
 from gpytorch_so3.datasets import make_axis_aligned_field, make_rotated_field
 from gpytorch_so3.exceptions import RestartFailedWarning
-from gpytorch_so3.experiments import recovery_report
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.priors import default_lengthscale_prior, default_rotation_prior
 
@@ -412,9 +412,9 @@ def test_thin_drill_hole_domain_finds_layering(monkeypatch):
     (issue 4 experiment), the other optima are 15-90 deg off; 5 deg separates them, and the loss gap
     (0.25 per point) is far above optimiser tolerance.
     """
-    from gpytorch_so3.compare import IsotropicScaling, build_model, principal_axes
+    from gpytorch_so3.cli._demo import split_fold
+    from gpytorch_so3.cli._models import IsotropicScaling, build_model, canonical_axes
     from gpytorch_so3.datasets import hole_folds, load_oilsands
-    from gpytorch_so3.experiments import split_fold
 
     data = load_oilsands(target="Bitumen")
     tr, _ = split_fold(hole_folds(data.hole_ids, 5, seed=0), 0, max_train=150, seed=0)
@@ -424,7 +424,7 @@ def test_thin_drill_hole_domain_finds_layering(monkeypatch):
     results = {}
     for aligned in (False, True):
         model = fit_map(build_model("so3", X, Y), num_restarts=4, seed=0, data_aligned_start=aligned)
-        _, axes = principal_axes(model)
+        _, axes = canonical_axes(model)
         results[aligned] = (float(so3.angle_between_axes(axes[:, 0], e_z)), model.fit_map_info_)
     (ang_old, info_old), (ang_new, info_new) = results[0], results[1]
     assert ang_new < 5.0, ang_new

@@ -82,7 +82,7 @@ def test_default_is_gpytorch_default_rbf():
 
 def test_principal_vs_eigendecomposition():
     k = make_kernel(None, torch.float64, (4,), seed=4)
-    ls, R = k.principal()
+    ls, R = k.canonical()
     assert ls.shape == (4, 3) and R.shape == (4, 3, 3) and not ls.requires_grad
     M = to_np(k.metric)
     for b in range(4):
@@ -120,7 +120,7 @@ def test_equals_so3_kernel_with_cholesky_of_its_metric(nu, dtype):
         torch.testing.assert_close(dense(kf, x1, x2), dense(ks, x1, x2), **KTOL[dtype])
         torch.testing.assert_close(dense(kf, x1), dense(ks, x1), **KTOL[dtype])
         # And principal() recovers the SO(3) kernel's canonical parameters.
-        lf, Rf = kf.principal()
+        lf, Rf = kf.canonical()
         lc, Rc = ks.canonical()
         tol = {"rtol": 1e-3, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-9, "atol": 1e-9}
         torch.testing.assert_close(lf, lc, **tol)

@@ -10,6 +10,7 @@ from gpytorch.priors import Prior
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
+from gpytorch_so3.exceptions import deprecated_alias
 from gpytorch_so3.kernels.base import Anisotropic3DKernel
 
 __all__ = ["FullSPDKernel"]
@@ -46,7 +47,7 @@ class FullSPDKernel(Anisotropic3DKernel):
                 [0., 0., 1.]])
         >>> torch.equal(k.whitening_matrix, k.cholesky_factor)
         True
-        >>> lengthscale, R = k.principal()  # eigenvalues (3 -+ sqrt(5)) / 2 and 1: the golden ratio
+        >>> lengthscale, R = k.canonical()  # eigenvalues (3 -+ sqrt(5)) / 2 and 1: the golden ratio
         >>> [round(v, 4) for v in lengthscale.tolist()]
         [0.618, 1.0, 1.618]
         >>> torch.allclose(R @ torch.diag(lengthscale**-2) @ R.mT, k.metric.detach(), atol=1e-5)
@@ -149,10 +150,15 @@ class FullSPDKernel(Anisotropic3DKernel):
         """``A = L``: ``|(x - x') L|^2 = (x - x')^T L L^T (x - x')``."""
         return self.cholesky_factor
 
-    def principal(self) -> tuple[Tensor, Tensor]:
-        """Canonical principal length-scales (``batch_shape x 3``, ascending) and directions (columns)."""
+    def canonical(self) -> tuple[Tensor, Tensor]:
+        """Canonical principal length-scales (``batch_shape x 3``, ascending) and directions (columns).
+
+        The same name and meaning as :meth:`gpytorch_so3.SO3AnisotropicKernel.canonical`.
+        """
         with torch.no_grad():
-            return F.metric_to_principal(self.metric)
+            return F.metric_to_canonical(self.metric)
+
+    principal = deprecated_alias(canonical, "FullSPDKernel.principal", "FullSPDKernel.canonical")
 
     def extra_repr(self) -> str:
         """Base form and batch shape, shown by ``repr``."""

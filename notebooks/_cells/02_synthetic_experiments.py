@@ -44,7 +44,7 @@ import torch
 from IPython.display import Markdown, display
 
 from gpytorch_so3 import so3
-from gpytorch_so3.compare import MODEL_KINDS, evaluate, fit_model
+from gpytorch_so3.cli._models import MODEL_KINDS, evaluate, fit_model  # the CLI's model zoo (application code)
 from gpytorch_so3.datasets import make_axis_aligned_field, make_rotated_field
 from gpytorch_so3.plot import AXIS_COLORS, AXIS_NAMES, plot_ellipsoid, plot_stereonet
 

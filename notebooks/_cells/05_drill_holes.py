@@ -30,9 +30,9 @@ import torch
 from IPython.display import Markdown, display
 
 from gpytorch_so3 import so3
-from gpytorch_so3.compare import MODEL_KINDS, IsotropicScaling
+from gpytorch_so3.cli._demo import fit_and_score, known_rotation, rotate_about, split_fold  # the CLI's demo code
+from gpytorch_so3.cli._models import MODEL_KINDS, IsotropicScaling
 from gpytorch_so3.datasets import hole_folds, load_oilsands
-from gpytorch_so3.experiments import fit_and_score, known_rotation, rotate_about, split_fold
 from gpytorch_so3.geo import AnisotropicCovariance
 from gpytorch_so3.plot import equal_area_projection, plot_field_slice, plot_predictions, plot_stereonet
 

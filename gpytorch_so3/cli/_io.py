@@ -1,0 +1,280 @@
+"""CSV input and output of the command line: strict reading, safe (atomic, non-destructive) writing.
+
+Everything here raises :class:`CLIError` with a one-line message for the user; nothing prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["CLIError", "OutputTarget", "Table", "check_output", "read_table", "write_csv_atomic"]
+
+#: How many offending line numbers a message lists before "and N more".
+_MAX_LINES_LISTED = 5
+
+
+class CLIError(Exception):
+    """A user error: printed as one line on stderr, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """Numeric columns read from a CSV file.
+
+    Attributes:
+        path: the file.
+        columns: the selected column names, in order.
+        values: ``n x len(columns)`` float64 values.
+        lines: ``n`` line numbers (1 = header) of the rows, for messages.
+    """
+
+    path: str
+    columns: tuple[str, ...]
+    values: torch.Tensor
+    lines: tuple[int, ...]
+
+
+def _lines_text(lines: Sequence[int]) -> str:
+    shown = ", ".join(str(v) for v in lines[:_MAX_LINES_LISTED])
+    more = len(lines) - _MAX_LINES_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _short(value: str, width: int = 20) -> str:
+    return repr(value if len(value) <= width else value[: width - 3] + "...")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _open_text(path: str, what: str) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"{what} file not found: {path}")
+    if p.is_dir():
+        raise CLIError(f"{what} file {path} is a directory, not a CSV file")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise CLIError(f"cannot read {what} file {path}: {e.strerror or e}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CLIError(f"{path} is UTF-16 text; save it as UTF-8 (or ASCII) CSV")
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is accepted and removed
+    except UnicodeDecodeError as e:
+        raise CLIError(
+            f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8 CSV"
+        ) from None
+    if "\x00" in text:
+        raise CLIError(f"{path} contains NUL bytes; is it a binary file?")
+    return text
+
+
+def read_table(path: str, columns: Sequence[str], what: str, *, delimiter: str = ",") -> Table:
+    r"""Read the named numeric columns of a CSV file with a header row, strictly.
+
+    Header names are stripped of surrounding spaces (``x, y, z`` works) and a UTF-8 byte-order mark is removed.
+    Rejected, each with a one-line :class:`CLIError`: a missing, unreadable or non-UTF-8 file, a directory, an
+    empty file or one without data rows, duplicate column names, missing columns, rows whose number of fields
+    differs from the header's (naming the line), non-numeric values (naming line and column) and NaN or infinite
+    values (naming the column and lines). Blank lines are skipped.
+
+    Args:
+        path: the CSV file.
+        columns: names of the columns to read, in order.
+        what: what the file is, for messages (``"data"``, ``"prediction grid"``).
+        delimiter: field delimiter.
+
+    Returns:
+        a :class:`Table`.
+
+    Raises:
+        CLIError: see above.
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = os.path.join(d, "a.csv")
+        ...     _ = open(p, "w").write("\ufeffx, y ,v\n1,2,3\n4,5,6\n")
+        ...     t = read_table(p, ["v", "x"], "data")
+        >>> t.values.tolist(), t.lines
+        ([[3.0, 1.0], [6.0, 4.0]], (2, 3))
+    """
+    text = _open_text(path, what)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(h.strip() for h in header):  # leading blank lines
+            header = next(reader, None)
+        if header is None:
+            raise CLIError(f"{path} is empty: expected a header row and data rows")
+        names = [h.strip() for h in header]
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name and name in seen:
+                raise CLIError(f"{path}: duplicate column name {name!r} (columns {seen[name] + 1} and {i + 1})")
+            seen[name] = i
+        missing = [c for c in columns if c not in seen]
+        if missing:
+            hint = ""
+            if len(names) == 1 and delimiter == "," and any(d in names[0] for d in ";\t|"):
+                hint = " (the header has no commas: is the file delimited by another character? see --delimiter)"
+            elif all(_is_number(n) for n in names):
+                hint = " (the first line holds numbers: the file needs a header row with column names)"
+            found = ", ".join(_short(n) for n in names[:12]) + (" ..." if len(names) > 12 else "")
+            raise CLIError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found {found}{hint}")
+        idx = [seen[c] for c in columns]
+        rows: list[list[float]] = []
+        lines: list[int] = []
+        bad: dict[str, list[int]] = {}
+        for row in reader:
+            lineno = reader.line_num
+            if not any(f.strip() for f in row):
+                continue  # blank line
+            if len(row) != len(names):
+                raise CLIError(f"{path}, line {lineno}: {len(row)} fields, but the header has {len(names)}")
+            vals = []
+            for c, j in zip(columns, idx, strict=True):
+                field = row[j].strip()
+                try:
+                    v = float(field)
+                except ValueError:
+                    raise CLIError(
+                        f"{path}, line {lineno}: non-numeric value {_short(field)} in column {c!r}"
+                    ) from None
+                if not math.isfinite(v):
+                    bad.setdefault(c, []).append(lineno)
+                vals.append(v)
+            rows.append(vals)
+            lines.append(lineno)
+    except csv.Error as e:
+        raise CLIError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
+    if bad:
+        c, where = next(iter(bad.items()))
+        raise CLIError(f"{path}: NaN or infinite value(s) in column {c!r} on line(s) {_lines_text(where)}")
+    if not rows:
+        raise CLIError(f"{path} has a header but no data rows")
+    return Table(path, tuple(columns), torch.tensor(rows, dtype=torch.float64), tuple(lines))
+
+
+# ----------------------------------------------------------------------------------------------------- output
+@dataclass(frozen=True)
+class OutputTarget:
+    """A checked output path: where predictions go, and whether an existing file may be replaced."""
+
+    path: Path
+    force: bool
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_output(out: str, inputs: Iterable[str], *, force: bool) -> OutputTarget:
+    """Check an output path before any work is done, so that a long fit is not lost to a bad path.
+
+    Refused (one-line :class:`CLIError`): an input file (also through a link; ``--force`` does not override
+    this), an existing file without ``force``, anything that is not a regular file (a directory, a device such
+    as ``/dev/full``), a missing folder, and a folder where no file can be created (probed by creating and
+    removing a temporary file there).
+
+    Args:
+        out: the output path.
+        inputs: paths of the input files.
+        force: allow replacing an existing (non-input) file.
+
+    Returns:
+        an :class:`OutputTarget`.
+
+    Raises:
+        CLIError: see above.
+    """
+    p = Path(out)
+    for src in inputs:
+        if src and (p.exists() or p.is_symlink()) and _same_file(p, Path(src)):
+            raise CLIError(f"--out {out} is the input file {src}; refusing to write over an input file")
+    if p.is_dir():
+        raise CLIError(f"--out {out} is a directory; give a file name")
+    if p.exists() and not p.is_file():
+        raise CLIError(f"--out {out} exists and is not a regular file; refusing to write to it")
+    if p.exists() and not force:
+        raise CLIError(f"--out {out} already exists; use --force to replace it")
+    parent = p.parent
+    if not parent.exists():
+        raise CLIError(f"--out {out}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise CLIError(f"--out {out}: {parent} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{p.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot create a file in {parent} ({e.strerror or e})") from None
+    return OutputTarget(path=p, force=force)
+
+
+def _file_mode(p: Path) -> int:
+    """Mode of the file being replaced, else what ``open()`` would give (``0o666`` less the umask)."""
+    try:
+        return p.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_csv_atomic(target: OutputTarget, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a CSV file atomically: to a temporary file in the same folder, then ``os.replace`` it into place.
+
+    An interrupted or failed write (``KeyboardInterrupt``, a full disk) leaves no partial file: the temporary
+    file is removed and an existing file at ``target.path`` is untouched. Without ``target.force`` an output
+    file that appeared since :func:`check_output` is not replaced.
+
+    Args:
+        target: from :func:`check_output`.
+        header: the header row.
+        rows: the data rows.
+
+    Raises:
+        CLIError: the file cannot be written (e.g. ``ENOSPC``); nothing is left behind.
+    """
+    p = target.path
+    if p.exists() and not target.force:
+        raise CLIError(f"--out {p} appeared while fitting; not replaced (use --force)")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode(p))
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as e:
+        raise CLIError(f"could not write {p}: {e.strerror or e}; nothing was written") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
