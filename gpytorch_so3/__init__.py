@@ -19,12 +19,30 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+
+def _is_command_line() -> bool:
+    """Whether this process is the package's command line (``gpytorch-so3 ...`` or ``python -m gpytorch_so3 ...``)."""
+    argv = getattr(sys, "orig_argv", sys.argv)
+    if os.path.basename(sys.argv[0] if sys.argv else "") == "gpytorch-so3":
+        return True
+    return any(a == "-m" and i + 1 < len(argv) and argv[i + 1].startswith("gpytorch_so3") for i, a in enumerate(argv))
+
+
+if _is_command_line():
+    # gpytorch imports pykeops when it is installed, and pykeops prints "CUDA libraries not found ..." at import on
+    # every CPU machine, before any of our code runs (even for --help). Only for the command line, and only unless
+    # the user chose otherwise, ask pykeops to stay quiet; the KeOps path still warns once if it falls back.
+    for _name in ("PYKEOPS_VERBOSE", "KEOPS_VERBOSE"):  # pykeops reads the first, keopscore the second
+        os.environ.setdefault(_name, "0")
+
 # The light core: torch, gpytorch, linear_operator, numpy, scipy only (tests/test_architecture.py checks it).
-from gpytorch_so3 import datasets, exceptions, functional, kernels, priors, so3, sod
-from gpytorch_so3.kernels import FullSPDKernel, RotatedAnisotropicKernel, SO3AnisotropicKernel
+from gpytorch_so3 import datasets, exceptions, functional, kernels, priors, so3, sod  # noqa: E402
+from gpytorch_so3.kernels import FullSPDKernel, RotatedAnisotropicKernel, SO3AnisotropicKernel  # noqa: E402
 
 try:
     __version__ = version("gpytorch-so3")

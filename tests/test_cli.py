@@ -587,3 +587,18 @@ def test_library_warnings_are_one_line_whatever_the_callers_filters(data_csv, ca
     assert main(_fit(data_csv, "--models", "ard")) == 0
     err = capsys.readouterr().err
     assert err == "gpytorch-so3: warning: RestartFailedWarning: restart 2 failed: NotPSDError\n"
+
+
+def test_command_line_prints_no_keops_notice():
+    """gpytorch imports pykeops (when installed), which prints a CUDA notice at import; the command line asks it to
+    stay quiet (issue 15), so `--help` and `--version` print only their own text."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYKEOPS_VERBOSE", "KEOPS_VERBOSE")}
+    for args in (["--help"], ["--version"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "gpytorch_so3", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert "[KeOps]" not in out.stdout + out.stderr
