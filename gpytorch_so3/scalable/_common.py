@@ -19,7 +19,12 @@ from torch import Tensor
 from gpytorch_so3 import functional as F
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.kernels import SO3AnisotropicKernel
-from gpytorch_so3.priors import default_lengthscale_prior, default_noise_prior, default_outputscale_prior, so3_covar_module
+from gpytorch_so3.priors import (
+    default_lengthscale_prior,
+    default_noise_prior,
+    default_outputscale_prior,
+    so3_covar_module,
+)
 
 __all__ = ["DistInfo", "Progress", "build_kernel", "kmeans", "whitening_matrix"]
 
@@ -179,7 +184,7 @@ def setup_distributed(device: torch.device) -> DistInfo:
 
 
 def default_device(X: object, device: torch.device | str | None) -> torch.device:
-    """``device`` if given; else the input tensor's device; else ``cuda:LOCAL_RANK`` under torchrun with CUDA, or CPU."""
+    """``device`` if given, else the input tensor's, else ``cuda:LOCAL_RANK`` under torchrun with CUDA, else CPU."""
     if device is not None:
         return torch.device(device)
     if torch.is_tensor(X):

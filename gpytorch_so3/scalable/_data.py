@@ -27,7 +27,7 @@ CHUNK_ROWS = 65536
 def read_csv(
     path: str | os.PathLike, columns: Sequence[str], *, chunk_rows: int = CHUNK_ROWS, delimiter: str = ","
 ) -> np.ndarray:
-    """Read named numeric columns of a CSV file into one ``float32`` array, in chunks.
+    r"""Read named numeric columns of a CSV file into one ``float32`` array, in chunks.
 
     A first pass counts the data rows, a second parses ``chunk_rows`` lines at a time (``np.loadtxt`` on the
     chunk) into a preallocated ``n x len(columns)`` array: peak memory is the result plus one chunk.
@@ -92,12 +92,14 @@ def _check_array(name: str, a: object) -> Tensor | np.ndarray:
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise TypeError(f"{name} must be a numeric array, got dtype {a.dtype}")
         return a
-    raise TypeError(f"{name} must be a torch.Tensor, a NumPy array/memmap or (train_X only) a CSV path, got {type(a).__name__}")
+    raise TypeError(
+        f"{name} must be a torch.Tensor, a NumPy array/memmap or (train_X only) a CSV path, got {type(a).__name__}"
+    )
 
 
 @dataclass
 class Standardization:
-    """Affine maps of the data: ``x_s = (x - x_center) / x_scale`` (one factor for all axes), ``y_s = (y - y_mean) / y_std``.
+    """Affine maps of the data: ``x_s = (x - x_center) / x_scale`` (one factor, all axes), ``y_s = (y - mu) / sd``.
 
     Attributes:
         x_center: ``(3,)`` midpoint of the inputs' bounding box (float64).
@@ -179,7 +181,9 @@ class DataSource:
         """Contiguous rows ``start:stop``."""
         return self.rows(np.arange(start, stop))
 
-    def chunks(self, start: int = 0, stop: int | None = None, size: int = CHUNK_ROWS) -> Iterator[tuple[Tensor, Tensor]]:
+    def chunks(
+        self, start: int = 0, stop: int | None = None, size: int = CHUNK_ROWS
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """Contiguous chunks of rows ``start:stop``."""
         stop = self.n if stop is None else stop
         for a in range(start, stop, size):

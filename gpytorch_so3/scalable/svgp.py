@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import gpytorch
 import numpy as np
 import torch
-import torch.distributed as dist
 from gpytorch.variational import (
     CholeskyVariationalDistribution,
     NaturalVariationalDistribution,
@@ -311,7 +310,10 @@ def fit_svgp(
 
     Returns:
         an :class:`SVGPResult`; ``.predict(X)`` gives the latent mean and variance in the data's units. Under
-        torchrun every rank returns the same model (``result.rank`` tells which process you are).
+        torchrun every rank returns the same model (``result.rank`` tells which process you are; let rank 0
+        write files). If ``fit_svgp`` initialised the default process group (from torchrun's environment) it
+        leaves it initialised for the caller's own synchronisation; call
+        ``torch.distributed.destroy_process_group()`` at the end of the script.
 
     Raises:
         TypeError: non-numeric inputs or option of the wrong type.
@@ -339,18 +341,14 @@ def fit_svgp(
     dt = working_dtype(X, dtype)
     src = DataSource(X, Y, dt, dev)
     info = C.setup_distributed(dev)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return _fit(
-                src, info, nu=nu, num_inducing=num_inducing, batch_size=batch_size, epochs=epochs,
-                max_seconds=max_seconds, seed=seed, progress=progress, kernel=kernel, variational=variational,
-                learn_inducing_locations=learn_inducing_locations, closed_form=closed_form, lr=lr, ngd_lr=ngd_lr,
-                init_size=init_size, init_restarts=init_restarts,
-            )  # fmt: skip
-    finally:
-        if info.created:
-            dist.destroy_process_group()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _fit(
+            src, info, nu=nu, num_inducing=num_inducing, batch_size=batch_size, epochs=epochs,
+            max_seconds=max_seconds, seed=seed, progress=progress, kernel=kernel, variational=variational,
+            learn_inducing_locations=learn_inducing_locations, closed_form=closed_form, lr=lr, ngd_lr=ngd_lr,
+            init_size=init_size, init_restarts=init_restarts,
+        )  # fmt: skip
 
 
 def _statistics(src: DataSource, info: C.DistInfo) -> Standardization:
@@ -497,7 +495,12 @@ def _train(model, lik, src, std, info, *, epochs, B, max_seconds, **o) -> list[d
                         stop = True
                         break
             history.append(
-                {"epoch": epoch, "loss": float(loss_sum) / max(steps, 1), "seconds": time.perf_counter() - te, "steps": steps}
+                {
+                    "epoch": epoch,
+                    "loss": float(loss_sum) / max(steps, 1),
+                    "seconds": time.perf_counter() - te,
+                    "steps": steps,
+                }
             )
             if stop:
                 break
