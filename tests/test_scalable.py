@@ -113,6 +113,15 @@ def test_training_reduces_the_loss_and_keeps_shapes(field):
     assert not res.model.training and res.num_data == 60 and res.world_size == 1
 
 
+def test_max_seconds_stops_after_the_current_step_and_ard_kernel(field):
+    # max_seconds is checked after every step: a budget of 1 ns stops after the first one (no timing assertion)
+    res = fit_svgp(field.train_X, field.train_Y, num_inducing=8, batch_size=20, max_seconds=1e-9, kernel="ard", **FAST)
+    assert [h["steps"] for h in res.history] == [1]
+    assert isinstance(res.model.covar_module.base_kernel, gpytorch.kernels.MaternKernel)
+    mean, var = res.predict(field.test_X)
+    assert mean.shape == var.shape == (25,) and bool(torch.isfinite(mean).all())
+
+
 def test_predict_chunking_and_inputs(field):
     res = fit_svgp(field.train_X, field.train_Y, num_inducing=16, batch_size=30, epochs=1, **FAST)
     m1, v1 = res.predict(field.test_X, chunk_size=7)
@@ -145,9 +154,8 @@ def test_memmap_and_csv_inputs_match_tensors(field, tmp_path):
     Y = field.train_Y.float().numpy()
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "Y.npy", Y)
-    rows = "\n".join(
-        f"{i},{x[0]!r},{x[1]!r},{x[2]!r},{y[0]!r}" for i, (x, y) in enumerate(zip(X.tolist(), Y.tolist(), strict=True))
-    )
+    pairs = zip(X.tolist(), Y.tolist(), strict=True)
+    rows = "\n".join(f"{i},{x[0]!r},{x[1]!r},{x[2]!r},{y[0]!r}" for i, (x, y) in enumerate(pairs))
     (tmp_path / "d.csv").write_text("id,x,y,z,value\n" + rows + "\n")
     kw = {"num_inducing": 12, "batch_size": 25, "epochs": 2, **FAST}
     ref = fit_svgp(torch.from_numpy(X), torch.from_numpy(Y), **kw).predict(field.test_X)

@@ -115,12 +115,14 @@ def fit_exact_init(
     ARD: BoTorch's ``fit_gpytorch_mll`` (L-BFGS-B). Returns the kernel, the likelihood and the constant mean.
     """
     kernel, lik = build_kernel(kind, nu).to(X), build_likelihood().to(X)
-    model = _ExactGP(X, Y, kernel, lik)
     if kind == "so3":
+        model = _ExactGP(X, Y, kernel, lik)
         fit_map(model, num_restarts=num_restarts, seed=seed)
     else:
         from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
 
+        model = SingleTaskGP(X, Y.unsqueeze(-1), covar_module=kernel, likelihood=lik, outcome_transform=None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit_gpytorch_mll(gpytorch.mlls.ExactMarginalLogLikelihood(lik, model))
