@@ -65,8 +65,8 @@ def rff_field(n: int, seed: int, *, n_features: int = N_FEATURES):
 
     def f(X):
         out = []
-        for a in range(0, len(X), 50_000):
-            P = X[a : a + 50_000].double() @ W.mT
+        for a in range(0, len(X), 8192):
+            P = X[a : a + 8192].double() @ W.mT
             out.append(((torch.cos(P) @ ab[0] + torch.sin(P) @ ab[1]) / math.sqrt(n_features)).float())
         return torch.cat(out)
 
@@ -85,6 +85,18 @@ def rff_field(n: int, seed: int, *, n_features: int = N_FEATURES):
 
 # ------------------------------------------------------------------------------------------------ workers
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process: ``VmHWM`` of its address space (Linux), else ``ru_maxrss``.
+
+    Not ``ru_maxrss`` first: Linux carries a forked child's inherited high-water mark through ``exec``, so a
+    worker started by a driver that once held 2 GB would report at least 2 GB.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -137,7 +149,8 @@ def worker(method: str, data: Path, out: Path, a: argparse.Namespace) -> None:
         rec.update(
             rmse=_rmse(mean, Ft), fit_seconds=time.perf_counter() - t0, init_seconds=res.init_seconds,
             train_seconds=res.train_seconds, epochs=len(res.history), steps=sum(h["steps"] for h in res.history),
-            seconds_per_full_epoch=(sum(ep) / len(ep)) if ep else None, epoch_seconds=[h["seconds"] for h in res.history],
+            seconds_per_full_epoch=(sum(ep) / len(ep)) if ep else None,
+            epoch_seconds=[h["seconds"] for h in res.history],
             world_size=res.world_size, num_inducing=a.num_inducing, batch_size=a.batch_size,
         )  # fmt: skip
         if res.world_size > 1:

@@ -47,7 +47,7 @@ def read_csv(
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.csv"
-        >>> _ = p.write_text("x,y,z,v\\n0,1,2,3\\n4,5,6,7\\n")
+        >>> _ = p.write_text("x,y,z,v\n0,1,2,3\n4,5,6,7\n")
         >>> read_csv(p, ["z", "v"])
         array([[2., 3.],
                [6., 7.]], dtype=float32)

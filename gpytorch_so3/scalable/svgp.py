@@ -9,8 +9,8 @@ r"""Stochastic variational GP (SVGP) with the SO(3) kernel: minibatch training, 
 3. Inducing points: k-means in the *whitened* coordinates ``z = (x - c) A`` of that fit (``A`` the kernel's
    whitening matrix), mapped back; so the inducing points are spread evenly in the metric the kernel sees.
 4. ``q(u)`` in closed form (the collapsed-bound optimum for a Gaussian likelihood, one streamed pass), then
-   minibatch training of all parameters (Adam; optionally natural gradients for ``q(u)``), then ``q(u)`` in
-   closed form again for the final hyper-parameters and inducing points.
+   minibatch training (natural gradients for ``q(u)``, Adam for the hyper-parameters and inducing points), then
+   ``q(u)`` in closed form again for the final hyper-parameters and inducing points.
 
 Data parallel: under ``torchrun --nproc_per_node=N`` (``WORLD_SIZE > 1``) every rank builds the same model
 (initialisation on rank 0, broadcast), draws the same global minibatch indices, reads and processes its own
@@ -268,7 +268,7 @@ def fit_svgp(
     seed: int = 0,
     progress: bool = True,
     kernel: str = "so3",
-    variational: str = "cholesky",
+    variational: str = "natural",
     learn_inducing_locations: bool = True,
     closed_form: bool = True,
     lr: float = 0.01,
@@ -297,7 +297,10 @@ def fit_svgp(
         seed: seeds the subset, the k-means starts, the minibatch order and gpytorch's initialisations.
         progress: show a progress bar on stderr (only if it is a TTY, and on rank 0).
         kernel: ``"so3"`` (default) or ``"ard"`` (gpytorch's Matern/RBF ARD kernel, the baseline).
-        variational: ``"cholesky"`` (Adam on everything) or ``"natural"`` (``gpytorch.optim.NGD`` on ``q(u)``).
+        variational: ``"natural"`` (default: ``NaturalVariationalDistribution`` trained by ``gpytorch.optim.NGD``,
+            the rest by Adam) or ``"cholesky"`` (``CholeskyVariationalDistribution``, Adam on everything). Measured
+            in ``benchmarks/bench_scalable.py`` (rotated 10:1 field, same steps and time per epoch): held-out RMSE
+            0.104 vs 0.110 at ``N = 10^4`` and 0.095 vs 0.102 at ``N = 10^5``.
         learn_inducing_locations: optimise the inducing locations.
         closed_form: set ``q(u)`` to its closed-form optimum before and after the minibatch training.
         lr: Adam learning rate (hyper-parameters, inducing points, Cholesky ``q(u)``).
