@@ -39,7 +39,7 @@ off when the per-rank share of the batch is large compared with ``M``: raise ``b
 processes (``batch_size`` is global). A ``max_seconds`` budget is agreed across ranks after every step.
 """
 
-from gpytorch_so3.scalable._data import read_csv
+from gpytorch_so3.scalable._data import Standardization, read_csv
 from gpytorch_so3.scalable.nngp import NearestNeighbourGP, fit_nngp, ordered_neighbours
 from gpytorch_so3.scalable.svgp import SO3SVGPModel, SVGPResult, fit_svgp, optimal_variational_update
 
@@ -47,6 +47,7 @@ __all__ = [
     "NearestNeighbourGP",
     "SO3SVGPModel",
     "SVGPResult",
+    "Standardization",
     "fit_nngp",
     "fit_svgp",
     "optimal_variational_update",
