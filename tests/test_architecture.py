@@ -47,7 +47,6 @@ LAYERS: dict[str, int] = {
     "kernels.full_spd_kernel": 20,
     "kernels.rotated_kernel": 20,
     "kernels.keops": 21,
-    "kernels.keops_rotated": 21,
     # 30: priors and default kernel factories
     "priors": 30,
     # 40: BoTorch layer: covariance factories, IsotropicNormalize, check_input_scaling, physical units

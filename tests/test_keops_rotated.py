@@ -13,8 +13,7 @@ from linear_operator.operators import KernelLinearOperator
 
 from gpytorch_so3.exceptions import KeOpsFallbackWarning
 from gpytorch_so3.kernels import keops as keops_mod
-from gpytorch_so3.kernels import keops_rotated
-from gpytorch_so3.kernels.keops_rotated import KeOpsRotatedAnisotropicKernel
+from gpytorch_so3.kernels.keops import KeOpsRotatedAnisotropicKernel
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 
 # Correlations are <= 1: absolute tolerances. The dense path uses gpytorch's expanded-norm distances, the KeOps
@@ -76,15 +75,16 @@ def test_small_blocks_and_use_keops_false_are_dense(mock_lazy_tensor):
 
 def test_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(keops_mod, "_HAS_KEOPS", False)
-    monkeypatch.setattr(keops_rotated, "_FALLBACK_WARNED", False)
-    with pytest.warns(KeOpsFallbackWarning, match="KeOpsRotatedAnisotropicKernel"):
-        KeOpsRotatedAnisotropicKernel(4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        k = KeOpsRotatedAnisotropicKernel(4)  # once per process
+    monkeypatch.setattr(keops_mod, "_FALLBACK_WARNED", False)
+    k = KeOpsRotatedAnisotropicKernel(4, use_keops=True)  # no warning at construction: only when KeOps would run
     kd = RotatedAnisotropicKernel(4)
     x = torch.rand(30, 4)
-    torch.testing.assert_close(k(x).to_dense(), kd(x).to_dense(), rtol=0, atol=0)
+    with pytest.warns(KeOpsFallbackWarning, match="fall back to the dense path"):
+        out = k(x).to_dense()
+    torch.testing.assert_close(out, kd(x).to_dense(), rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k(x).to_dense()  # once per process
 
 
 @pytest.mark.keops

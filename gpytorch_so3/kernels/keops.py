@@ -24,16 +24,14 @@ from __future__ import annotations
 import math
 import warnings
 
-import torch
 from gpytorch import settings
-from gpytorch.constraints import Interval
-from gpytorch.priors import Prior
 from linear_operator.operators import KernelLinearOperator
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3.exceptions import KeOpsFallbackWarning
 from gpytorch_so3.kernels.base import validate_inputs
+from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 # pykeops is imported on first use of the KeOps path (see `_keops_lazy_tensor`), never at module import: importing
@@ -43,7 +41,13 @@ LazyTensor = None
 #: None: not tried yet; True/False: whether ``from pykeops.torch import LazyTensor`` succeeded.
 _HAS_KEOPS: bool | None = None
 
-__all__ = ["KeOpsSO3AnisotropicKernel", "keops_available"]
+__all__ = [
+    "KeOpsMixin",
+    "KeOpsRotatedAnisotropicKernel",
+    "KeOpsSO3AnisotropicKernel",
+    "check_use_keops",
+    "keops_available",
+]
 
 # KeOps has no clamp with a usable derivative (gpytorch's KeOps Matern notes that clamp gives NaNs), so the
 # Matern branches take sqrt(r^2 + eps): finite values and a zero derivative at r = 0 (d r^2 / dz = 0 there).
@@ -158,7 +162,7 @@ def _warn_fallback() -> None:
     if not _FALLBACK_WARNED:
         _FALLBACK_WARNED = True
         warnings.warn(
-            "KeOpsSO3AnisotropicKernel falls back to the dense path: pykeops is not installed (or failed to "
+            "The KeOps kernels fall back to the dense path: pykeops is not installed (or failed to "
             "import), so kernel matrices are built as dense N x M tensors (memory O(N M)). Install the extra "
             "`pip install 'gpytorch-so3[keops]'` for large inputs, or pass use_keops=False to choose the dense "
             "path explicitly. This warning is shown once per process.",
@@ -167,7 +171,63 @@ def _warn_fallback() -> None:
         )
 
 
-class KeOpsSO3AnisotropicKernel(SO3AnisotropicKernel):
+def check_use_keops(use_keops: object) -> bool | None:
+    """Validate the ``use_keops`` option of the KeOps kernels: ``None`` (automatic), ``True`` or ``False``.
+
+    Example:
+        >>> check_use_keops(None), check_use_keops(False)
+        (None, False)
+    """
+    if use_keops is not None and not isinstance(use_keops, bool):
+        raise TypeError(f"use_keops must be None (automatic), True or False; got {use_keops!r}")
+    return use_keops
+
+
+class KeOpsMixin:
+    r"""The KeOps path of a whitened-distance kernel (any ``dim``): symbolic ``KernelLinearOperator`` for large inputs.
+
+    Mixed in before an :class:`~gpytorch_so3.kernels.base.AnisotropicKernel` subclass (which provides
+    ``whitening_matrix``, ``nu``, ``dim`` and the dense ``forward``); the subclass sets ``self.use_keops`` with
+    :func:`check_use_keops`. Centre and whiten once, exactly as the dense path does, then hand the whitened points to
+    the parameter-free :func:`_covar_func` (dimension-generic), so gradients reach the parameters through ``z``.
+    """
+
+    use_keops: bool | None = None
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params):
+        r"""Covariance (correlation) of ``dim``-D inputs, symbolic for large inputs.
+
+        Args:
+            x1: ``batch_shape x n x dim`` inputs.
+            x2: ``batch_shape x m x dim`` inputs.
+            diag: return only the diagonal (dense, ``batch_shape x n``; requires ``n == m``).
+            last_dim_is_batch: not supported (raises ``ValueError``).
+            **params: passed to the dense path.
+
+        Returns:
+            ``batch_shape x n x m``: a ``KernelLinearOperator`` backed by KeOps for large inputs, a dense tensor
+            otherwise; ``batch_shape x n`` with ``diag=True``.
+        """
+        if last_dim_is_batch:
+            raise ValueError(f"{type(self).__name__} does not support last_dim_is_batch=True")
+        if diag or not _use_keops(x1.shape[-2], x2.shape[-2], self.use_keops):
+            return super().forward(x1, x2, diag=diag, **params)
+        # Same checks as the dense path (ScaleKernel calls forward directly, bypassing __call__): a NaN row would
+        # otherwise only surface as a NaN deep inside CG.
+        validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype(), dim=self.dim)
+        mean = x1.mean(dim=-2, keepdim=True)
+        A = self.whitening_matrix
+        # contiguous(): KeOps needs contiguous inputs (gpytorch issue #1543: zero gradients otherwise).
+        z1 = F.whiten(x1 - mean, A).contiguous()
+        z2 = z1 if x2 is x1 else F.whiten(x2 - mean, A).contiguous()
+        return KernelLinearOperator(z1, z2, covar_func=_covar_func, nu=self.nu, use_keops=self.use_keops)
+
+    def extra_repr(self) -> str:
+        """The base kernel's description and the ``use_keops`` mode."""
+        return f"{super().extra_repr()}, use_keops={self.use_keops}"
+
+
+class KeOpsSO3AnisotropicKernel(KeOpsMixin, SO3AnisotropicKernel):
     r"""The SO(3) anisotropic kernel with KeOps matrix-vector products for large inputs.
 
     Same parameters, values and gradients as :class:`~gpytorch_so3.SO3AnisotropicKernel`
@@ -200,75 +260,50 @@ class KeOpsSO3AnisotropicKernel(SO3AnisotropicKernel):
         torch.Size([5000, 5000])
     """
 
-    def __init__(
-        self,
-        nu: float | None = None,
-        *,
-        use_keops: bool | None = None,
-        lengthscale_prior: Prior | None = None,
-        lengthscale_constraint: Interval | None = None,
-        rotation_prior: Prior | None = None,
-        batch_shape: torch.Size | None = None,
-        active_dims: tuple[int, ...] | None = None,
-        eps: float = 1e-6,
-    ) -> None:
+    def __init__(self, nu: float | None = None, *, use_keops: bool | None = None, **kwargs) -> None:
         """Build the kernel.
 
         Args:
             nu: ``None`` (squared exponential, default) or 0.5, 1.5, 2.5 (Matern smoothness).
             use_keops: ``None`` (automatic, gpytorch's size rule), ``True`` (always) or ``False`` (never).
-            lengthscale_prior: prior on the ``batch_shape x 1 x 3`` principal length-scales.
-            lengthscale_constraint: constraint of the length-scales (default: ``Positive()``).
-            rotation_prior: prior on the ``batch_shape x 3`` axis-angle vector.
-            batch_shape: batch shape of the hyperparameters (default: none).
-            active_dims: three input columns the kernel acts on (default: all, and inputs must be 3-D).
-            eps: gpytorch's lower bound on the length-scale (passed to ``Kernel``).
+            **kwargs: the keyword arguments of :class:`~gpytorch_so3.SO3AnisotropicKernel` (``lengthscale_prior``,
+                ``lengthscale_constraint``, ``rotation_prior``, ``batch_shape``, ``active_dims``, ``eps``); an
+                unknown name is a ``TypeError``.
 
         Raises:
-            TypeError: ``use_keops`` is not ``None`` or a bool.
+            TypeError: ``use_keops`` is not ``None`` or a bool, or an unknown keyword.
         """
-        if use_keops is not None and not isinstance(use_keops, bool):
-            raise TypeError(f"use_keops must be None (automatic), True or False; got {use_keops!r}")
-        super().__init__(
-            nu,
-            lengthscale_prior=lengthscale_prior,
-            lengthscale_constraint=lengthscale_constraint,
-            rotation_prior=rotation_prior,
-            batch_shape=batch_shape,
-            active_dims=active_dims,
-            eps=eps,
-        )
+        use_keops = check_use_keops(use_keops)
+        super().__init__(nu, **kwargs)
         self.use_keops = use_keops
 
-    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params):
-        r"""Covariance (correlation) of 3-D inputs, symbolic for large inputs.
+
+class KeOpsRotatedAnisotropicKernel(KeOpsMixin, RotatedAnisotropicKernel):
+    r"""The rotated anisotropic kernel in ``dim`` dimensions with KeOps matrix-vector products for large inputs.
+
+    Same parameters, values and gradients as :class:`~gpytorch_so3.RotatedAnisotropicKernel`; ``use_keops`` and the
+    fallback (one :class:`~gpytorch_so3.exceptions.KeOpsFallbackWarning` per process, the first time a block would
+    have used KeOps, then the dense path) work as in :class:`KeOpsSO3AnisotropicKernel`; ``diag=True`` is dense.
+
+    Example:
+        >>> import torch
+        >>> k = KeOpsRotatedAnisotropicKernel(4, nu=2.5, use_keops=False)
+        >>> k(torch.rand(6, 4)).to_dense().shape
+        torch.Size([6, 6])
+    """
+
+    def __init__(self, dim: int, nu: float | None = None, *, use_keops: bool | None = None, **kwargs) -> None:
+        """Build the kernel.
 
         Args:
-            x1: ``batch_shape x n x 3`` inputs.
-            x2: ``batch_shape x m x 3`` inputs.
-            diag: return only the diagonal (dense, ``batch_shape x n``; requires ``n == m``).
-            last_dim_is_batch: not supported (raises ``ValueError``).
-            **params: passed to the dense path.
+            dim: number of input dimensions ``d >= 2``.
+            nu: ``None`` (squared exponential, default) or 0.5, 1.5, 2.5 (Matern smoothness).
+            use_keops: ``None`` (automatic, gpytorch's size rule), ``True`` (always) or ``False`` (never).
+            **kwargs: the keyword arguments of :class:`~gpytorch_so3.RotatedAnisotropicKernel`.
 
-        Returns:
-            ``batch_shape x n x m``: a ``KernelLinearOperator`` backed by KeOps for large inputs, a dense tensor
-            otherwise; ``batch_shape x n`` with ``diag=True``.
+        Raises:
+            TypeError: ``use_keops`` is not ``None`` or a bool, or an unknown keyword.
         """
-        if last_dim_is_batch:
-            raise ValueError(f"{type(self).__name__} does not support last_dim_is_batch=True")
-        if diag or not _use_keops(x1.shape[-2], x2.shape[-2], self.use_keops):
-            return super().forward(x1, x2, diag=diag, **params)
-        # Same checks as the dense path (ScaleKernel calls forward directly, bypassing __call__): a NaN row would
-        # otherwise only surface as a NaN deep inside CG.
-        validate_inputs(type(self).__name__, x1, x2, None, self._param_dtype())
-        # Centre and whiten once, exactly as the dense path (Anisotropic3DKernel.forward) does.
-        mean = x1.mean(dim=-2, keepdim=True)
-        A = self.whitening_matrix
-        # contiguous(): KeOps needs contiguous inputs (gpytorch issue #1543: zero gradients otherwise).
-        z1 = F.whiten(x1 - mean, A).contiguous()
-        z2 = z1 if x2 is x1 else F.whiten(x2 - mean, A).contiguous()
-        return KernelLinearOperator(z1, z2, covar_func=_covar_func, nu=self.nu, use_keops=self.use_keops)
-
-    def extra_repr(self) -> str:
-        """Base, batch shape and the ``use_keops`` mode."""
-        return f"{super().extra_repr()}, use_keops={self.use_keops}"
+        use_keops = check_use_keops(use_keops)
+        super().__init__(dim, nu, **kwargs)
+        self.use_keops = use_keops

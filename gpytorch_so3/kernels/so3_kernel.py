@@ -2,9 +2,6 @@ r"""The Lie-algebraic anisotropic kernel: three principal length-scales and a ro
 
 from __future__ import annotations
 
-import torch
-from gpytorch.constraints import Interval
-from gpytorch.priors import Prior
 from torch import Tensor
 
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
@@ -73,39 +70,19 @@ class SO3AnisotropicKernel(RotatedAnisotropicKernel):
     dim = 3
     num_rotation_coordinates = 3
 
-    def __init__(
-        self,
-        nu: float | None = None,
-        *,
-        lengthscale_prior: Prior | None = None,
-        lengthscale_constraint: Interval | None = None,
-        rotation_prior: Prior | None = None,
-        batch_shape: torch.Size | None = None,
-        active_dims: tuple[int, ...] | None = None,
-        eps: float = 1e-6,
-    ) -> None:
-        """Build the kernel.
+    def __init__(self, nu: float | None = None, **kwargs) -> None:
+        """Build the kernel: :class:`~gpytorch_so3.RotatedAnisotropicKernel` with ``dim = 3``.
 
         Args:
             nu: ``None`` (squared exponential, default) or 0.5, 1.5, 2.5 (Matern smoothness).
-            lengthscale_prior: prior on the ``batch_shape x 1 x 3`` principal length-scales.
-            lengthscale_constraint: constraint of the length-scales (default: ``Positive()``).
-            rotation_prior: prior on the ``batch_shape x 3`` axis-angle vector, e.g. from
-                :mod:`gpytorch_so3.priors`; its ``event_shape`` must be ``()`` or ``(3,)``.
-            batch_shape: batch shape of the hyperparameters (default: none).
-            active_dims: three input columns the kernel acts on (default: all, and inputs must be 3-D).
-            eps: gpytorch's lower bound on the length-scale (passed to ``Kernel``).
+            **kwargs: keyword-only arguments of :class:`~gpytorch_so3.RotatedAnisotropicKernel`, all optional:
+                ``lengthscale_prior`` (on the ``batch_shape x 1 x 3`` principal length-scales),
+                ``lengthscale_constraint`` (default ``Positive()``), ``rotation_prior`` (on the ``batch_shape x 3``
+                axis-angle vector, ``event_shape`` ``()`` or ``(3,)``, e.g. from :mod:`gpytorch_so3.priors`),
+                ``batch_shape``, ``active_dims`` (three input columns; default: all, and inputs must be 3-D) and
+                ``eps`` (gpytorch's lower bound on the length-scale). An unknown name is a ``TypeError``.
         """
-        super().__init__(
-            3,
-            nu,
-            lengthscale_prior=lengthscale_prior,
-            lengthscale_constraint=lengthscale_constraint,
-            rotation_prior=rotation_prior,
-            batch_shape=batch_shape,
-            active_dims=active_dims,
-            eps=eps,
-        )
+        super().__init__(3, nu, **kwargs)
 
     @property
     def rotation(self) -> Tensor:
