@@ -414,8 +414,8 @@ class PosteriorSummary:
             lines += [
                 "",
                 "principal directions (posterior mean axis; azimuth: degrees from input axis x0 towards x1, in "
-                f"(-90, 90], with its {100 * self.prob:g}% interval over draws;",
-                f"{spread_text})",
+                "(-90, 90];",
+                f"{lo_q:g}%/{hi_q:g}%: interval of the draws' azimuths; {spread_text})",
                 f"{'axis':<8}{'x0':>8}{'x1':>8}{'azimuth':>9}{f'{lo_q:g}%':>8}{f'{hi_q:g}%':>8}"
                 f"{'spread':>8}{'R-hat':>8}{'ESS':>8}",
             ]
