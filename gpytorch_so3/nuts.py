@@ -568,7 +568,7 @@ def fit_nuts(
     fast_potential: bool = True,
     full_mass: bool = True,
     target_accept_prob: float = 0.8,
-    init_strategy: str | Callable = "haar",
+    init_strategy: str | Callable = "auto",
     dtype: torch.dtype | None = torch.float64,
     progress: bool | None = None,
 ) -> RotatedFullyBayesianGP:
@@ -589,7 +589,10 @@ def fit_nuts(
     prior's edge at ``|w| = pi``), output-scale ``0.9 var(y)``, noise ``0.1 var(y)`` and mean ``mean(y)``. In
     ``d != 3`` dimensions the same recipe: a Haar-random rotation in SO(d) (``sod.random_rotation``), ``d``
     length-scale factors from 0.5 to 2 (:func:`initial_lengthscale_factors`), and of the ``2^(d-1) d!`` equivalent
-    frames the one nearest the identity (largest ``trace``), the copy the default shrinkage prior favours. Several
+    frames the one nearest the identity (largest ``trace``), the copy the default shrinkage prior favours; and by
+    default (``init_strategy="auto"``) chain 0 starts in the identity frame instead (rotation 0: the ARD kernel), as
+    :func:`gpytorch_so3.fit_map`'s identity start: the axis-aligned mode is always explored, and further chains
+    start from dispersed (Haar) orientations, as R-hat needs. Several
     chains run in parallel worker processes (see the module docstring); the draws of each chain are the same
     whichever way the chains run. The caller's global RNG state (torch, numpy, random) is restored afterwards.
 
@@ -625,8 +628,10 @@ def fit_nuts(
         full_mass: adapt a dense (True) or diagonal (False) mass matrix.
         target_accept_prob: target acceptance probability of step-size adaptation (raise it, e.g. to 0.9, if
             there are divergences).
-        init_strategy: ``"haar"`` (default, above), ``"identity"`` (the same but rotation 0: every chain starts in
-            the ARD frame), ``"prior"`` (draw every initial value from its prior) or a
+        init_strategy: ``"auto"`` (default): ``"haar"`` for ``d = 3``; for ``d != 3`` chain 0 as ``"identity"``
+            and the others as ``"haar"``. ``"haar"``: every chain from a Haar-random orientation (above);
+            ``"identity"``: the same but rotation 0 (every chain starts in the ARD frame); ``"prior"`` (draw every
+            initial value from its prior) or a
             Pyro init strategy (e.g. ``pyro.infer.autoguide.init_to_median``).
         dtype: dtype of the computations inside the sampler (default float64, whose Cholesky factorisations of
             near-singular kernel matrices fail far less often; ``None`` uses the data's dtype). Samples are loaded
@@ -669,9 +674,9 @@ def fit_nuts(
         _check_int("num_workers", num_workers, 1)
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"fit_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
-    if not (init_strategy in ("haar", "identity", "prior") or callable(init_strategy)):
+    if not (init_strategy in ("auto", "haar", "identity", "prior") or callable(init_strategy)):
         raise ValueError(
-            f"fit_nuts: init_strategy must be 'haar', 'identity', 'prior' or a callable, got {init_strategy!r}"
+            f"fit_nuts: init_strategy must be 'auto', 'haar', 'identity', 'prior' or a callable, got {init_strategy!r}"
         )
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise ValueError(f"fit_nuts: dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
@@ -693,10 +698,9 @@ def fit_nuts(
     tasks = []
     for c in range(num_chains):
         init = init_strategy
-        if init_strategy in ("haar", "identity"):
-            init = _initial_values(
-                pm, torch.Generator().manual_seed(chain_seeds[c]), identity=init_strategy == "identity"
-            )
+        if init_strategy in ("auto", "haar", "identity"):
+            identity = init_strategy == "identity" or (init_strategy == "auto" and pm.dim != 3 and c == 0)
+            init = _initial_values(pm, torch.Generator().manual_seed(chain_seeds[c]), identity=identity)
         tasks.append(
             _ChainTask(
                 pyro_model=pm,

@@ -682,16 +682,16 @@ def summarize_samples(
                 why.append(f"their {100 * prob:g}% intervals overlap")
             if d == 3:
                 other = 2 if i == 0 else 0
-                known = f"plane (normal = the {names[other]} axis)"
-                angles = "azimuth/dip"
+                known = f"only the plane (normal = the {names[other]} axis) is well determined; the individual "
+                known += "directions, their azimuth/dip"
+            elif d == 2:
+                known = "the field is nearly isotropic in the plane; the directions, their azimuth"
             else:
-                known = "plane they span" if d > 2 else "pair of directions as a whole (i.e. nothing)"
-                angles = "angles"
+                known = "only the plane they span is well determined; the individual directions, their angles"
             reasons.append(
                 f"weakly identified: the {names[i]} and {names[i + 1]} length-scales are close "
-                f"({'; '.join(why)}). The data barely distinguish the two directions within their plane: only the "
-                f"{known} is well determined; the individual directions, "
-                f"their {angles} and their R-hat/ESS are not meaningful."
+                f"({'; '.join(why)}). The data barely distinguish the two directions within their plane: "
+                f"{known} and their R-hat/ESS are not meaningful."
             )
     if len(weak_pairs) == d - 1 and d > 2:
         reasons.append(
