@@ -16,6 +16,13 @@ Follows BoTorch's fully Bayesian split (``botorch/models/fully_bayesian.py``) wi
 BoTorch 0.18 moved its own NUTS to NumPyro/JAX and the base class's ``__init__`` checks that JAX is installed;
 :class:`SO3FullyBayesianGP` runs the same initialisation steps without that check (its Pyro model is a PyTorch
 program), and overrides only what differs (see its docstring). JAX is never needed.
+
+**Any dimension.** :class:`RotatedPyroModel` and :class:`RotatedFullyBayesianGP` are the same construction on
+``d >= 2`` inputs (``d`` length-scales, ``d (d - 1) / 2`` so(d) coordinates, ``R = sod.exp_map(w, d)``, kernel
+:class:`~gpytorch_so3.kernels.rotated_kernel.RotatedAnisotropicKernel`); the SO(3) classes are their ``d = 3``
+case (subclasses with ``dim`` fixed to 3, same defaults, same draws). For ``d != 3`` the default rotation prior
+shrinks towards the identity (:func:`~gpytorch_so3.priors.default_sod_rotation_prior`), so that an axis-aligned
+problem is not penalised against ARD; for ``d = 3`` it stays the Haar prior.
 """
 
 from __future__ import annotations

@@ -693,10 +693,14 @@ def summarize_samples(
                 f"({'; '.join(why)}). The data barely distinguish the two directions within their plane: "
                 f"{known} and their R-hat/ESS are not meaningful."
             )
-    if len(weak_pairs) == d - 1 and d > 2:
+    if len(weak_pairs) == d - 1 and d == 3:
         reasons.append(
-            f"all {'three' if d == 3 else d} length-scales are close: the field is nearly isotropic and no direction "
-            "is identified."
+            "all three length-scales are close: the field is nearly isotropic and no direction is identified."
+        )
+    elif len(weak_pairs) == d - 1 and d > 3:
+        reasons.append(
+            "every adjacent pair of length-scales is weakly separated: no single principal direction is identified "
+            "(more data, or a shrinkage rotation prior, which then keeps the metric near axis-aligned)."
         )
     return PosteriorSummary(
         lengthscale=ls,
