@@ -1,8 +1,9 @@
-r"""Pyro NUTS for :class:`~gpytorch_so3.SO3FullyBayesianGP`: chains in parallel, seeding, thinning, bad proposals.
+r"""Pyro NUTS for the fully Bayesian models: chains in parallel, seeding, thinning, bad proposals.
 
-:func:`fit_nuts` runs Pyro's No-U-Turn sampler (``pyro.infer.mcmc.NUTS``) on the model's
-:class:`~gpytorch_so3.fully_bayesian.SO3PyroModel`, each chain from its own Haar-random initial rotation and with
-its own seed, and loads the thinned draws into the model. Its arguments follow BoTorch's
+:func:`fit_nuts` runs Pyro's No-U-Turn sampler (``pyro.infer.mcmc.NUTS``) on the Pyro model of an
+:class:`~gpytorch_so3.SO3FullyBayesianGP` or a :class:`~gpytorch_so3.fully_bayesian.RotatedFullyBayesianGP` (``d``
+inputs), each chain from its own Haar-random initial rotation in SO(d) and with its own seed, and loads the thinned
+draws into the model. Its arguments follow BoTorch's
 ``fit_fully_bayesian_model_nuts`` where they overlap (``max_tree_depth``, ``warmup_steps``, ``num_samples``,
 ``thinning``, ``disable_progbar``, ``jit_compile``, ``seed``), with the package's extras on top (chains, workers,
 initialisation, potential).
@@ -27,6 +28,7 @@ other exceptions propagate. These rejected evaluations and NUTS' divergent trans
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import multiprocessing
@@ -45,11 +47,12 @@ from linear_operator.utils.errors import NanError, NotPSDError
 from pyro.infer.mcmc import MCMC, NUTS
 from pyro.infer.mcmc.util import initialize_model
 from pyro.ops import integrator
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from gpytorch_so3 import so3
-from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
+from gpytorch_so3 import so3, sod
+from gpytorch_so3.fully_bayesian import RotatedFullyBayesianGP, RotatedPyroModel
 
 __all__ = [
     "EXCEPTION_HANDLER_NAME",
@@ -58,6 +61,7 @@ __all__ = [
     "NutsInfo",
     "divergence_advice",
     "fit_nuts",
+    "initial_lengthscale_factors",
     "is_numerical_failure",
     "rejecting_numerical_failures",
 ]
@@ -77,7 +81,29 @@ MIN_TRAINING_POINTS = 2
 
 #: Initial principal length-scales of a chain as multiples of the inputs' RMS spread: unequal (with three
 #: equal length-scales the rotation has zero gradient), spanning the usual range of a field on the unit cube.
+#: In ``d != 3`` dimensions: ``d`` factors spaced geometrically over that range (:func:`initial_lengthscale_factors`).
 INITIAL_LENGTHSCALE_FACTORS = (0.5, 1.0, 2.0)
+
+#: Largest ``d`` for which the start's frame is chosen by enumerating all ``2^(d-1) d!`` signed permutations
+#: (192 for ``d = 4``); above it, by an assignment problem (:func:`_interior_representative`).
+MAX_ENUMERATED_DIM = 4
+
+
+def initial_lengthscale_factors(dim: int) -> tuple[float, ...]:
+    """Initial principal length-scales of a chain in ``dim`` dimensions, as multiples of the inputs' RMS spread.
+
+    :data:`INITIAL_LENGTHSCALE_FACTORS` for ``dim = 3``; otherwise ``dim`` values from 0.5 to 2 spaced geometrically
+    (all unequal: with equal length-scales the rotation has zero gradient).
+
+    Example:
+        >>> initial_lengthscale_factors(3), initial_lengthscale_factors(2)
+        ((0.5, 1.0, 2.0), (0.5, 2.0))
+        >>> [round(f, 3) for f in initial_lengthscale_factors(5)]
+        [0.5, 0.707, 1.0, 1.414, 2.0]
+    """
+    if dim == 3:
+        return INITIAL_LENGTHSCALE_FACTORS
+    return tuple(0.5 * 4.0 ** (i / (dim - 1)) for i in range(dim))
 
 
 def is_numerical_failure(exc: BaseException) -> bool:
@@ -173,11 +199,11 @@ class NutsInfo:
         step_size: per chain, the adapted step size.
         accept_prob: per chain, the mean acceptance probability after warm-up.
         wall_time: per chain, seconds spent sampling that chain (in its worker if parallel).
-        initial_rotation: ``num_chains x 3`` initial axis-angle vectors (Haar-random unless an init strategy was
-            given).
+        initial_rotation: ``num_chains x d (d - 1) / 2`` initial so(d) coordinates (``d = 3``: axis-angle vectors;
+            Haar-random unless another init strategy was given).
         warmup_steps, num_samples, thinning, seed, max_tree_depth, full_mass, jit_compile, dtype: the settings.
         chain_seeds: per chain, the seed of its random streams (derived from ``seed``).
-        potential: which potential energy was used: ``"analytic"`` (:meth:`SO3PyroModel.make_potential_fn`) or
+        potential: which potential energy was used: ``"analytic"`` (:meth:`RotatedPyroModel.make_potential_fn`) or
             ``"pyro"`` (Pyro's generic potential of the model's ``sample``), with suffix ``"_compiled"`` under
             ``jit_compile`` (``torch.compile``).
         num_evaluations: per chain, potential-energy (+ gradient) evaluations, warm-up included (the cost unit of
@@ -244,7 +270,7 @@ class NutsInfo:
 class _ChainTask:
     """Everything one chain needs; picklable, so that it runs the same in a worker process as in the caller."""
 
-    pyro_model: SO3PyroModel
+    pyro_model: RotatedPyroModel
     chain: int
     seed: int
     init: dict[str, Tensor] | str | Callable
@@ -324,7 +350,7 @@ def _run_chain(task: _ChainTask, report: Callable[[int, int], None] | None = Non
         )
         init_rot = None
         if "rotation" in init_params:
-            init_rot = transforms["rotation"].inv(init_params["rotation"]).detach().reshape(3)
+            init_rot = transforms["rotation"].inv(init_params["rotation"]).detach().reshape(-1)
         mcmc.run()
     samples = mcmc.get_samples(group_by_chain=True)
     diag = mcmc.diagnostics()
@@ -421,12 +447,13 @@ def _run_parallel(tasks: list[_ChainTask], num_workers: int, progress: _Progress
 
 
 # -- initial values -------------------------------------------------------------------------------------------
-def _signed_permutations() -> Tensor:
-    """The 24 signed permutation matrices with determinant +1 (the symmetry group of the metric's frame)."""
+@functools.cache
+def _signed_permutations(dim: int = 3) -> Tensor:
+    """The ``2^(d-1) d!`` signed permutation matrices with determinant +1 (the symmetry group of the metric's frame)."""
     mats = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            P = torch.zeros(3, 3, dtype=torch.float64)
+    for perm in itertools.permutations(range(dim)):
+        for signs in itertools.product((1.0, -1.0), repeat=dim):
+            P = torch.zeros(dim, dim, dtype=torch.float64)
             for col, row in enumerate(perm):
                 P[row, col] = signs[col]
             if torch.linalg.det(P) > 0:
@@ -434,35 +461,84 @@ def _signed_permutations() -> Tensor:
     return torch.stack(mats)
 
 
-def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
-    """The equivalent ``(l P, R P)`` (same metric) whose rotation angle is smallest (at most ~63 degrees).
+def _nearest_signed_permutation(R: Tensor) -> Tensor:
+    """A signed permutation ``P`` (``det P = 1``) with large ``trace(R P)``, by an assignment problem (any ``d``).
 
-    The axis-angle posterior has a copy of every mode for each of the 24 frame symmetries. Copies whose rotation
-    angle is near pi straddle the smooth edge of the Haar prior at ``|w| = pi``: a chain started there samples a
-    truncated half of the mode and diverges at the edge (observed: 63 divergences and ESS 8 in one run). Starting
-    from the smallest-angle representative keeps the chain in an interior copy; the initial *metric* is
-    unchanged, so chains still start from Haar-random orientations.
+    ``trace(R P) = sum_j s_j R[j, pi(j)]`` for ``P[pi(j), j] = s_j``: the permutation maximising
+    ``sum_j |R[j, pi(j)]|`` (``scipy.optimize.linear_sum_assignment``) with ``s_j = sign R[j, pi(j)]`` maximises it
+    over all signed permutations; if that ``P`` has ``det = -1``, the sign of the smallest term is flipped (the best
+    ``det = +1`` choice with that permutation). Used for ``d >`` :data:`MAX_ENUMERATED_DIM`, where enumerating is
+    too costly.
     """
-    P = _signed_permutations()
-    cand = R.unsqueeze(0) @ P
-    k = int(so3.rotation_angle(cand).argmin())
-    return (ls.unsqueeze(0) @ P[k].abs()).squeeze(0), cand[k]
+    d = R.shape[-1]
+    A = R.detach().double().cpu()
+    rows, cols = linear_sum_assignment(-A.abs().numpy())  # rows = j, cols = pi(j)
+    P = torch.zeros(d, d, dtype=torch.float64)
+    vals = A[torch.as_tensor(rows), torch.as_tensor(cols)]
+    signs = torch.where(vals < 0, -1.0, 1.0).to(torch.float64)
+    for j, pj in zip(rows.tolist(), cols.tolist(), strict=True):
+        P[pj, j] = signs[j]
+    if torch.linalg.det(P) < 0:
+        j = int(vals.abs().argmin())
+        P[int(cols[j]), j] *= -1.0
+    return P
 
 
-def _initial_values(pm: SO3PyroModel, generator: torch.Generator) -> dict[str, Tensor]:
-    """Data-scaled initial values (constrained space) with a Haar-random orientation, for one chain."""
+def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
+    """The equivalent ``(l P, R P)`` (same metric) closest to the identity (smallest rotation).
+
+    The posterior of the rotation coordinates has a copy of every mode for each of the ``2^(d-1) d!`` frame
+    symmetries. In 3-D, copies whose rotation angle is near pi straddle the smooth edge of the Haar prior at
+    ``|w| = pi``: a chain started there samples a truncated half of the mode and diverges at the edge (observed:
+    63 divergences and ESS 8 in one run); the copy with the smallest rotation angle (at most ~63 degrees) is
+    interior. In ``d != 3`` dimensions the copy with the largest ``trace(R P)`` (the nearest to the identity in
+    Frobenius norm; for ``d = 3`` the same as the smallest angle) is also the one the default shrinkage prior
+    (towards the identity) favours, and it keeps the planar angles away from pi, where the logarithm is not unique.
+    ``d <=`` :data:`MAX_ENUMERATED_DIM`: exact by enumeration; above: by :func:`_nearest_signed_permutation`. The
+    initial *metric* is unchanged, so chains still start from Haar-random orientations.
+    """
+    d = R.shape[-1]
+    if d == 3:  # the measured SO(3) path, unchanged
+        P = _signed_permutations(3)
+        cand = R.unsqueeze(0) @ P
+        k = int(so3.rotation_angle(cand).argmin())
+        return (ls.unsqueeze(0) @ P[k].abs()).squeeze(0), cand[k]
+    if d <= MAX_ENUMERATED_DIM:
+        P = _signed_permutations(d)
+        cand = R.unsqueeze(0) @ P
+        best = P[int(cand.diagonal(dim1=-2, dim2=-1).sum(-1).argmax())]
+    else:
+        best = _nearest_signed_permutation(R)
+    return (ls.unsqueeze(0) @ best.abs()).squeeze(0), R @ best
+
+
+def _initial_values(pm: RotatedPyroModel, generator: torch.Generator, identity: bool = False) -> dict[str, Tensor]:
+    """Data-scaled initial values (constrained space) with a Haar-random orientation (or the identity), for one chain.
+
+    ``d = 3``: ``so3.random_rotation`` (the measured SO(3) path); otherwise ``sod.random_rotation(d)``; then the
+    representative nearest to the identity (:func:`_interior_representative`). ``identity=True``: rotation 0 (the
+    ARD frame), length-scales as for Haar starts.
+    """
     X, y = pm.sampler_X, pm.sampler_y
+    d = pm.dim
     tk = {"dtype": pm.dtype, "device": X.device}
     spread = X.std(dim=0).pow(2).mean().sqrt().clamp_min(1e-12)
-    jitter = torch.exp((torch.rand(3, generator=generator, dtype=torch.float64) - 0.5) * 0.5)
-    ls = float(spread) * torch.tensor(INITIAL_LENGTHSCALE_FACTORS, dtype=torch.float64) * jitter
-    ls, R = _interior_representative(ls, so3.random_rotation(generator=generator, dtype=torch.float64))
+    jitter = torch.exp((torch.rand(d, generator=generator, dtype=torch.float64) - 0.5) * 0.5)
+    ls = float(spread) * torch.tensor(initial_lengthscale_factors(d), dtype=torch.float64) * jitter
+    if identity:
+        w = torch.zeros(sod.num_coordinates(d), dtype=torch.float64)
+    elif d == 3:
+        ls, R = _interior_representative(ls, so3.random_rotation(generator=generator, dtype=torch.float64))
+        w = so3.log_map(R)
+    else:
+        ls, R = _interior_representative(ls, sod.random_rotation(d, generator=generator, dtype=torch.float64))
+        w = sod.log_map(R)
     vy = y.var().clamp_min(1e-6)
     values = {
         "outputscale": (0.9 * vy).to(**tk),
         "mean": y.mean().to(**tk),
         "lengthscale": ls.to(**tk),
-        "rotation": so3.log_map(R).to(**tk),
+        "rotation": w.to(**tk),
     }
     if "noise" in pm.sample_sites:
         values["noise"] = (0.1 * vy).to(**tk)
@@ -478,7 +554,7 @@ def _check_int(name: str, value: object, minimum: int, maximum: int | None = Non
 
 # -- the public entry point -----------------------------------------------------------------------------------
 def fit_nuts(
-    model: SO3FullyBayesianGP,
+    model: RotatedFullyBayesianGP,
     *,
     num_samples: int = 256,
     warmup_steps: int = 512,
@@ -492,11 +568,14 @@ def fit_nuts(
     fast_potential: bool = True,
     full_mass: bool = True,
     target_accept_prob: float = 0.8,
-    init_strategy: str | Callable = "haar",
+    init_strategy: str | Callable = "auto",
     dtype: torch.dtype | None = torch.float64,
     progress: bool | None = None,
-) -> SO3FullyBayesianGP:
-    r"""Sample the hyperparameters of an :class:`~gpytorch_so3.SO3FullyBayesianGP` with Pyro NUTS and load them.
+) -> RotatedFullyBayesianGP:
+    r"""Sample the hyperparameters of a fully Bayesian rotated-kernel GP with Pyro NUTS and load them.
+
+    ``model`` is an :class:`~gpytorch_so3.SO3FullyBayesianGP` or a
+    :class:`~gpytorch_so3.fully_bayesian.RotatedFullyBayesianGP` (``d >= 2`` inputs).
 
     Defaults and the overlapping argument names follow BoTorch's ``fit_fully_bayesian_model_nuts``
     (``max_tree_depth=6``, ``warmup_steps=512``, ``num_samples=256``, ``thinning=16``, ``disable_progbar=False``,
@@ -507,7 +586,13 @@ def fit_nuts(
     Chain ``c`` is seeded from ``seed`` and starts from its own Haar-random rotation with unequal, data-scaled
     length-scales (``spread * (0.5, 1, 2)`` with random jitter, ``spread`` the RMS standard deviation of the
     inputs; of the 24 equivalent frames the one with the smallest rotation angle is used, away from the Haar
-    prior's edge at ``|w| = pi``), output-scale ``0.9 var(y)``, noise ``0.1 var(y)`` and mean ``mean(y)``. Several
+    prior's edge at ``|w| = pi``), output-scale ``0.9 var(y)``, noise ``0.1 var(y)`` and mean ``mean(y)``. In
+    ``d != 3`` dimensions the same recipe: a Haar-random rotation in SO(d) (``sod.random_rotation``), ``d``
+    length-scale factors from 0.5 to 2 (:func:`initial_lengthscale_factors`), and of the ``2^(d-1) d!`` equivalent
+    frames the one nearest the identity (largest ``trace``), the copy the default shrinkage prior favours; and by
+    default (``init_strategy="auto"``) chain 0 starts in the identity frame instead (rotation 0: the ARD kernel), as
+    :func:`gpytorch_so3.fit_map`'s identity start: the axis-aligned mode is always explored, and further chains
+    start from dispersed (Haar) orientations, as R-hat needs. Several
     chains run in parallel worker processes (see the module docstring); the draws of each chain are the same
     whichever way the chains run. The caller's global RNG state (torch, numpy, random) is restored afterwards.
 
@@ -535,15 +620,18 @@ def fit_nuts(
             ``k`` workers (the Pyro model must pickle: a subclass must be importable, not defined inside a
             function).
         fast_potential: use the model's potential with a closed-form likelihood gradient
-            (:meth:`~gpytorch_so3.fully_bayesian.SO3PyroModel.make_potential_fn`: same value and gradient as Pyro's
+            (:meth:`~gpytorch_so3.fully_bayesian.RotatedPyroModel.make_potential_fn`: same value and gradient as Pyro's
             generic potential up to round-off; 1.5-1.8x cheaper per potential + gradient evaluation at n = 100-200,
             1.0-1.3x per NUTS step including Pyro's own overhead) whenever the Pyro
-            program is the default one (:attr:`~gpytorch_so3.fully_bayesian.SO3PyroModel.has_default_program`);
+            program is the default one (:attr:`~gpytorch_so3.fully_bayesian.RotatedPyroModel.has_default_program`);
             subclasses that override ``sample*`` or ``noiseless_covariance`` always get Pyro's generic potential.
         full_mass: adapt a dense (True) or diagonal (False) mass matrix.
         target_accept_prob: target acceptance probability of step-size adaptation (raise it, e.g. to 0.9, if
             there are divergences).
-        init_strategy: ``"haar"`` (default, above), ``"prior"`` (draw every initial value from its prior) or a
+        init_strategy: ``"auto"`` (default): ``"haar"`` for ``d = 3``; for ``d != 3`` chain 0 as ``"identity"``
+            and the others as ``"haar"``. ``"haar"``: every chain from a Haar-random orientation (above);
+            ``"identity"``: the same but rotation 0 (every chain starts in the ARD frame); ``"prior"`` (draw every
+            initial value from its prior) or a
             Pyro init strategy (e.g. ``pyro.infer.autoguide.init_to_median``).
         dtype: dtype of the computations inside the sampler (default float64, whose Cholesky factorisations of
             near-singular kernel matrices fail far less often; ``None`` uses the data's dtype). Samples are loaded
@@ -555,13 +643,15 @@ def fit_nuts(
         ``model.fit_nuts_info_`` a :class:`NutsInfo`.
 
     Raises:
-        TypeError: ``model`` is not an ``SO3FullyBayesianGP``; ``num_workers > 1`` with a Pyro model that cannot
+        TypeError: ``model`` is not a ``RotatedFullyBayesianGP`` (or ``SO3FullyBayesianGP``); ``num_workers > 1``
+            with a Pyro model that cannot
             be pickled.
         ValueError: invalid budgets or options; fewer than :data:`MIN_TRAINING_POINTS` training points.
 
     Example:
         >>> X = torch.rand(12, 3, dtype=torch.float64); Y = torch.sin(5 * X[:, :1]); Y = (Y - Y.mean()) / Y.std()
         >>> # a toy budget to keep the example fast (the defaults are 512 warm-up steps, 256 samples, depth 6)
+        >>> from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
         >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=8, num_samples=8, thinning=4, num_chains=2,
         ...                  max_tree_depth=2, num_workers=1, disable_progbar=True)
         >>> model.num_mcmc_samples  # 2 chains x ceil(8 / 4) thinned draws
@@ -570,8 +660,10 @@ def fit_nuts(
         torch.Size([2, 8, 3])
     """
     t_start = time.perf_counter()
-    if not isinstance(model, SO3FullyBayesianGP):
-        raise TypeError(f"fit_nuts expects an SO3FullyBayesianGP, got {type(model).__name__}")
+    if not isinstance(model, RotatedFullyBayesianGP):
+        raise TypeError(
+            f"fit_nuts expects an SO3FullyBayesianGP or a RotatedFullyBayesianGP, got {type(model).__name__}"
+        )
     _check_int("num_samples", num_samples, 1)
     _check_int("warmup_steps", warmup_steps, 0)
     _check_int("num_chains", num_chains, 1)
@@ -582,8 +674,10 @@ def fit_nuts(
         _check_int("num_workers", num_workers, 1)
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"fit_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
-    if not (init_strategy in ("haar", "prior") or callable(init_strategy)):
-        raise ValueError(f"fit_nuts: init_strategy must be 'haar', 'prior' or a callable, got {init_strategy!r}")
+    if not (init_strategy in ("auto", "haar", "identity", "prior") or callable(init_strategy)):
+        raise ValueError(
+            f"fit_nuts: init_strategy must be 'auto', 'haar', 'identity', 'prior' or a callable, got {init_strategy!r}"
+        )
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise ValueError(f"fit_nuts: dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
     pm = model.pyro_model
@@ -604,8 +698,9 @@ def fit_nuts(
     tasks = []
     for c in range(num_chains):
         init = init_strategy
-        if init_strategy == "haar":
-            init = _initial_values(pm, torch.Generator().manual_seed(chain_seeds[c]))
+        if init_strategy in ("auto", "haar", "identity"):
+            identity = init_strategy == "identity" or (init_strategy == "auto" and pm.dim != 3 and c == 0)
+            init = _initial_values(pm, torch.Generator().manual_seed(chain_seeds[c]), identity=identity)
         tasks.append(
             _ChainTask(
                 pyro_model=pm,

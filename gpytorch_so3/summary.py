@@ -1,4 +1,4 @@
-r"""Symmetry-aware posterior summaries of a fitted :class:`~gpytorch_so3.SO3FullyBayesianGP`.
+r"""Symmetry-aware posterior summaries of a fitted :class:`~gpytorch_so3.SO3FullyBayesianGP` (or its ``d``-D form).
 
 Raw MCMC samples of ``(lengthscale, rotation)`` are not interpretable one by one: the 24 signed axis
 permutations ``(l P, R P)`` describe the same kernel, so a chain may report the "short" axis in any column and
@@ -11,6 +11,12 @@ deviations, credible intervals, R-hat and ESS (ArviZ's when installed, else Pyro
 When two principal length-scales are close the directions in their plane are weakly identified (with two equal
 length-scales not identified at all: any orthonormal pair in that plane gives the same kernel). The summary
 flags such pairs and says so, instead of reporting meaningless direction estimates as if they were precise.
+
+The same summary covers :class:`~gpytorch_so3.fully_bayesian.RotatedFullyBayesianGP` in ``d`` dimensions
+(:func:`gpytorch_so3.sod.canonicalize`, modulo the ``2^(d-1) d!`` signed permutations). The 3-D azimuth/dip are
+replaced by, for ``d = 2``, the azimuth of each principal direction in the plane (degrees from input axis 0
+towards input axis 1) and, for every ``d``, the angle between each principal direction and its nearest coordinate
+axis (0 for an axis-aligned, ARD-like metric).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import torch
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from torch import Tensor
 
-from gpytorch_so3 import so3
-from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
+from gpytorch_so3 import sod
+from gpytorch_so3.fully_bayesian import RotatedFullyBayesianGP
 from gpytorch_so3.nuts import divergence_advice
 from gpytorch_so3.so3 import azimuth_dip  # one implementation, re-exported here
 
@@ -32,7 +38,9 @@ __all__ = [
     "MIN_DRAWS_FOR_DIAGNOSTICS",
     "PosteriorSummary",
     "azimuth_dip",
+    "coordinate_angle",
     "diagnostics",
+    "planar_azimuth",
     "summarize_posterior",
     "summarize_samples",
 ]
@@ -44,26 +52,89 @@ DEFAULT_WEAK_RATIO = 1.2
 _AXIS_NAMES = ("short", "middle", "long")
 
 
+def _axis_names(dim: int) -> tuple[str, ...]:
+    """Names of the canonical axes (ascending length-scales)."""
+    if dim == 3:
+        return _AXIS_NAMES
+    if dim == 2:
+        return ("short", "long")
+    return tuple(f"axis{i}" for i in range(dim))
+
+
+def _coord_names(dim: int) -> tuple[str, ...]:
+    return ("x", "y", "z") if dim == 3 else tuple(f"x{i}" for i in range(dim))
+
+
+def planar_azimuth(u: Tensor) -> Tensor:
+    """Azimuth in degrees of undirected 2-D directions, from input axis 0 towards input axis 1, in ``(-90, 90]``.
+
+    The convention of :class:`~gpytorch_so3.kernels.rotated_kernel.RotatedAnisotropicKernel` with ``dim = 2``: the
+    rotation angle ``theta`` turns the first principal direction from axis 0 towards axis 1. Directions are
+    undirected (``u`` and ``-u`` are the same axis), hence the half-turn range.
+
+    Args:
+        u: ``(..., 2)`` directions (need not be unit).
+
+    Returns:
+        ``(...)`` degrees in ``(-90, 90]``.
+
+    Example:
+        >>> planar_azimuth(torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 1.0], [1.0, -0.2]])).round(decimals=2)
+        tensor([ 45.0000,  45.0000,  90.0000, -11.3100])
+    """
+    a = torch.rad2deg(torch.atan2(u[..., 1], u[..., 0]))
+    a = torch.where(a > 90.0, a - 180.0, a)
+    return torch.where(a <= -90.0, a + 180.0, a)
+
+
+def coordinate_angle(axes: Tensor) -> tuple[Tensor, Tensor]:
+    """Angle (degrees) between each principal direction and its nearest coordinate axis, and that axis' index.
+
+    0 for every direction of an axis-aligned (ARD) metric; at most ``arccos(1 / sqrt(d))`` (45 degrees for
+    ``d = 2``, 54.7 for ``d = 3``). A readable summary of a rotation in any dimension.
+
+    Args:
+        axes: ``(..., d, d)`` directions as unit columns.
+
+    Returns:
+        ``(angle, index)``: ``(..., d)`` degrees and ``(..., d)`` indices of the nearest coordinate axis.
+
+    Example:
+        >>> import math
+        >>> c, s = math.cos(math.radians(10)), math.sin(math.radians(10))
+        >>> angle, index = coordinate_angle(torch.tensor([[c, -s], [s, c]], dtype=torch.float64))
+        >>> angle.round(decimals=6).tolist(), index.tolist()
+        ([10.0, 10.0], [0, 1])
+    """
+    big, index = axes.abs().max(dim=-2)  # largest |component| of each column
+    big = big.clamp(max=1.0)
+    return torch.rad2deg(torch.atan2((1.0 - big * big).clamp_min(0.0).sqrt(), big)), index
+
+
 def _align_axes(axes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Mean undirected axis per column and sign-aligned samples.
 
     Args:
-        axes: ``S x 3 x 3`` canonical directions (columns).
+        axes: ``S x d x d`` canonical directions (columns).
 
     Returns:
-        ``(mean_dirs 3 x 3`` (unit columns), ``aligned S x 3 x 3``, ``angle S x 3`` degrees to the mean)``.
+        ``(mean_dirs d x d`` (unit columns), ``aligned S x d x d``, ``angle S x d`` degrees to the mean)``.
     """
-    cols = axes.transpose(-1, -2)  # S x 3 (axis) x 3 (coord)
-    T = torch.einsum("sai,saj->aij", cols, cols) / cols.shape[0]  # mean outer products, 3 x 3 x 3
+    cols = axes.transpose(-1, -2)  # S x d (axis) x d (coord)
+    T = torch.einsum("sai,saj->aij", cols, cols) / cols.shape[0]  # mean outer products, d x d x d
     _, evecs = torch.linalg.eigh(T)
-    mean = evecs[..., -1]  # 3 (axis) x 3 (coord): principal eigenvector of E[u u^T]
+    mean = evecs[..., -1]  # d (axis) x d (coord): principal eigenvector of E[u u^T]
     # Deterministic sign: largest-magnitude entry positive (as so3.canonicalize).
     big = mean.abs().argmax(-1, keepdim=True)
     lead = mean.gather(-1, big)
     mean = mean * torch.where(lead < 0, -1.0, 1.0)
     dots = (cols * mean).sum(-1)  # S x 3
     aligned = cols * torch.where(dots < 0, -1.0, 1.0).unsqueeze(-1)
-    angle = torch.rad2deg(torch.atan2(torch.linalg.cross(cols, mean.expand_as(cols), dim=-1).norm(dim=-1), dots.abs()))
+    if cols.shape[-1] == 3:
+        sine = torch.linalg.cross(cols, mean.expand_as(cols), dim=-1).norm(dim=-1)
+    else:  # |u - (u.m) m| = sin of the angle between unit vectors, in any dimension
+        sine = (cols - dots.unsqueeze(-1) * mean).norm(dim=-1)
+    angle = torch.rad2deg(torch.atan2(sine, dots.abs()))
     return mean.transpose(-1, -2), aligned.transpose(-1, -2), angle
 
 
@@ -172,7 +243,9 @@ def _arviz_rhat_ess(x: Tensor) -> tuple[Tensor, Tensor]:
 class PosteriorSummary:
     r"""Canonicalised posterior of an :class:`~gpytorch_so3.SO3FullyBayesianGP` (see :func:`summarize_posterior`).
 
-    Per-draw tensors hold ``num_samples = num_chains * draws_per_chain`` draws, chain-major.
+    Per-draw tensors hold ``num_samples = num_chains * draws_per_chain`` draws, chain-major. The shapes below are
+    for ``d = 3``; for :class:`~gpytorch_so3.fully_bayesian.RotatedFullyBayesianGP` in ``d`` dimensions read ``d``
+    for 3 (``lengthscale`` ``num_samples x d``, ``axes`` ``num_samples x d x d``, ...), with the exceptions noted.
 
     Attributes:
         lengthscale: ``num_samples x 3`` canonical (ascending) principal length-scales.
@@ -196,13 +269,21 @@ class PosteriorSummary:
             principal eigenvector of the mean outer product ``E[u u^T]`` (sign-free, so antipodal draws agree).
         direction_spread: ``(3,)`` degrees: the :attr:`prob` quantile of the angle between a draw's axis and the
             mean direction.
-        azimuth, dip: ``(3,)`` degrees of :attr:`directions` (see :func:`azimuth_dip`).
+        azimuth, dip: ``(3,)`` degrees of :attr:`directions` (see :func:`azimuth_dip`). ``d = 2``: ``azimuth`` is
+            ``(2,)``, the :func:`planar_azimuth` of each direction (degrees from input axis 0 towards axis 1, in
+            ``(-90, 90]``) and ``dip`` is ``None``; ``d > 3``: both ``None`` (see :attr:`coordinate_angle`).
         ratio_median: ``(2,)`` posterior medians of ``l2 / l1`` and ``l3 / l2``.
         weak_pairs: pairs ``(i, i + 1)`` (0-based canonical indices) flagged as weakly identified.
         explanation: human-readable reasons for the flags (empty if none).
         divergences: per chain, the number of divergent post-warm-up transitions.
         num_rejected: per chain, potential evaluations rejected as non-PSD/NaN (empty if unknown).
         weak_ratio: the ratio threshold used.
+        dim: the number of inputs ``d``.
+        coordinate_angle: ``num_samples x d`` degrees: per draw, the angle between each canonical direction and its
+            nearest coordinate axis (:func:`coordinate_angle`; 0 for an axis-aligned, ARD-like metric).
+        nearest_coordinate: ``(d,)`` index of the coordinate axis nearest to each of :attr:`directions`.
+        planar_angle: ``d = 2`` only (else ``None``): ``num_samples x 2`` per-draw :func:`planar_azimuth` of the
+            canonical directions.
 
     Example:
         Draws (2 chains x 50) around length-scales ``(0.1, 0.5, 2)`` rotated 30 degrees about the vertical:
@@ -250,6 +331,10 @@ class PosteriorSummary:
     divergences: list[int]
     num_rejected: list[int] = field(default_factory=list)
     weak_ratio: float = DEFAULT_WEAK_RATIO
+    dim: int = 3
+    coordinate_angle: Tensor | None = None
+    nearest_coordinate: Tensor | None = None
+    planar_angle: Tensor | None = None
 
     @property
     def num_samples(self) -> int:
@@ -273,17 +358,19 @@ class PosteriorSummary:
         """A table of the canonical posterior: scalars, length-scales, directions, diagnostics and flags."""
         lo_q, hi_q = 50 * (1 - self.prob), 50 * (1 + self.prob)
         draws = self.num_samples // max(self.num_chains, 1)
+        d = self.dim
+        names = _axis_names(d)
+        title = "SO3FullyBayesianGP posterior" if d == 3 else f"RotatedFullyBayesianGP posterior (d = {d})"
         lines = [
-            f"SO3FullyBayesianGP posterior: {self.num_chains} chain(s) x {draws} draws, "
-            f"{self.num_divergences} divergent transition(s)"
+            f"{title}: {self.num_chains} chain(s) x {draws} draws, {self.num_divergences} divergent transition(s)"
             + (f", {sum(self.num_rejected)} rejected non-PSD/NaN evaluation(s)" if self.num_rejected else ""),
             "",
             f"{'parameter':<20}{'mean':>10}{'sd':>10}{f'{lo_q:g}%':>10}{f'{hi_q:g}%':>10}{'R-hat':>8}{'ESS':>8}",
         ]
 
         def row(name: str, key: str, idx: int | None = None) -> str:
-            def g(d: dict[str, Tensor], i: int | None = idx) -> float:
-                v = d[key]
+            def g(dct: dict[str, Tensor], i: int | None = idx) -> float:
+                v = dct[key]
                 return float(v if i is None else v[i])
 
             iv = self.interval[key]
@@ -294,33 +381,78 @@ class PosteriorSummary:
                 f"{g(self.rhat):>8.3f}{g(self.ess):>8.0f}"
             )
 
-        for i in range(3):
-            lines.append(row(f"lengthscale[{_AXIS_NAMES[i]}]", "lengthscale", i))
+        for i in range(d):
+            lines.append(row(f"lengthscale[{names[i]}]", "lengthscale", i))
         lines.append(row("outputscale", "outputscale"))
         if self.noise is not None:
             lines.append(row("noise", "noise"))
         lines.append(row("mean", "mean"))
-        lines += [
-            "",
-            "principal directions (posterior mean axis; x = east, y = north, z = up; azimuth clockwise from north,",
-            f"dip below horizontal; spread: {100 * self.prob:g}% of draws within this angle; R-hat: worst component)",
-            f"{'axis':<8}{'x':>8}{'y':>8}{'z':>8}{'azimuth':>9}{'dip':>7}{'spread':>8}{'R-hat':>8}{'ESS':>8}",
-        ]
-        for i in range(3):
-            d = self.directions[:, i]
-            lines.append(
-                f"{_AXIS_NAMES[i]:<8}{float(d[0]):>8.3f}{float(d[1]):>8.3f}{float(d[2]):>8.3f}"
-                f"{float(self.azimuth[i]):>9.1f}{float(self.dip[i]):>7.1f}{float(self.direction_spread[i]):>8.1f}"
-                f"{float(self.rhat['axes'][:, i].max()):>8.3f}{float(self.ess['axes'][:, i].min()):>8.0f}"
+
+        def diag_cols(i: int) -> str:
+            return (
+                f"{float(self.direction_spread[i]):>8.1f}{float(self.rhat['axes'][:, i].max()):>8.3f}"
+                f"{float(self.ess['axes'][:, i].min()):>8.0f}"
                 + ("  (weakly identified)" if any(i in p for p in self.weak_pairs) else "")
             )
+
+        spread_text = f"spread: {100 * self.prob:g}% of draws within this angle; R-hat: worst component"
+        if d == 3:
+            lines += [
+                "",
+                "principal directions (posterior mean axis; x = east, y = north, z = up; azimuth clockwise from north,",
+                f"dip below horizontal; {spread_text})",
+                f"{'axis':<8}{'x':>8}{'y':>8}{'z':>8}{'azimuth':>9}{'dip':>7}{'spread':>8}{'R-hat':>8}{'ESS':>8}",
+            ]
+            for i in range(3):
+                u = self.directions[:, i]
+                lines.append(
+                    f"{names[i]:<8}{float(u[0]):>8.3f}{float(u[1]):>8.3f}{float(u[2]):>8.3f}"
+                    f"{float(self.azimuth[i]):>9.1f}{float(self.dip[i]):>7.1f}" + diag_cols(i)
+                )
+        elif d == 2:
+            pa = self.planar_angle
+            lines += [
+                "",
+                "principal directions (posterior mean axis; azimuth: degrees from input axis x0 towards x1, in "
+                "(-90, 90];",
+                f"{lo_q:g}%/{hi_q:g}%: interval of the draws' azimuths; {spread_text})",
+                f"{'axis':<8}{'x0':>8}{'x1':>8}{'azimuth':>9}{f'{lo_q:g}%':>8}{f'{hi_q:g}%':>8}"
+                f"{'spread':>8}{'R-hat':>8}{'ESS':>8}",
+            ]
+            for i in range(2):
+                u = self.directions[:, i]
+                # Interval of the per-draw azimuth, unwrapped around the mean direction's azimuth.
+                rel = pa[:, i] - self.azimuth[i]
+                rel = torch.where(rel > 90.0, rel - 180.0, torch.where(rel <= -90.0, rel + 180.0, rel))
+                lo = float(self.azimuth[i] + rel.quantile((1 - self.prob) / 2))
+                hi = float(self.azimuth[i] + rel.quantile((1 + self.prob) / 2))
+                lines.append(
+                    f"{names[i]:<8}{float(u[0]):>8.3f}{float(u[1]):>8.3f}{float(self.azimuth[i]):>9.1f}"
+                    f"{lo:>8.1f}{hi:>8.1f}" + diag_cols(i)
+                )
+        else:
+            lines += [
+                "",
+                "principal directions: nearest input axis of the posterior mean direction and the angle to it "
+                f"(median and {100 * self.prob:g}% interval over draws; 0 = axis-aligned as ARD);",
+                f"{spread_text})",
+                f"{'axis':<8}{'nearest':>8}{'angle':>8}{f'{lo_q:g}%':>8}{f'{hi_q:g}%':>8}"
+                f"{'spread':>8}{'R-hat':>8}{'ESS':>8}",
+            ]
+            ca = self.coordinate_angle
+            for i in range(d):
+                q = ca[:, i].quantile(torch.tensor([0.5, (1 - self.prob) / 2, (1 + self.prob) / 2], dtype=ca.dtype))
+                lines.append(
+                    f"{names[i]:<8}{'x' + str(int(self.nearest_coordinate[i])):>8}{float(q[0]):>8.1f}"
+                    f"{float(q[1]):>8.1f}{float(q[2]):>8.1f}" + diag_cols(i)
+                )
         if self.explanation:
             lines += ["", self.explanation]
         advice = divergence_advice(self.num_divergences, self.num_samples)
         if advice:
             lines += ["", f"warning: {advice}"]
-        names = ("lengthscale", "outputscale", "noise", "mean")
-        bad = [k for k in names if k in self.rhat and bool((self.rhat[k] > 1.1).any())]
+        keys = ("lengthscale", "outputscale", "noise", "mean")
+        bad = [k for k in keys if k in self.rhat and bool((self.rhat[k] > 1.1).any())]
         if bad:
             lines += ["", f"warning: R-hat > 1.1 for {', '.join(bad)}: the chains have not converged; sample longer."]
         return "\n".join(lines)
@@ -330,7 +462,9 @@ class PosteriorSummary:
 
         Posterior variables (dims ``chain``, ``draw``, ...): ``lengthscale`` (``axis``), ``axes`` (``coord``,
         ``axis``), ``azimuth``/``dip`` (``axis``, of each draw's axis), ``outputscale``, ``noise`` (if sampled),
-        ``mean``; ``sample_stats.diverging`` is not included (divergences are counts per chain here).
+        ``mean``; ``sample_stats.diverging`` is not included (divergences are counts per chain here). For ``d != 3``:
+        no ``dip``; ``azimuth`` (the per-draw :func:`planar_azimuth`) only for ``d = 2``; ``coordinate_angle``
+        (``axis``); coordinates named ``x0 .. x{d-1}``.
 
         Returns:
             ``arviz.InferenceData``.
@@ -342,31 +476,29 @@ class PosteriorSummary:
             import arviz as az
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("to_arviz needs arviz: pip install 'gpytorch-so3[arviz]'") from e
-        az_, dip = azimuth_dip(self.axes.transpose(-1, -2))
-        post = {
-            "lengthscale": self.lengthscale,
-            "axes": self.axes,
-            "azimuth": az_,
-            "dip": dip,
-            "outputscale": self.outputscale,
-            "mean": self.mean,
-        }
+        post = {"lengthscale": self.lengthscale, "axes": self.axes}
+        dims = {"lengthscale": ["axis"], "axes": ["coord", "axis"]}
+        if self.dim == 3:
+            post["azimuth"], post["dip"] = azimuth_dip(self.axes.transpose(-1, -2))
+            dims["azimuth"] = dims["dip"] = ["axis"]
+        else:
+            if self.planar_angle is not None:
+                post["azimuth"] = self.planar_angle
+                dims["azimuth"] = ["axis"]
+            post["coordinate_angle"] = self.coordinate_angle
+            dims["coordinate_angle"] = ["axis"]
+        post["outputscale"], post["mean"] = self.outputscale, self.mean
         if self.noise is not None:
             post["noise"] = self.noise
         post = {k: self._by_chain(v).detach().cpu().double().numpy() for k, v in post.items()}
         return az.from_dict(
             posterior=post,
-            coords={"axis": list(_AXIS_NAMES), "coord": ["x", "y", "z"]},
-            dims={
-                "lengthscale": ["axis"],
-                "axes": ["coord", "axis"],
-                "azimuth": ["axis"],
-                "dip": ["axis"],
-            },
+            coords={"axis": list(_axis_names(self.dim)), "coord": list(_coord_names(self.dim))},
+            dims=dims,
         )
 
 
-def _draws_by_chain(model: SO3FullyBayesianGP) -> tuple[dict[str, Tensor], list[int], list[int]]:
+def _draws_by_chain(model: RotatedFullyBayesianGP) -> tuple[dict[str, Tensor], list[int], list[int]]:
     info = getattr(model, "fit_nuts_info_", None)
     if info is not None:
         return dict(info.samples), [len(d) for d in info.divergences], list(info.num_rejected)
@@ -385,13 +517,14 @@ def _draws_by_chain(model: SO3FullyBayesianGP) -> tuple[dict[str, Tensor], list[
 
 
 def summarize_posterior(
-    model: SO3FullyBayesianGP, *, weak_ratio: float = DEFAULT_WEAK_RATIO, prob: float = 0.9
+    model: RotatedFullyBayesianGP, *, weak_ratio: float = DEFAULT_WEAK_RATIO, prob: float = 0.9
 ) -> PosteriorSummary:
     r"""Canonical, symmetry-aware summary of the hyperparameter posterior of a fitted model.
 
     Uses every post-warm-up draw of every chain stored by :func:`gpytorch_so3.fit_nuts`
     (``model.fit_nuts_info_``; thinning only affects what is loaded for prediction), or the loaded samples as
-    one chain if the model was filled by hand. Each draw is canonicalised (:func:`so3.canonicalize`); the
+    one chain if the model was filled by hand. Each draw is canonicalised (:func:`so3.canonicalize`; in ``d``
+    dimensions :func:`sod.canonicalize`); the
     direction of each canonical axis is averaged sign-free (principal eigenvector of ``E[u u^T]``) and the draws'
     signs are aligned to it. R-hat and ESS over chains come from :func:`diagnostics`: ArviZ's rank-normalised
     split R-hat and bulk ESS when ArviZ is installed, else Pyro's ``split_gelman_rubin`` and
@@ -412,7 +545,8 @@ def summarize_posterior(
     of a flagged pair (equivalently its normal, the third axis) is then meaningful.
 
     Args:
-        model: an :class:`~gpytorch_so3.SO3FullyBayesianGP` with samples loaded.
+        model: an :class:`~gpytorch_so3.SO3FullyBayesianGP` or a
+            :class:`~gpytorch_so3.fully_bayesian.RotatedFullyBayesianGP` with samples loaded.
         weak_ratio: median-ratio threshold of the weak-identifiability flag (> 1).
         prob: level of the equal-tailed credible intervals and of the direction spread, in (0, 1).
 
@@ -420,11 +554,12 @@ def summarize_posterior(
         A :class:`PosteriorSummary`; ``print(summary)`` shows the table.
 
     Raises:
-        TypeError: ``model`` is not an ``SO3FullyBayesianGP``.
+        TypeError: ``model`` is not an ``SO3FullyBayesianGP`` / ``RotatedFullyBayesianGP``.
         NotFittedError: the model has no samples.
         ValueError: bad ``weak_ratio`` or ``prob``.
 
     Example:
+        >>> from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
         >>> from gpytorch_so3.nuts import fit_nuts
         >>> X = torch.rand(12, 3, dtype=torch.float64); Y = torch.sin(6 * X[:, :1]); Y = (Y - Y.mean()) / Y.std()
         >>> model = fit_nuts(SO3FullyBayesianGP(X, Y), warmup_steps=8, num_samples=8, max_tree_depth=3,
@@ -433,8 +568,10 @@ def summarize_posterior(
         >>> s.lengthscale.shape, s.axes.shape, sorted(s.rhat)
         (torch.Size([8, 3]), torch.Size([8, 3, 3]), ['axes', 'lengthscale', 'mean', 'noise', 'outputscale'])
     """
-    if not isinstance(model, SO3FullyBayesianGP):
-        raise TypeError(f"summarize_posterior expects an SO3FullyBayesianGP, got {type(model).__name__}")
+    if not isinstance(model, RotatedFullyBayesianGP):
+        raise TypeError(
+            f"summarize_posterior expects an SO3FullyBayesianGP or a RotatedFullyBayesianGP, got {type(model).__name__}"
+        )
     if not (isinstance(weak_ratio, int | float) and not isinstance(weak_ratio, bool) and weak_ratio > 1.0):
         raise ValueError(f"weak_ratio must be a number > 1, got {weak_ratio!r}")
     if not (isinstance(prob, int | float) and 0.0 < prob < 1.0):
@@ -455,8 +592,9 @@ def summarize_samples(
     """:func:`summarize_posterior` for raw draws grouped by chain (e.g. from another sampler).
 
     Args:
-        samples: name -> ``num_chains x draws x ...`` tensors with at least ``"lengthscale"`` (``... x 3``),
-            ``"rotation"`` (``... x 3``, axis-angle), ``"outputscale"`` and ``"mean"``; ``"noise"`` optional.
+        samples: name -> ``num_chains x draws x ...`` tensors with at least ``"lengthscale"`` (``... x d``, ``d >= 2``),
+            ``"rotation"`` (``... x d (d - 1) / 2`` so(d) coordinates; ``d = 3``: axis-angle), ``"outputscale"`` and
+            ``"mean"``; ``"noise"`` optional.
         divergences: per chain, the number of divergent transitions (default: zeros).
         num_rejected: per chain, the number of rejected non-PSD/NaN evaluations (default: unknown).
         weak_ratio: see :func:`summarize_posterior`.
@@ -479,19 +617,27 @@ def summarize_samples(
         if name not in samples:
             raise ValueError(f"summarize_samples: samples lack {name!r}")
     chains = samples
-    if chains["lengthscale"].dim() != 3 or chains["lengthscale"].shape[-1] != 3:
+    if chains["lengthscale"].dim() != 3 or chains["lengthscale"].shape[-1] < 2:
         raise ValueError(
-            "summarize_samples: lengthscale must have shape num_chains x draws x 3, got "
+            "summarize_samples: lengthscale must have shape num_chains x draws x d (d >= 2), got "
             f"{tuple(chains['lengthscale'].shape)}"
         )
-    C, D = chains["lengthscale"].shape[:2]
+    C, D, d = chains["lengthscale"].shape
+    m = sod.num_coordinates(d)
+    if tuple(chains["rotation"].shape) != (C, D, m):
+        raise ValueError(
+            f"summarize_samples: rotation must have shape num_chains x draws x {m} (so({d}) coordinates, to go with "
+            f"lengthscale {tuple(chains['lengthscale'].shape)}), got {tuple(chains['rotation'].shape)}"
+        )
     divergences = [0] * C if divergences is None else list(divergences)
     rejected = [] if num_rejected is None else list(num_rejected)
-    ls_c, axes_c = so3.canonicalize(chains["lengthscale"], so3.exp_map(chains["rotation"]))
+    ls_c, axes_c = sod.canonicalize(chains["lengthscale"], sod.exp_map(chains["rotation"], d))
     flat = lambda t: t.reshape(C * D, *t.shape[2:])
     ls, axes = flat(ls_c), flat(axes_c)
     directions, aligned, angle = _align_axes(axes)
-    aligned_c = aligned.reshape(C, D, 3, 3)
+    aligned_c = aligned.reshape(C, D, d, d)
+    coord_angle, _ = coordinate_angle(axes)
+    _, nearest = coordinate_angle(directions)
 
     scalars = {k: chains[k] for k in ("outputscale", "noise", "mean") if k in chains}
     by_chain = {"lengthscale": ls_c, **scalars, "axes": aligned_c}
@@ -506,14 +652,22 @@ def summarize_samples(
         psd[name] = x.std(0) if x.shape[0] > 1 else torch.zeros_like(x[0])
         interval[name] = torch.stack((x.quantile(lo_q, dim=0), x.quantile(hi_q, dim=0)))
 
-    az, dip = azimuth_dip(directions.transpose(-1, -2))
+    planar = None
+    if d == 3:
+        az, dip = azimuth_dip(directions.transpose(-1, -2))
+    elif d == 2:
+        az, dip = planar_azimuth(directions.transpose(-1, -2)), None
+        planar = planar_azimuth(axes.transpose(-1, -2))
+    else:
+        az = dip = None
+    names = _axis_names(d)
     spread = angle.quantile(prob, dim=0)
     ratios = ls[:, 1:] / ls[:, :-1]
     ratio_median = ratios.median(dim=0).values
     weak_pairs: list[tuple[int, int]] = []
     reasons = []
     iv = interval["lengthscale"]
-    for i in range(2):
+    for i in range(d - 1):
         overlap = bool(iv[1, i] >= iv[0, i + 1])
         close = bool(ratio_median[i] < weak_ratio)
         if overlap or close:
@@ -521,21 +675,32 @@ def summarize_samples(
             why = []
             if close:
                 why.append(
-                    f"posterior median ratio l_{_AXIS_NAMES[i + 1]} / l_{_AXIS_NAMES[i]} = "
+                    f"posterior median ratio l_{names[i + 1]} / l_{names[i]} = "
                     f"{float(ratio_median[i]):.3g} < {weak_ratio:g}"
                 )
             if overlap:
                 why.append(f"their {100 * prob:g}% intervals overlap")
-            other = 2 if i == 0 else 0
+            if d == 3:
+                other = 2 if i == 0 else 0
+                known = f"only the plane (normal = the {names[other]} axis) is well determined; the individual "
+                known += "directions, their azimuth/dip"
+            elif d == 2:
+                known = "the field is nearly isotropic in the plane; the directions, their azimuth"
+            else:
+                known = "only the plane they span is well determined; the individual directions, their angles"
             reasons.append(
-                f"weakly identified: the {_AXIS_NAMES[i]} and {_AXIS_NAMES[i + 1]} length-scales are close "
-                f"({'; '.join(why)}). The data barely distinguish the two directions within their plane: only the "
-                f"plane (normal = the {_AXIS_NAMES[other]} axis) is well determined; the individual directions, "
-                "their azimuth/dip and their R-hat/ESS are not meaningful."
+                f"weakly identified: the {names[i]} and {names[i + 1]} length-scales are close "
+                f"({'; '.join(why)}). The data barely distinguish the two directions within their plane: "
+                f"{known} and their R-hat/ESS are not meaningful."
             )
-    if len(weak_pairs) == 2:
+    if len(weak_pairs) == d - 1 and d == 3:
         reasons.append(
             "all three length-scales are close: the field is nearly isotropic and no direction is identified."
+        )
+    elif len(weak_pairs) == d - 1 and d > 3:
+        reasons.append(
+            "every adjacent pair of length-scales is weakly separated: no single principal direction is identified "
+            "(more data, or a shrinkage rotation prior, which then keeps the metric near axis-aligned)."
         )
     return PosteriorSummary(
         lengthscale=ls,
@@ -561,4 +726,8 @@ def summarize_samples(
         divergences=divergences,
         num_rejected=rejected,
         weak_ratio=float(weak_ratio),
+        dim=d,
+        coordinate_angle=coord_angle,
+        nearest_coordinate=nearest,
+        planar_angle=planar,
     )
