@@ -65,6 +65,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     # fully Bayesian (Pyro)
     "SO3FullyBayesianGP": ("gpytorch_so3.fully_bayesian", "SO3FullyBayesianGP"),
     "SO3PyroModel": ("gpytorch_so3.fully_bayesian", "SO3PyroModel"),
+    "RotatedFullyBayesianGP": ("gpytorch_so3.fully_bayesian", "RotatedFullyBayesianGP"),
+    "RotatedPyroModel": ("gpytorch_so3.fully_bayesian", "RotatedPyroModel"),
     "fit_nuts": ("gpytorch_so3.nuts", "fit_nuts"),
     "PosteriorSummary": ("gpytorch_so3.summary", "PosteriorSummary"),
     "summarize_posterior": ("gpytorch_so3.summary", "summarize_posterior"),
@@ -91,6 +93,8 @@ __all__ = [
     "IsotropicNormalize",
     "PosteriorSummary",
     "RotatedAnisotropicKernel",
+    "RotatedFullyBayesianGP",
+    "RotatedPyroModel",
     "SO3AnisotropicKernel",
     "SO3FullyBayesianGP",
     "SO3PyroModel",
@@ -119,7 +123,12 @@ if TYPE_CHECKING:  # pragma: no cover - static type checkers and IDEs see the la
     from gpytorch_so3 import botorch_utils, geo, pathwise, plot
     from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, to_physical_units
     from gpytorch_so3.fit import fit_map
-    from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP, SO3PyroModel
+    from gpytorch_so3.fully_bayesian import (
+        RotatedFullyBayesianGP,
+        RotatedPyroModel,
+        SO3FullyBayesianGP,
+        SO3PyroModel,
+    )
     from gpytorch_so3.nuts import fit_nuts
     from gpytorch_so3.pathwise import simulate
     from gpytorch_so3.summary import PosteriorSummary, summarize_posterior
