@@ -164,3 +164,18 @@ def test_input_transform_given_to_both_models_and_same_choice_as_unit_cube():
         ref.surrogate_choice_.log_likelihood_ard, rel=1e-4
     )
     assert isinstance(model.input_transform, IsotropicNormalize)
+
+
+def test_failed_rotated_fit_falls_back_to_ard(monkeypatch):
+    import gpytorch_so3.bo as bo
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("all restarts failed")
+
+    monkeypatch.setattr(bo, "fit_map", boom)
+    X, Y = _data("oblique", n=15)
+    model = bo.fit_rotated_or_ard(X, Y, seed=0)
+    ch = model.surrogate_choice_
+    assert ch.chosen == "ard" and ch.failure == "RuntimeError: all restarts failed"
+    assert math.isnan(ch.log_likelihood_rotated) and math.isfinite(ch.log_likelihood_ard)
+    assert isinstance(model.covar_module.base_kernel, MaternKernel)
