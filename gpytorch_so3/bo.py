@@ -32,6 +32,7 @@ from botorch.models.transforms.input import InputTransform
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import Prior
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from gpytorch_so3.fit import fit_map
@@ -285,18 +286,36 @@ def fit_rotated_or_ard(
     per = _penalty_per_coordinate(penalty, n)
     m = dim * (dim - 1) // 2
 
-    ard = _model(train_X, train_Y, ard_covar_module(dim, nu), input_transform)
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(ard.likelihood, ard))
-    ard.eval()
-    ll_ard = _data_log_likelihood(ard)
-
     rot = _model(train_X, train_Y, rotated_covar_module(dim, nu, rotation_prior=rotation_prior), _copy(input_transform))
     failure = None
     try:
         fit_map(rot, num_restarts=num_restarts, seed=seed, identity_start=True)
         ll_rot = _data_log_likelihood(rot)
-    except Exception as e:
+    except Exception as e:  # any failure of the richer model falls back to ARD, recorded
         failure, ll_rot = f"{type(e).__name__}: {e}", float("nan")
+
+    # ARD from its default start and, if the rotated fit worked, from the rotated optimum's length-scales moved to
+    # the coordinate axes nearest its principal directions: the ARD fit gets as good a start as the rotated fit's
+    # multi-start search, so the comparison measures the rotation, not the optimiser (a single-start ARD fit can
+    # stop in a worse local optimum: 7.3 and 5.3 nats below the best ARD fit on 2 of the 3 axis-aligned 20-point
+    # designs inspected for notebook 07).
+    starts = [None] if failure is not None else [None, _aligned_lengthscales(rot.covar_module.base_kernel)]
+    ard, best = None, -math.inf
+    for start in starts:
+        cand = _model(train_X, train_Y, ard_covar_module(dim, nu), _copy(input_transform))
+        if start is not None:
+            cand.covar_module.base_kernel.lengthscale = start.to(train_X)
+        try:
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(cand.likelihood, cand))
+        except Exception:  # the default start must work; the extra start may fail silently
+            if start is None:
+                raise
+            continue
+        value = _map_objective(cand)
+        if ard is None or value > best:
+            ard, best = cand, value
+    ard.eval()
+    ll_ard = _data_log_likelihood(ard)
     choice = SurrogateChoice(
         chosen="ard",
         log_likelihood_rotated=ll_rot,
@@ -311,6 +330,30 @@ def fit_rotated_or_ard(
     kept = rot if choice.chosen == "rotated" else ard
     kept.surrogate_choice_ = choice
     return kept.eval()
+
+
+def _aligned_lengthscales(kernel: RotatedAnisotropicKernel) -> Tensor:
+    """``1 x d`` ARD length-scales: principal length-scale ``i`` on the axis matched to principal direction ``i``.
+
+    The matching maximises ``sum_i |R[j(i), i]|`` over permutations (Hungarian algorithm).
+    """
+    R = kernel.rotation_matrix.detach().abs().cpu().double().numpy()
+    ls = kernel.lengthscale.detach()[0]
+    rows, cols = linear_sum_assignment(-R)  # rows: axes j, cols: principal directions i
+    out = torch.empty_like(ls)
+    out[torch.as_tensor(rows)] = ls[torch.as_tensor(cols)]
+    return out.unsqueeze(0)
+
+
+def _map_objective(model: SingleTaskGP) -> float:
+    """The fitted objective: gpytorch's ``ExactMarginalLogLikelihood`` (per data point, priors included)."""
+    model.train()
+    try:
+        with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+            mll = ExactMarginalLogLikelihood(model.likelihood, model)
+            return float(mll(model(*model.train_inputs), model.train_targets))
+    finally:
+        model.eval()
 
 
 def _copy(transform: InputTransform | None) -> InputTransform | None:

@@ -45,6 +45,7 @@ SMOKE_TEST = os.environ.get("SMOKE_TEST")
 N_FIELD = 50 if SMOKE_TEST else 200  # synthetic training points
 MAX_TRAIN = 80 if SMOKE_TEST else 600  # drill-hole samples per fit
 RESTARTS = 1 if SMOKE_TEST else 3
+N_SEEDS = 2 if SMOKE_TEST else 10  # random designs in the BO section
 dtype = torch.float64
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*float32.*")
@@ -215,15 +216,16 @@ ax.legend(loc="lower left", fontsize=8)
 plt.tight_layout()
 
 # %% [markdown]
-# The map's anisotropy is weak (ranges within a factor of about 1.5), so its azimuth is poorly determined and
-# changes from fold to fold (see `benchmarks/results/oilsands_2d.md`); the held-out skill of both kernels is the
-# same. That is the honest answer for this slab: little horizontal anisotropy to find.
+# The map's anisotropy is moderate (ranges about 270 m and 430 m) and the longest range runs roughly East-West:
+# azimuth 82-94 degrees over the five folds of `benchmarks/oilsands_2d.py`. The coordinate axes are already within
+# about 8 degrees of the principal directions, so the rotated kernel has nothing to gain here: its held-out skill
+# equals ARD's, and the evidence rule keeps ARD in 5/5 folds. That is the honest answer for this slab.
 #
 # ## 4. Bayesian optimisation: choose the metric by evidence
 #
 # For a BoTorch loop, `fit_rotated_or_ard(train_X, train_Y)` fits both surrogates and keeps the rotated one only
-# if its log marginal likelihood beats ARD's by the BIC charge `log(n) / 2` per extra coordinate. On an
-# axis-aligned objective the ARD surrogate comes back, on an oblique one the rotated surrogate.
+# if its log marginal likelihood beats ARD's by the BIC charge `log(n) / 2` per extra coordinate. Ten random
+# designs of 20 points on an axis-aligned and on a rotated bump (noise sd 0.005): how often is the rotated metric kept?
 
 
 # %%
@@ -234,12 +236,24 @@ def bump(x, angle):
     return torch.exp(-0.5 * ((z / torch.tensor([0.05, 0.4], dtype=dtype)) ** 2).sum(-1))
 
 
-Xb = torch.rand(20, 2, generator=torch.Generator().manual_seed(3), dtype=dtype)
-Xb = torch.cat([Xb, torch.tensor([[0.62, 0.38], [0.55, 0.45], [0.70, 0.30]], dtype=dtype)])  # a few near the top
-for name, angle in (("axis-aligned", 0.0), ("rotated 34 deg", 0.6)):
-    model = fit_rotated_or_ard(Xb, bump(Xb, angle).unsqueeze(-1), seed=0, num_restarts=RESTARTS)
-    ch = model.surrogate_choice_
-    print(
-        f"{name:15s}: kept {ch.chosen:7s} (log-likelihood gain {ch.log_likelihood_rotated - ch.log_likelihood_ard:6.2f}"
-        f" nats, BIC charge {ch.penalty:.2f})"
-    )
+kept = {"axis-aligned": [], "rotated 34 deg": []}
+for seed in range(N_SEEDS):
+    g = torch.Generator().manual_seed(seed)
+    Xb = torch.rand(20, 2, generator=g, dtype=dtype)
+    for name, angle in (("axis-aligned", 0.0), ("rotated 34 deg", 0.6)):
+        Yb = bump(Xb, angle) + 0.005 * torch.randn(20, generator=g, dtype=dtype)
+        ch = fit_rotated_or_ard(Xb, Yb.unsqueeze(-1), seed=seed, num_restarts=RESTARTS).surrogate_choice_
+        kept[name].append((ch.chosen, ch.log_likelihood_rotated - ch.log_likelihood_ard))
+print(f"BIC charge for n = 20, one extra coordinate: {0.5 * math.log(20):.2f} nats")
+for name, rows in kept.items():
+    gains = ", ".join(f"{gain:.1f}" for _, gain in rows)
+    n_rot = sum(c == "rotated" for c, _ in rows)
+    print(f"{name:15s}: rotated kept in {n_rot}/{len(rows)} designs; log-likelihood gains {gains}")
+
+# %% [markdown]
+# The rule is a statistical test, not an oracle: on these small, nearly noise-free designs the rotated fit gains
+# more than the charge on some axis-aligned bumps too (the kept rotations were small, 2-7 degrees, in the designs
+# we inspected: the Matern kernel's mismatch to a Gaussian bump is partly absorbed by a slight turn). The ARD side
+# of the comparison is fitted from two starts (BoTorch's default and the rotated optimum's length-scales moved to
+# the nearest axes) so that an ARD fit stuck in a worse local optimum does not hand the win to the rotation. What it costs or saves in a Bayesian-optimisation loop is measured in
+# `benchmarks/results/bo_sod.md` (paired sign tests against ARD and BoTorch's default, d = 2, 3, 6).
