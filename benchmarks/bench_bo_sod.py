@@ -10,8 +10,9 @@ RMSE ratio vs ARD, and which metric the evidence rule keeps). Candidates:
   (the package's 3-D default), the shrinkage prior otherwise;
 * ``identity_haar``: d = 3 only, Haar prior with ``identity_start=True``;
 * ``identity_shrink``: ``identity_start=True`` and the shrinkage prior (``default_sod_rotation_prior``);
-* ``evidence_bic`` / ``evidence_aic``: :func:`gpytorch_so3.bo.fit_rotated_or_ard` (the previous model or ARD,
-  whichever the penalised log likelihood prefers; BIC: log(n)/2 nats per extra coordinate, AIC: 1 nat).
+* ``evidence_bic`` / ``evidence_aic``: :func:`gpytorch_so3.bo.fit_rotated_or_ard` (the previous model or its
+  two-start ARD fit, ``ard_two_start``, whichever the penalised log likelihood prefers; BIC: log(n)/2 nats per
+  extra coordinate, AIC: 1 nat). The ARD reference of every ratio is BoTorch's single-start ``fit_gpytorch_mll``.
 
 ``--mode bo`` (the benchmark): ``qLogNoisyExpectedImprovement``, q = 1, ``optimize_acqf`` with small budgets;
 surrogates ``ard`` (Matern-5/2 ARD, the package's priors, ``fit_gpytorch_mll``), ``botorch`` (BoTorch's default
@@ -273,11 +274,11 @@ def sign_test_p(wins: int, losses: int) -> float:
     return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
 
 
-def paired(runs, problem_name, a, b):
+def paired(runs, problem_name, a, b, tol=1e-9):
+    """``(wins, losses, n)`` of method ``a`` vs ``b`` on the final regret; differences ``<= tol`` are ties."""
     ra = {r["seed"]: r["regret"][-1] for r in runs if r["problem"] == problem_name and r["method"] == a}
     rb = {r["seed"]: r["regret"][-1] for r in runs if r["problem"] == problem_name and r["method"] == b}
     common = sorted(set(ra) & set(rb))
-    tol = 1e-9
     wins = sum(ra[k] < rb[k] - tol for k in common)
     losses = sum(ra[k] > rb[k] + tol for k in common)
     return wins, losses, len(common)
@@ -321,21 +322,29 @@ def summarize(runs: list[dict]) -> str:
             )
     lines += [
         "",
-        "Paired by seed (same initial design and noise), final simple regret; one-sided exact sign test "
-        "(ties dropped). 'p(better)': P(>= wins | no difference); 'p(worse)': P(>= losses | no difference).",
+        "Paired by seed (same initial design and noise), final simple regret; one-sided exact sign test (ties "
+        "dropped). 'p(better)': P(>= wins | no difference); 'p(worse)': P(>= losses | no difference). Columns "
+        "'strict': any difference counts; 'resolved': differences smaller than the objective's observation-noise sd "
+        "(0.005 bumps, 0.05 Hartmann-6, 0.1 Levy) count as ties, since no method's observations resolve them (this "
+        "second reading was added after the first results showed sign flips at regrets of 1e-4 on the 2-D control).",
         "",
-        "| problem | comparison | better | worse | ties | p(better) | p(worse) |",
-        "|---|---|---|---|---|---|---|",
+        "| problem | comparison | strict: better / worse / ties | p(better) | p(worse) "
+        "| resolved: better / worse / ties | p(better) | p(worse) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in PROBLEMS:
+        noise = problem(p)[2]
         for a in ("sod", "sod_always"):
             for b in ("ard", "botorch"):
                 w, lo, n = paired(runs, p, a, b)
-                if n:
-                    lines.append(
-                        f"| {p} | {LABELS[a]} vs {LABELS[b]} | {w} | {lo} | {n - w - lo} | "
-                        f"{sign_test_p(w, lo):.3f} | {sign_test_p(lo, w):.3f} |"
-                    )
+                if not n:
+                    continue
+                w2, lo2, _ = paired(runs, p, a, b, tol=noise)
+                lines.append(
+                    f"| {p} | {LABELS[a]} vs {LABELS[b]} | {w} / {lo} / {n - w - lo} | {sign_test_p(w, lo):.3f} | "
+                    f"{sign_test_p(lo, w):.3f} | {w2} / {lo2} / {n - w2 - lo2} | {sign_test_p(w2, lo2):.3f} | "
+                    f"{sign_test_p(lo2, w2):.3f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -404,7 +413,6 @@ def run_candidates(args) -> dict:
             fit_gpytorch_mll(ExactMarginalLogLikelihood(ard.likelihood, ard))
             ard.eval()
             res = {"problem": name, "dim": d, "seed": seed, "n": n, "ard": rmse(ard)}
-            ll_ard = bo._data_log_likelihood(ard)
             cands = {"fitmap_default": (None, None), "identity_shrink": (bo.DEFAULT, True)}
             if d == 3:
                 cands["fitmap_default"] = (HaarRotationPrior(), None)
@@ -420,12 +428,16 @@ def run_candidates(args) -> dict:
                 fit_map(m, num_restarts=args.map_restarts, seed=seed, identity_start=ident)
                 res[cname] = rmse(m)
                 if cname == "identity_shrink":
-                    ll = bo._data_log_likelihood(m)
+                    # the evidence rule as shipped: a prohibitive penalty returns its (two-start) ARD model and
+                    # records the log-likelihood gain of the same rotated fit as this candidate's
+                    ard2 = bo.fit_rotated_or_ard(X, Y, penalty=1e9, seed=seed, num_restarts=args.map_restarts)
+                    gain = ard2.surrogate_choice_.log_likelihood_rotated - ard2.surrogate_choice_.log_likelihood_ard
+                    res["ard_two_start"] = rmse(ard2)
+                    res["ll_gain"] = gain
                     k = d * (d - 1) // 2
-                    res["ll_gain"] = ll - ll_ard
                     for pen, c in (("bic", 0.5 * math.log(n)), ("aic", 1.0)):
-                        keep = ll - ll_ard > c * k
-                        res[f"evidence_{pen}"] = res[cname] if keep else res["ard"]
+                        keep = gain > c * k
+                        res[f"evidence_{pen}"] = res[cname] if keep else res["ard_two_start"]
                         res[f"evidence_{pen}_kept"] = bool(keep)
             res["seconds"] = time.perf_counter() - t0
             rows.append(res)
@@ -441,7 +453,7 @@ def summarize_candidates(data: dict) -> str:
     import statistics as st
 
     rows = data["rows"]
-    cands = ["fitmap_default", "identity_haar", "identity_shrink", "evidence_bic", "evidence_aic"]
+    cands = ["ard_two_start", "fitmap_default", "identity_haar", "identity_shrink", "evidence_bic", "evidence_aic"]
     out = [
         "# Do no harm: surrogate quality of the candidate rules (`bench_bo_sod.py --mode candidates`)",
         "",
