@@ -80,7 +80,7 @@ METHODS = ("ard", "botorch", "sod", "sod_always")
 LABELS = {
     "ard": "ARD (same priors)",
     "botorch": "BoTorch default",
-    "sod": "SO(d) MAP, evidence (BIC) vs ARD",
+    "sod": "SO(d) MAP + evidence rule (BIC)",
     "sod_always": "SO(d) MAP, always rotated",
 }
 SOLVED = 0.05
@@ -284,6 +284,11 @@ def paired(runs, problem_name, a, b, tol=1e-9):
     return wins, losses, len(common)
 
 
+def _budget(runs: list[dict]) -> str:
+    cfgs = {json.dumps(r["config"], sort_keys=True) for r in runs}
+    return "; ".join(sorted(cfgs))
+
+
 def summarize(runs: list[dict]) -> str:
     import statistics as st
 
@@ -294,6 +299,8 @@ def summarize(runs: list[dict]) -> str:
         "(@ 0) and at the end; log10 final regret; share of iterations where the evidence rule kept the "
         "rotated metric; mean surrogate-fit seconds per iteration (machine shared by several jobs: compare "
         "within a row group only).",
+        "",
+        f"Budget (from the runs' config): {_budget(runs)}. d = 10 with 5 seeds only (compute budget).",
         "",
         "| problem | d | surrogate | seeds | regret @ 0 | regret @ end | log10 regret @ end | rotated kept | "
         "fit s/iter |",
