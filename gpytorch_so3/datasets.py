@@ -376,3 +376,162 @@ from gpytorch_so3._oilsands import (  # noqa: E402
 )
 
 __all__ += ["OILSANDS_COLUMNS", "OILSANDS_SHA256", "DrillHoleData", "hole_folds", "load_oilsands"]
+
+
+# ------------------------------------------------------------------------------------------ 2-D views (issue 17)
+@dataclass(frozen=True, eq=False)
+class Oilsands2D:
+    """A 2-D view of the oil-sands drill holes: a map of per-hole averages or a vertical section.
+
+    Attributes:
+        coordinates: ``n x 2`` in metres: (East, North) for a map, (distance along the section, Elevation) for a
+            section.
+        targets: ``n x 1`` values (per-hole means for a map, samples for a section).
+        hole_ids: ``n`` int64 drill-hole number of each row (hold out whole holes with :func:`hole_folds`).
+        counts: ``n`` int64 samples averaged into each row (all ones for a section).
+        target_name: the column the targets come from.
+        axis_names: names of the two coordinates.
+        direction: unit (East, North) direction of the section's first axis (the map's first axis: East).
+    """
+
+    coordinates: Tensor
+    targets: Tensor
+    hole_ids: Tensor
+    counts: Tensor
+    target_name: str
+    axis_names: tuple[str, str]
+    direction: tuple[float, float]
+
+    def __len__(self) -> int:
+        return int(self.coordinates.shape[0])
+
+
+def oilsands_map(
+    target: str = "Bitumen",
+    *,
+    elevation_range: tuple[float, float] | None = None,
+    min_samples: int = 3,
+    dtype: torch.dtype = torch.float64,
+) -> Oilsands2D:
+    """Collar-level map of the oil-sands drill holes: the mean of ``target`` per hole at the hole's (East, North).
+
+    The holes are vertical, so each hole is one point of a 2-D field. With ``elevation_range=(low, high)`` only the
+    samples with ``low <= Elevation <= high`` are averaged (one stratigraphic slab: the layers are nearly flat);
+    holes with fewer than ``min_samples`` samples there are dropped.
+
+    Args:
+        target: as :func:`load_oilsands` (missing values are dropped before averaging).
+        elevation_range: ``(low, high)`` in metres, or ``None`` (the whole hole).
+        min_samples: minimum number of samples averaged per hole (``>= 1``).
+        dtype: floating dtype of the coordinates and targets.
+
+    Returns:
+        an :class:`Oilsands2D` with one row per kept hole, ``axis_names = ("East", "North")``.
+
+    Raises:
+        ValueError: bad ``elevation_range`` or ``min_samples``, or no hole left.
+
+    Example:
+        >>> m = oilsands_map(min_samples=1)
+        >>> len(m), tuple(m.coordinates.shape), m.axis_names
+        (280, (280, 2), ('East', 'North'))
+        >>> len(oilsands_map(elevation_range=(200.0, 230.0)))  # holes with >= 3 samples in the slab
+        274
+    """
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
+        raise ValueError(f"min_samples must be an int >= 1, got {min_samples!r}")
+    data = load_oilsands(target=target, dtype=torch.float64)
+    keep = torch.ones(len(data), dtype=torch.bool)
+    if elevation_range is not None:
+        low, high = (float(v) for v in elevation_range)
+        if not low < high:
+            raise ValueError(f"elevation_range must be (low, high) with low < high, got {elevation_range!r}")
+        z = data.coordinates[:, 2]
+        keep = (z >= low) & (z <= high)
+    holes, inverse = torch.unique(data.hole_ids[keep], return_inverse=True)
+    k = holes.numel()
+    counts = torch.zeros(k, dtype=torch.int64).index_add_(0, inverse, torch.ones_like(inverse))
+    sums = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, data.targets[keep, 0])
+    xy = torch.zeros(k, 2, dtype=torch.float64).index_add_(0, inverse, data.coordinates[keep, :2])
+    ok = counts >= min_samples
+    if not bool(ok.any()):
+        raise ValueError(f"no hole has {min_samples} or more samples in elevation_range {elevation_range!r}")
+    n = counts[ok].to(torch.float64)
+    return Oilsands2D(
+        coordinates=(xy[ok] / n.unsqueeze(-1)).to(dtype),
+        targets=(sums[ok] / n).unsqueeze(-1).to(dtype),
+        hole_ids=holes[ok],
+        counts=counts[ok],
+        target_name=data.target_name,
+        axis_names=("East", "North"),
+        direction=(1.0, 0.0),
+    )
+
+
+def oilsands_section(
+    target: str = "Bitumen",
+    *,
+    azimuth: float | None = None,
+    half_width: float = 250.0,
+    dtype: torch.dtype = torch.float64,
+) -> Oilsands2D:
+    """Vertical section through the oil-sands drill holes: (distance along the section, Elevation) of every sample.
+
+    The section line passes through the centroid of the collars with direction ``(sin az, cos az)`` in
+    (East, North), the azimuth ``az`` measured clockwise from North; ``azimuth=None`` takes the dominant horizontal
+    direction of the collars (their leading principal axis). Holes whose collar lies within ``half_width`` metres
+    of the line are projected onto it; the first coordinate is the signed distance along the line from the
+    centroid.
+
+    Args:
+        target: as :func:`load_oilsands`.
+        azimuth: section azimuth in degrees clockwise from North, or ``None`` (principal axis of the collars).
+        half_width: corridor half-width in metres (``> 0``).
+        dtype: floating dtype of the coordinates and targets.
+
+    Returns:
+        an :class:`Oilsands2D`, one row per sample, ``axis_names = ("Distance", "Elevation")``.
+
+    Raises:
+        ValueError: bad ``half_width``, or no hole in the corridor.
+
+    Example:
+        >>> s = oilsands_section(half_width=150.0)
+        >>> s.axis_names, s.coordinates.shape[1], bool(s.counts.eq(1).all())
+        (('Distance', 'Elevation'), 2, True)
+    """
+    half_width = _check_scalar("half_width", half_width, positive=True)
+    data = load_oilsands(target=target, dtype=torch.float64)
+    xy = data.coordinates[:, :2]
+    holes, inverse = torch.unique(data.hole_ids, return_inverse=True)
+    cnt = torch.zeros(holes.numel(), dtype=torch.float64).index_add_(
+        0, inverse, torch.ones(len(data), dtype=torch.float64)
+    )
+    collars = torch.zeros(holes.numel(), 2, dtype=torch.float64).index_add_(0, inverse, xy) / cnt.unsqueeze(-1)
+    centre = collars.mean(0)
+    if azimuth is None:
+        _, vecs = torch.linalg.eigh(torch.cov((collars - centre).T))
+        u = vecs[:, -1]
+        u = u if float(u[1]) >= 0 else -u  # point northwards
+    else:
+        a = math.radians(_check_scalar("azimuth", azimuth, positive=False))
+        u = torch.tensor([math.sin(a), math.cos(a)], dtype=torch.float64)
+    normal = torch.stack([-u[1], u[0]])
+    across = (xy - centre) @ normal
+    keep = across.abs() <= half_width
+    if not bool(keep.any()):
+        raise ValueError(f"no drill hole within half_width = {half_width} m of the section line")
+    along = (xy[keep] - centre) @ u
+    coords = torch.stack([along, data.coordinates[keep, 2]], -1)
+    return Oilsands2D(
+        coordinates=coords.to(dtype),
+        targets=data.targets[keep].to(dtype),
+        hole_ids=data.hole_ids[keep],
+        counts=torch.ones(int(keep.sum()), dtype=torch.int64),
+        target_name=data.target_name,
+        axis_names=("Distance", "Elevation"),
+        direction=(float(u[0]), float(u[1])),
+    )
+
+
+__all__ += ["Oilsands2D", "oilsands_map", "oilsands_section"]

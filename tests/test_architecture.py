@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "pathwise": 40,
     # 50: MAP fit
     "fit": 50,
+    "bo": 50,  # BoTorch surrogate factories choosing rotated vs ARD by evidence (issue 17)
     # 60: fully Bayesian
     "fully_bayesian": 60,
     "nuts": 60,
