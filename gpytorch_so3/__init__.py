@@ -59,6 +59,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "to_physical_units": ("gpytorch_so3.botorch_utils", "to_physical_units"),
     # MAP fit
     "fit_map": ("gpytorch_so3.fit", "fit_map"),
+    # Bayesian optimisation surrogates: rotated metric only where the evidence pays for it
+    "bo": ("gpytorch_so3.bo", None),
+    "fit_rotated_or_ard": ("gpytorch_so3.bo", "fit_rotated_or_ard"),
     # pathwise sampling (BoTorch): conditional simulation, Thompson sampling
     "pathwise": ("gpytorch_so3.pathwise", None),
     "simulate": ("gpytorch_so3.pathwise", "simulate"),
@@ -99,12 +102,14 @@ __all__ = [
     "SO3FullyBayesianGP",
     "SO3PyroModel",
     "__version__",
+    "bo",
     "botorch_utils",
     "check_input_scaling",
     "datasets",
     "exceptions",
     "fit_map",
     "fit_nuts",
+    "fit_rotated_or_ard",
     "functional",
     "geo",
     "kernels",
@@ -120,7 +125,8 @@ __all__ = [
 __all__ += [name for name in _FUTURE if _module_exists(_LAZY[name][0])]
 
 if TYPE_CHECKING:  # pragma: no cover - static type checkers and IDEs see the lazy names as ordinary imports
-    from gpytorch_so3 import botorch_utils, geo, pathwise, plot
+    from gpytorch_so3 import bo, botorch_utils, geo, pathwise, plot
+    from gpytorch_so3.bo import fit_rotated_or_ard
     from gpytorch_so3.botorch_utils import IsotropicNormalize, check_input_scaling, to_physical_units
     from gpytorch_so3.fit import fit_map
     from gpytorch_so3.fully_bayesian import (
