@@ -150,8 +150,16 @@ def _fit_surrogate(method: str, X, Y, seed: int, args):
         if method == "so3_nuts_bnp":
             pyro_model = SO3PyroModel(nu=2.5, noise_prior=GammaPrior(*BOTORCH_FB_NOISE_PRIOR))
         model = SO3FullyBayesianGP(X, Y, outcome_transform=Standardize(m=1), pyro_model=pyro_model)
-        fit_nuts(model, warmup_steps=args.nuts_warmup, num_samples=args.nuts_samples, thinning=args.nuts_thinning,
-                 max_tree_depth=args.nuts_tree_depth, jit_compile=args.nuts_jit, seed=seed, progress=False)
+        fit_nuts(
+            model,
+            warmup_steps=args.nuts_warmup,
+            num_samples=args.nuts_samples,
+            thinning=args.nuts_thinning,
+            max_tree_depth=args.nuts_tree_depth,
+            jit_compile=args.nuts_jit,
+            seed=seed,
+            progress=False,
+        )
         return model
     if method == "ard":
         base = MaternKernel(nu=2.5, ard_num_dims=3, lengthscale_prior=default_lengthscale_prior())
@@ -212,8 +220,14 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> dict:
                     acq = qLogNoisyExpectedImprovement(
                         model, X_baseline=X, sampler=SobolQMCNormalSampler(torch.Size([128]), seed=it)
                     )
-                cand, _ = optimize_acqf(acq, bounds=bounds, q=args.q, num_restarts=args.acq_restarts,
-                                        raw_samples=args.raw_samples, options={"maxiter": 200})
+                cand, _ = optimize_acqf(
+                    acq,
+                    bounds=bounds,
+                    q=args.q,
+                    num_restarts=args.acq_restarts,
+                    raw_samples=args.raw_samples,
+                    options={"maxiter": 200},
+                )
                 cand = cand.detach()
             except Exception as e:
                 failures.append(f"iter {it} acq: {type(e).__name__}: {e}")
@@ -234,9 +248,23 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> dict:
         "fit_seconds": fit_s,
         "acq_seconds": acq_s,
         "failures": failures,
-        "config": {k: getattr(args, k) for k in ("n_init", "iterations", "q", "map_restarts", "nuts_warmup",
-                                                 "nuts_samples", "nuts_thinning", "nuts_tree_depth", "nuts_jit",
-                                                 "acq_restarts", "raw_samples", "acq")},
+        "config": {
+            k: getattr(args, k)
+            for k in (
+                "n_init",
+                "iterations",
+                "q",
+                "map_restarts",
+                "nuts_warmup",
+                "nuts_samples",
+                "nuts_thinning",
+                "nuts_tree_depth",
+                "nuts_jit",
+                "acq_restarts",
+                "raw_samples",
+                "acq",
+            )
+        },
     }
 
 
@@ -286,8 +314,11 @@ def summarize(runs: list[dict]) -> str:
             fails = sum(len(r["failures"]) for r in rs)
             tag = f" ({fails} failures)" if fails else ""
             solved = sum(r["regret"][-1] < SOLVED for r in rs)
-            lines.append(f"| {problem} | {LABELS[method]}{tag} | {len(rs)} | " + " | ".join(cells)
-                         + f" | {st.mean(logs):.2f} ± {se:.2f} | {solved}/{len(rs)} | {fit:.1f} |")
+            lines.append(
+                f"| {problem} | {LABELS[method]}{tag} | {len(rs)} | "
+                + " | ".join(cells)
+                + f" | {st.mean(logs):.2f} ± {se:.2f} | {solved}/{len(rs)} | {fit:.1f} |"
+            )
     # paired comparison: runs with the same seed share the initial design and the noise stream
     pairs = []
     for problem in PROBLEMS:
@@ -298,8 +329,10 @@ def summarize(runs: list[dict]) -> str:
             if common:
                 wins = sum(ra[k] < rb[k] for k in common)
                 ties = sum(ra[k] == rb[k] for k in common)
-                pairs.append(f"- {problem}: {LABELS[a]} lower final regret than {LABELS[b]} in {wins}/{len(common)} "
-                             f"seeds ({ties} ties)")
+                pairs.append(
+                    f"- {problem}: {LABELS[a]} lower final regret than {LABELS[b]} in {wins}/{len(common)} "
+                    f"seeds ({ties} ties)"
+                )
     return head + "\n".join(lines) + "\n\nPaired by seed (same initial design):\n" + "\n".join(pairs) + "\n"
 
 
@@ -352,15 +385,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nuts-jit", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--acq-restarts", type=int, default=4)
     p.add_argument("--raw-samples", type=int, default=128)
-    p.add_argument("--acq", choices=["qlognei", "ts"], default="qlognei",
-                   help="acquisition: qLogNoisyExpectedImprovement (default) or pathwise Thompson sampling")
+    p.add_argument(
+        "--acq",
+        choices=["qlognei", "ts"],
+        default="qlognei",
+        help="acquisition: qLogNoisyExpectedImprovement (default) or pathwise Thompson sampling",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     p.add_argument("--resume", action="store_true", help="keep runs already in --out and skip them")
     p.add_argument("--plot-only", action="store_true")
-    p.add_argument("--merge", nargs="*", type=Path, default=[],
-                   help="fold the runs of these JSON files (e.g. from a parallel invocation) into --out first")
+    p.add_argument(
+        "--merge",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="fold the runs of these JSON files (e.g. from a parallel invocation) into --out first",
+    )
     args = p.parse_args(argv)
 
     runs = load(args.out) if (args.resume or args.plot_only) else []
@@ -373,8 +415,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.plot_only:
         done = {_key(r) for r in runs}
         seeds = range(args.first_seed, args.first_seed + args.seeds)
-        jobs = [(pr, m, s, args) for s in seeds for pr in args.problems for m in args.methods
-                if (pr, m, s) not in done and (not m.startswith("so3_nuts") or s < args.first_seed + args.nuts_seeds)]
+        jobs = [
+            (pr, m, s, args)
+            for s in seeds
+            for pr in args.problems
+            for m in args.methods
+            if (pr, m, s) not in done and (not m.startswith("so3_nuts") or s < args.first_seed + args.nuts_seeds)
+        ]
         # the slow NUTS runs first, so that the pool's two workers finish at about the same time
         jobs.sort(key=lambda j: not j[1].startswith("so3_nuts"))
         print(f"{len(jobs)} runs ({len(runs)} already in {args.out})", file=sys.stderr)
@@ -384,9 +431,12 @@ def main(argv: list[str] | None = None) -> None:
             for r in pool.imap_unordered(run_one, jobs):
                 runs = [x for x in runs if _key(x) != _key(r)] + [r]
                 save(args.out, runs)  # after every run: an interrupted benchmark keeps what it has
-                print(f"[{time.perf_counter() - t0:7.0f} s] {r['problem']:18s} {r['method']:9s} seed {r['seed']}: "
-                      f"final regret {r['regret'][-1]:.3g}, fit {sum(r['fit_seconds']):.0f} s, "
-                      f"acq {sum(r['acq_seconds']):.0f} s, failures {len(r['failures'])}", file=sys.stderr)
+                print(
+                    f"[{time.perf_counter() - t0:7.0f} s] {r['problem']:18s} {r['method']:9s} seed {r['seed']}: "
+                    f"final regret {r['regret'][-1]:.3g}, fit {sum(r['fit_seconds']):.0f} s, "
+                    f"acq {sum(r['acq_seconds']):.0f} s, failures {len(r['failures'])}",
+                    file=sys.stderr,
+                )
     if not runs:
         print("no runs", file=sys.stderr)
         return

@@ -58,8 +58,13 @@ def main(argv=None) -> None:
             row = measure(kind, seed, args.restarts)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "loadavg_1min": os.getloadavg()[0],
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "restarts": args.restarts}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "loadavg_1min": os.getloadavg()[0],
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "restarts": args.restarts,
+    }
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
 

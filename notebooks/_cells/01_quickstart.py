@@ -68,6 +68,7 @@ print("true principal directions (columns: short, middle, long):\n", true_axes.n
 # We also build the ARD baseline the same way (`MaternKernel(nu=2.5, ard_num_dims=3)`: one length-scale per
 # coordinate axis), to see what the rotation buys.
 
+
 # %%
 class GP(gpytorch.models.ExactGP):
     def __init__(self, x, y, base_kernel):
@@ -164,6 +165,7 @@ plt.show()
 # is a perfect prediction. The box gives the RMSE, $R^2$ and the fraction of held-out values inside their 90%
 # interval (close to 90% for a calibrated model).
 
+
 # %%
 def predict(gp, x):
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
@@ -206,8 +208,9 @@ from botorch.models.transforms import Standardize
 
 from gpytorch_so3.priors import so3_covar_module
 
-model = SingleTaskGP(field.train_X, field.train_Y, covar_module=so3_covar_module(nu=2.5),
-                     outcome_transform=Standardize(m=1))
+model = SingleTaskGP(
+    field.train_X, field.train_Y, covar_module=so3_covar_module(nu=2.5), outcome_transform=Standardize(m=1)
+)
 fit_map(model, num_restarts=RESTARTS, seed=0)
 ls_bo, axes_bo = model.covar_module.base_kernel.canonical()
 print("canonical length-scales:", ls_bo.numpy().round(3))

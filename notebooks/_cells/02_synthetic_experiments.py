@@ -79,18 +79,20 @@ for seed in SEEDS:
             scores = evaluate(fm.model, field.test_X, field.test_Y)
             with torch.no_grad():
                 latent_mean = fm.model.posterior(field.test_X).mean
-            records.append({
-                "seed": seed,
-                "field": field_name,
-                "kind": kind,
-                "rmse": scores["rmse"],
-                "rmse_f": (latent_mean - field.test_F).pow(2).mean().sqrt().item(),
-                "nlpd": scores["nlpd"],
-                "angles": so3.angle_between_axes(fm.axes.T, true_axes.T).tolist(),  # per canonical axis, degrees
-                "ls_ratio": (fm.lengthscale / true_ls).tolist(),  # fitted / true, per canonical axis
-                "relative_axes": (true_axes.T @ fm.axes),  # fitted axes in the true principal frame
-                "seconds": fm.fit_seconds,
-            })
+            records.append(
+                {
+                    "seed": seed,
+                    "field": field_name,
+                    "kind": kind,
+                    "rmse": scores["rmse"],
+                    "rmse_f": (latent_mean - field.test_F).pow(2).mean().sqrt().item(),
+                    "nlpd": scores["nlpd"],
+                    "angles": so3.angle_between_axes(fm.axes.T, true_axes.T).tolist(),  # per canonical axis, degrees
+                    "ls_ratio": (fm.lengthscale / true_ls).tolist(),  # fitted / true, per canonical axis
+                    "relative_axes": (true_axes.T @ fm.axes),  # fitted axes in the true principal frame
+                    "seconds": fm.fit_seconds,
+                }
+            )
             if seed == SEEDS[0]:
                 examples[field_name, kind] = (fm, field)
         print(f"seed {seed}, {field_name:>12}: done ({time.perf_counter() - t_start:.0f} s so far)")
@@ -104,6 +106,7 @@ for seed in SEEDS:
 # For ARD on the rotated fields the "angle error" is just how far the random rotation happened to turn the true
 # axes from the coordinate axes: ARD cannot move its axes at all.
 
+
 # %%
 def mean_sd(values, fmt):
     values = np.asarray(values, dtype=float)
@@ -116,8 +119,10 @@ def select(field, kind):
     return [r for r in records if r["field"] == field and r["kind"] == kind]
 
 
-rows = ["| field | kernel | RMSE | RMSE f | NLPD | short-axis angle (°) | worst-axis angle (°) | fit time (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+rows = [
+    "| field | kernel | RMSE | RMSE f | NLPD | short-axis angle (°) | worst-axis angle (°) | fit time (s) |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+]
 for field_name in FIELDS:
     for kind in KINDS:
         rs = select(field_name, kind)
@@ -141,8 +146,9 @@ fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True, layout="constrain
 x = np.arange(len(KINDS))
 colors = ["C1", "C2", "C0"]
 for col, field_name in enumerate(FIELDS):
-    for row, (metric, label) in enumerate([("rmse_f", "held-out RMSE vs noiseless field"),
-                                           ("nlpd", "held-out NLPD (lower is better)")]):
+    for row, (metric, label) in enumerate(
+        [("rmse_f", "held-out RMSE vs noiseless field"), ("nlpd", "held-out NLPD (lower is better)")]
+    ):
         ax = axes[row, col]
         values = np.array([[r[metric] for r in select(field_name, kind)] for kind in KINDS])  # kinds x seeds
         ax.plot(x, values, color="0.75", lw=1, zorder=1)
@@ -167,8 +173,13 @@ for k, kind in enumerate(KINDS):
     angles = np.array([r["angles"] for r in select("rotated", kind)])  # seeds x 3
     for i in range(3):
         jitter = np.linspace(-0.05, 0.05, len(angles)) if len(angles) > 1 else np.zeros(1)
-        ax.scatter(k + (i - 1) * 0.22 + jitter, np.maximum(angles[:, i], 1e-2), color=AXIS_COLORS[i], s=28,
-                   label=f"{AXIS_NAMES[i]} axis" if k == 0 else None)
+        ax.scatter(
+            k + (i - 1) * 0.22 + jitter,
+            np.maximum(angles[:, i], 1e-2),
+            color=AXIS_COLORS[i],
+            s=28,
+            label=f"{AXIS_NAMES[i]} axis" if k == 0 else None,
+        )
 ax.set_yscale("log")
 ax.set_xticks(range(len(KINDS)), [MODEL_KINDS[k] for k in KINDS])
 ax.set_ylabel("angle to the true axis (°)")
@@ -207,7 +218,7 @@ plt.show()
 # and full-SPD axes should cluster on the stars.
 
 # %%
-c, s_ = (2.0 / 3.0) ** 0.5, -(1.0 / 3.0) ** 0.5  # cos and sin of the common plunge, 35.26 degrees
+c, s_ = (2.0 / 3.0) ** 0.5, -((1.0 / 3.0) ** 0.5)  # cos and sin of the common plunge, 35.26 degrees
 az = torch.deg2rad(torch.tensor([0.0, 120.0, 240.0], dtype=torch.float64))
 Q = torch.stack([c * torch.sin(az), c * torch.cos(az), torch.full_like(az, s_)])  # columns: the displayed frame
 if torch.det(Q) < 0:  # keep Q a proper rotation
@@ -226,6 +237,7 @@ plt.show()
 # Ratios of mean held-out RMSE against the noiseless field (below 1: better than ARD) and the median angle errors,
 # computed from the table above.
 
+
 # %%
 def mean_of(field, kind, key):
     return float(np.mean([r[key] for r in select(field, kind)]))
@@ -237,11 +249,15 @@ for field_name in FIELDS:
         print(f"{field_name:>12}: {MODEL_KINDS[kind]:>8} RMSE f / ARD RMSE f = {ratio:.2f}")
 for kind in KINDS:
     med = np.median([r["angles"] for r in select("rotated", kind)], axis=0)
-    print(f"rotated fields, {MODEL_KINDS[kind]:>8}: median angle error (short, middle, long) = "
-          + ", ".join(f"{v:.1f}°" for v in med))
+    print(
+        f"rotated fields, {MODEL_KINDS[kind]:>8}: median angle error (short, middle, long) = "
+        + ", ".join(f"{v:.1f}°" for v in med)
+    )
 ls_ratio = np.array([r["ls_ratio"] for r in select("rotated", "so3")])
-print("SO(3), rotated fields: median fitted / true length-scale (short, middle, long) =",
-      np.median(ls_ratio, axis=0).round(2))
+print(
+    "SO(3), rotated fields: median fitted / true length-scale (short, middle, long) =",
+    np.median(ls_ratio, axis=0).round(2),
+)
 print(f"total time {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]

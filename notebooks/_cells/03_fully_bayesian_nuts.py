@@ -63,11 +63,21 @@ plt.rcParams["figure.dpi"] = 80
 # %%
 field = make_rotated_field(n_train=N_TRAIN, n_test=N_TEST, seed=1)
 model = SO3FullyBayesianGP(field.train_X, field.train_Y, nu=2.5, outcome_transform=Standardize(m=1))
-fit_nuts(model, warmup_steps=WARMUP, num_samples=SAMPLES, num_chains=CHAINS, thinning=4, seed=0,
-         max_tree_depth=TREE_DEPTH, disable_progbar=True)
+fit_nuts(
+    model,
+    warmup_steps=WARMUP,
+    num_samples=SAMPLES,
+    num_chains=CHAINS,
+    thinning=4,
+    seed=0,
+    max_tree_depth=TREE_DEPTH,
+    disable_progbar=True,
+)
 info = model.fit_nuts_info_
-print(f"{info.num_chains} chains, {info.num_samples} draws each, {info.num_divergences} divergent transitions, "
-      f"{info.elapsed:.0f} s; {model.num_mcmc_samples} samples loaded for prediction")
+print(
+    f"{info.num_chains} chains, {info.num_samples} draws each, {info.num_divergences} divergent transitions, "
+    f"{info.elapsed:.0f} s; {model.num_mcmc_samples} samples loaded for prediction"
+)
 
 # %% [markdown]
 # ## 1 · The symmetries: why raw samples mislead
@@ -86,8 +96,10 @@ M = lambda ls, R: R @ torch.diag(ls**-2) @ R.T
 print("raw (l, w) of the draw:    ", ls0.numpy().round(3), so3.log_map(R0).numpy().round(2))
 print("relabelled (l, w):         ", ls1.numpy().round(3), so3.log_map(R1).numpy().round(2))
 print("same metric:", torch.allclose(M(ls0, R0), M(ls1, R1)))
-print("same canonical form:", all(torch.allclose(a, b) for a, b in zip(so3.canonicalize(ls0, R0),
-                                                                         so3.canonicalize(ls1, R1), strict=True)))
+print(
+    "same canonical form:",
+    all(torch.allclose(a, b) for a, b in zip(so3.canonicalize(ls0, R0), so3.canonicalize(ls1, R1), strict=True)),
+)
 
 # %% [markdown]
 # So the sampler may report the short axis in any column, and two chains started from different random rotations
@@ -102,13 +114,17 @@ print("same canonical form:", all(torch.allclose(a, b) for a, b in zip(so3.canon
 raw_ls, raw_w = info.samples["lengthscale"], info.samples["rotation"]  # chains x draws x 3
 can_ls, can_axes = so3.canonicalize(raw_ls, so3.exp_map(raw_w))
 for c in range(info.num_chains):
-    print(f"chain {c}: raw l median {raw_ls[c].median(0).values.numpy().round(3)}, "
-          f"raw w median {raw_w[c].median(0).values.numpy().round(2)}")
+    print(
+        f"chain {c}: raw l median {raw_ls[c].median(0).values.numpy().round(3)}, "
+        f"raw w median {raw_w[c].median(0).values.numpy().round(2)}"
+    )
 same = torch.equal(raw_ls[0].median(0).values.argsort(), raw_ls[1].median(0).values.argsort())
 print(f"-> the two chains use {'the same' if same else 'different'} raw labellings of the axes in this run\n")
 for c in range(info.num_chains):
-    print(f"chain {c}: canonical l median {can_ls[c].median(0).values.numpy().round(3)}, "
-          f"short axis (first draw) {can_axes[c, 0, :, 0].numpy().round(3)}")
+    print(
+        f"chain {c}: canonical l median {can_ls[c].median(0).values.numpy().round(3)}, "
+        f"short axis (first draw) {can_axes[c, 0, :, 0].numpy().round(3)}"
+    )
 
 # %% [markdown]
 # ## 2 · The canonical posterior summary
@@ -129,8 +145,11 @@ summary = summarize_posterior(model)
 print(summary)
 true_ls, true_axes = field.canonical()
 print("\ntruth: length-scales", true_ls.numpy().round(3))
-print("angle between posterior mean direction and truth (short, middle, long):",
-      so3.angle_between_axes(summary.directions.T, true_axes.T).numpy().round(1), "degrees")
+print(
+    "angle between posterior mean direction and truth (short, middle, long):",
+    so3.angle_between_axes(summary.directions.T, true_axes.T).numpy().round(1),
+    "degrees",
+)
 
 # %% [markdown]
 # ## 3 · Diagnostics: traces and ranks per chain
@@ -178,8 +197,9 @@ plt.show()
 # %%
 with torch.no_grad():
     post = model.posterior(field.test_X, observation_noise=True)
-fig, ax = plot_predictions(field.test_Y, post.mixture_mean, post.mixture_variance.sqrt(),
-                           title="held-out predictions, fully Bayesian SO(3)")
+fig, ax = plot_predictions(
+    field.test_Y, post.mixture_mean, post.mixture_variance.sqrt(), title="held-out predictions, fully Bayesian SO(3)"
+)
 plt.show()
 
 # %% [markdown]
@@ -200,8 +220,16 @@ plt.show()
 iso_field = make_rotated_field(n_train=N_TRAIN, n_test=N_TEST, lengthscale=(0.15, 0.5, 0.5), seed=2)
 iso_model = SO3FullyBayesianGP(iso_field.train_X, iso_field.train_Y, nu=2.5, outcome_transform=Standardize(m=1))
 iso_budget = 16 if SMOKE_TEST else 150  # near-isotropic posteriors need longer NUTS trajectories: a smaller budget
-fit_nuts(iso_model, warmup_steps=iso_budget, num_samples=iso_budget, num_chains=CHAINS, thinning=4, seed=0,
-         max_tree_depth=TREE_DEPTH, disable_progbar=True)
+fit_nuts(
+    iso_model,
+    warmup_steps=iso_budget,
+    num_samples=iso_budget,
+    num_chains=CHAINS,
+    thinning=4,
+    seed=0,
+    max_tree_depth=TREE_DEPTH,
+    disable_progbar=True,
+)
 iso_summary = summarize_posterior(iso_model)
 print("flagged pairs (0 = short, 1 = middle, 2 = long):", iso_summary.weak_pairs)
 print(iso_summary.explanation)

@@ -103,14 +103,16 @@ plt.show()
 # `fit_map`) reports the problem:
 
 # %%
-X_demo = BOUNDS[0] + (BOUNDS[1] - BOUNDS[0]) * torch.rand(10, 3, generator=torch.Generator().manual_seed(0),
-                                                          dtype=dtype)
+X_demo = BOUNDS[0] + (BOUNDS[1] - BOUNDS[0]) * torch.rand(
+    10, 3, generator=torch.Generator().manual_seed(0), dtype=dtype
+)
 Y_demo = f(X_demo).unsqueeze(-1)
 sheared = SingleTaskGP(X_demo, Y_demo, covar_module=so3_covar_module(), input_transform=Normalize(3, bounds=BOUNDS))
 for message in check_input_scaling(sheared, warn=False):
     print("Normalize:", textwrap.fill(message, 110, subsequent_indent="    "))
-fine = SingleTaskGP(X_demo, Y_demo, covar_module=so3_covar_module(),
-                    input_transform=IsotropicNormalize(3, bounds=BOUNDS))
+fine = SingleTaskGP(
+    X_demo, Y_demo, covar_module=so3_covar_module(), input_transform=IsotropicNormalize(3, bounds=BOUNDS)
+)
 print("IsotropicNormalize: ", check_input_scaling(fine, warn=False))
 
 # %% [markdown]
@@ -125,11 +127,17 @@ print("IsotropicNormalize: ", check_input_scaling(fine, warn=False))
 # with `optimize_acqf`, and measures there. The *simple regret* is $f^* - \max_i f(x_i)$ over the points measured
 # so far (noiseless $f$; lower is better). Both surrogates start from the same random initial design per seed.
 
+
 # %%
 def fit_surrogate(kind, X, Y, seed):
     if kind == "so3":
-        model = SingleTaskGP(X, Y, covar_module=so3_covar_module(nu=2.5),
-                             input_transform=IsotropicNormalize(3, bounds=BOUNDS), outcome_transform=Standardize(m=1))
+        model = SingleTaskGP(
+            X,
+            Y,
+            covar_module=so3_covar_module(nu=2.5),
+            input_transform=IsotropicNormalize(3, bounds=BOUNDS),
+            outcome_transform=Standardize(m=1),
+        )
         return fit_map(model, num_restarts=RESTARTS, seed=seed)
     model = SingleTaskGP(X, Y, input_transform=Normalize(3, bounds=BOUNDS), outcome_transform=Standardize(m=1))
     with warnings.catch_warnings():
@@ -163,8 +171,11 @@ for seed in SEEDS:
         regret[kind, seed] = (1.0 - best_so_far).numpy()
         history[kind, seed], measured[kind, seed] = X, Y
         last_model[kind, seed] = model
-    print(f"seed {seed}: final regret " + ", ".join(f"{KINDS[k]} {regret[k, seed][-1]:.3g}" for k in KINDS)
-          + f"  ({time.perf_counter() - t0:.0f} s so far)")
+    print(
+        f"seed {seed}: final regret "
+        + ", ".join(f"{KINDS[k]} {regret[k, seed][-1]:.3g}" for k in KINDS)
+        + f"  ({time.perf_counter() - t0:.0f} s so far)"
+    )
 
 # %% [markdown]
 # ## Regret curves and where each surrogate measured
@@ -191,8 +202,14 @@ a2.imshow(slice_f, origin="lower", extent=(0, 40, 0, 20), cmap="Greys", alpha=0.
 for color, marker, kind in zip(["C0", "C1"], ["o", "s"], KINDS, strict=True):
     Xh = history[kind, SEEDS[0]]
     a2.scatter(Xh[N_INIT:, 0], Xh[N_INIT:, 1], color=color, marker=marker, s=30, label=KINDS[kind], edgecolors="k")
-a2.scatter(history["so3", SEEDS[0]][:N_INIT, 0], history["so3", SEEDS[0]][:N_INIT, 1], color="white",
-           edgecolors="k", s=30, label="initial design")
+a2.scatter(
+    history["so3", SEEDS[0]][:N_INIT, 0],
+    history["so3", SEEDS[0]][:N_INIT, 1],
+    color="white",
+    edgecolors="k",
+    s=30,
+    label="initial design",
+)
 a2.plot(*CENTER[:2], "r*", ms=14)
 a2.set_xlim(0, 40)
 a2.set_ylim(0, 20)
@@ -213,8 +230,11 @@ plt.show()
 ls_phys, axes_phys = physical_canonical(last_model["so3", SEEDS[0]])
 true_axes = so3.canonicalize(WIDTHS, R_TRUE)[1]
 print("principal length-scales (m):", ls_phys.numpy().round(2))
-print("angles to the plume's axes (narrow, middle, long):",
-      so3.angle_between_axes(axes_phys.T, true_axes.T).numpy().round(1), "degrees")
+print(
+    "angles to the plume's axes (narrow, middle, long):",
+    so3.angle_between_axes(axes_phys.T, true_axes.T).numpy().round(1),
+    "degrees",
+)
 
 # %% [markdown]
 # ## A fully Bayesian surrogate
@@ -228,16 +248,25 @@ print("angles to the plume's axes (narrow, middle, long):",
 # %%
 X, Y = history["so3", SEEDS[0]], measured["so3", SEEDS[0]]  # the measurements of the SO(3) MAP run
 fb = SO3FullyBayesianGP(X, Y, input_transform=IsotropicNormalize(3, bounds=BOUNDS), outcome_transform=Standardize(m=1))
-budget = {"warmup_steps": 16, "num_samples": 16, "max_tree_depth": 3} if SMOKE_TEST else {
-    "warmup_steps": 128, "num_samples": 128}
-fit_nuts(fb, thinning=8, seed=0, progress=False, **budget)
+budget = (
+    {"warmup_steps": 16, "num_samples": 16, "max_tree_depth": 3}
+    if SMOKE_TEST
+    else {"warmup_steps": 128, "num_samples": 128}
+)
+fit_nuts(fb, thinning=8, seed=0, disable_progbar=True, **budget)
 x_next = next_point(fb, X, seed=0)
 with torch.no_grad():
     post = fb.posterior(x_next)
-print("MCMC samples loaded:", fb.num_mcmc_samples, "| posterior mean shape (samples x q x outputs):",
-      tuple(post.mean.shape))
-print(f"next measurement at {x_next.numpy().round(2)} m: mixture mean {post.mixture_mean.item():.3f}, "
-      f"sd {post.mixture_variance.sqrt().item():.3f} (true f there: {f(x_next).item():.3f})")
+print(
+    "MCMC samples loaded:",
+    fb.num_mcmc_samples,
+    "| posterior mean shape (samples x q x outputs):",
+    tuple(post.mean.shape),
+)
+print(
+    f"next measurement at {x_next.numpy().round(2)} m: mixture mean {post.mixture_mean.item():.3f}, "
+    f"sd {post.mixture_variance.sqrt().item():.3f} (true f there: {f(x_next).item():.3f})"
+)
 
 # %% [markdown]
 # **Take-aways.** For a BoTorch user the change is two arguments: `covar_module=so3_covar_module()` and

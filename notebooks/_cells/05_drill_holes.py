@@ -51,12 +51,16 @@ plt.rcParams["figure.dpi"] = 80
 # %%
 data = load_oilsands(target="Bitumen")
 X_m, Y = data.coordinates, data.targets
-print(f"{len(data)} samples from {data.n_holes} holes; East {X_m[:, 0].min():.0f}..{X_m[:, 0].max():.0f} m, "
-      f"North {X_m[:, 1].min():.0f}..{X_m[:, 1].max():.0f} m, elevation {X_m[:, 2].min():.0f}..{X_m[:, 2].max():.0f} m")
+print(
+    f"{len(data)} samples from {data.n_holes} holes; East {X_m[:, 0].min():.0f}..{X_m[:, 0].max():.0f} m, "
+    f"North {X_m[:, 1].min():.0f}..{X_m[:, 1].max():.0f} m, elevation {X_m[:, 2].min():.0f}..{X_m[:, 2].max():.0f} m"
+)
 folds = hole_folds(data.hole_ids, n_folds=5, seed=0)
 train_idx, test_idx = split_fold(folds, 0, max_train=MAX_TRAIN, seed=0)
-print(f"training samples: {len(train_idx)}; held-out samples: {len(test_idx)} from "
-      f"{torch.unique(data.hole_ids[test_idx]).numel()} holes")
+print(
+    f"training samples: {len(train_idx)}; held-out samples: {len(test_idx)} from "
+    f"{torch.unique(data.hole_ids[test_idx]).numel()} holes"
+)
 
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained", width_ratios=[1, 1.2])
 collars = torch.stack([X_m[data.hole_ids == h][0] for h in torch.unique(data.hole_ids)])
@@ -86,6 +90,7 @@ plt.show()
 # fits it by MAP (restarts over rotations for SO(3)) and scores it on the held-out holes: $R^2$, RMSE, NLPD of the
 # noisy observations (lower is better) and the coverage of the 90% predictive intervals.
 
+
 # %%
 def fit_all(X_metres, kinds):
     scaling = IsotropicScaling.from_data(X_metres[train_idx])
@@ -98,12 +103,16 @@ def fit_all(X_metres, kinds):
 
 
 def table(results):
-    rows = ["| kernel | R² | RMSE | NLPD | 90% coverage | fit time (s) | length-scales (m, ascending) |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| kernel | R² | RMSE | NLPD | 90% coverage | fit time (s) | length-scales (m, ascending) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for kind, r in results.items():
         ls = ", ".join(f"{v:.3g}" for v in r["lengthscale_m"])
-        rows.append(f"| {MODEL_KINDS[kind]} | {r['r2']:.3f} | {r['rmse']:.3f} | {r['nlpd']:.3f} | "
-                    f"{r['coverage90']:.2f} | {r['fit_seconds']:.0f} | {ls} |")
+        rows.append(
+            f"| {MODEL_KINDS[kind]} | {r['r2']:.3f} | {r['rmse']:.3f} | {r['nlpd']:.3f} | "
+            f"{r['coverage90']:.2f} | {r['fit_seconds']:.0f} | {ls} |"
+        )
     return Markdown("\n".join(rows))
 
 
@@ -149,8 +158,15 @@ fig, ax = plot_predictions(Y[test_idx], post.mean, post.variance.sqrt(), title="
 plt.show()
 lo, hi = X_m.min(0).values, X_m.max(0).values
 z_mid = float((lo[2] + hi[2]) / 2)
-fig, axes = plot_field_slice(model, z=z_mid, bounds=((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))),
-                             resolution=30 if SMOKE_TEST else 90, transform=scaling, points=X_m, points_tol=3.0)
+fig, axes = plot_field_slice(
+    model,
+    z=z_mid,
+    bounds=((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))),
+    resolution=30 if SMOKE_TEST else 90,
+    transform=scaling,
+    points=X_m,
+    points_tol=3.0,
+)
 for a in axes:
     a.set_xlabel("East (m)")
     a.set_ylabel("North (m)")
@@ -174,8 +190,10 @@ display(table(rotated))
 vertical = Q @ torch.tensor([0.0, 0.0, 1.0], dtype=Q.dtype)
 for kind in ("ard", "so3"):
     minor = torch.tensor(rotated[kind]["axes"], dtype=torch.float64)[:, 0]
-    print(f"{MODEL_KINDS[kind]:>5}: angle between the shortest axis and the rotated vertical Q e_z = "
-          f"{so3.angle_between_axes(minor, vertical).item():.2f}°")
+    print(
+        f"{MODEL_KINDS[kind]:>5}: angle between the shortest axis and the rotated vertical Q e_z = "
+        f"{so3.angle_between_axes(minor, vertical).item():.2f}°"
+    )
 
 # %% [markdown]
 # How to read it: ARD's skill collapses towards the isotropic kernel's, while the SO(3) kernel's $R^2$ and NLPD stay

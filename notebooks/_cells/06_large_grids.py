@@ -50,8 +50,10 @@ dtype = torch.float64
 plt.rcParams["figure.dpi"] = 80
 print("pykeops available:", keops_available())
 if not keops_available():
-    print("without pykeops the KeOps kernel falls back to the dense path (with one warning); the notebook still runs.\n"
-          "Install it with: pip install 'gpytorch-so3[keops]' (needs a C++ compiler)")
+    print(
+        "without pykeops the KeOps kernel falls back to the dense path (with one warning); the notebook still runs.\n"
+        "Install it with: pip install 'gpytorch-so3[keops]' (needs a C++ compiler)"
+    )
 
 # %% [markdown]
 # ## 1 · The KeOps kernel computes the same matrix
@@ -66,8 +68,9 @@ g = torch.Generator().manual_seed(0)
 x = torch.rand(300, 3, generator=g, dtype=dtype)
 v = torch.randn(300, 1, generator=g, dtype=dtype)
 dense = SO3AnisotropicKernel(nu=2.5).to(dtype)
-dense.initialize(lengthscale=torch.tensor([0.1, 0.3, 0.8], dtype=dtype), rotation=torch.tensor([0.4, -0.2, 0.7],
-                                                                                                dtype=dtype))
+dense.initialize(
+    lengthscale=torch.tensor([0.1, 0.3, 0.8], dtype=dtype), rotation=torch.tensor([0.4, -0.2, 0.7], dtype=dtype)
+)
 keops = KeOpsSO3AnisotropicKernel(nu=2.5, use_keops=True).to(dtype)
 keops.load_state_dict(dense.state_dict())
 t0 = time.perf_counter()
@@ -84,6 +87,7 @@ print("largest difference to the dense product:", f"{(Kv_keops - Kv_dense).abs()
 # The dense path builds the $N \times N$ matrix and multiplies; the KeOps path streams it. The table shows the
 # dense matrix's size (what KeOps never allocates) and the time of one product on this CPU; memory is what limits
 # the dense path, long before time does.
+
 
 # %%
 def timed(fn, repeats=3):
@@ -128,8 +132,9 @@ sub = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(1))[:N_SUB
 
 # 1. hyperparameters from the subset (a BoTorch model with default priors; centred targets)
 y_mean = train_y.mean()
-small = SingleTaskGP(train_x[sub], (train_y[sub] - y_mean).unsqueeze(-1), covar_module=so3_covar_module(nu=2.5),
-                     outcome_transform=None)  # keep the targets' units, so the hyperparameters carry over
+small = SingleTaskGP(
+    train_x[sub], (train_y[sub] - y_mean).unsqueeze(-1), covar_module=so3_covar_module(nu=2.5), outcome_transform=None
+)  # keep the targets' units, so the hyperparameters carry over
 fit_map(small, num_restarts=2 if SMOKE_TEST else 4, seed=0)
 
 
@@ -172,6 +177,7 @@ with cg_settings():
 # `max_cholesky_size` (4,096 once BoTorch is imported), which for a KeOps kernel means materialising the matrix:
 # correct, but slow.
 
+
 # %%
 def rmse(mean):
     return (mean.reshape(-1) + y_mean - field.test_F.reshape(-1)).pow(2).mean().sqrt().item()
@@ -182,10 +188,14 @@ with cg_settings():
     mean_large, _ = predict_in_chunks(large, field.test_X, chunk_size=4096, return_variance=False)
 ls_small = small.covar_module.base_kernel.canonical()[0]
 ls_large = large.covar_module.base_kernel.canonical()[0]
-print(f"subset ({N_SUBSET} points): held-out RMSE vs noiseless field {rmse(mean_small):.4f}, "
-      f"length-scales {ls_small.numpy().round(3)}")
-print(f"all ({N_TRAIN} points):    held-out RMSE vs noiseless field {rmse(mean_large):.4f}, "
-      f"length-scales {ls_large.numpy().round(3)}")
+print(
+    f"subset ({N_SUBSET} points): held-out RMSE vs noiseless field {rmse(mean_small):.4f}, "
+    f"length-scales {ls_small.numpy().round(3)}"
+)
+print(
+    f"all ({N_TRAIN} points):    held-out RMSE vs noiseless field {rmse(mean_large):.4f}, "
+    f"length-scales {ls_large.numpy().round(3)}"
+)
 
 # %% [markdown]
 # ## 4 · Predicting a large grid
