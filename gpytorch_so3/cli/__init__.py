@@ -59,7 +59,7 @@ METHODS = ("auto", "exact", "svgp", "nngp")
 AUTO_EXACT_MAX_ROWS = 5000
 #: Default ``--max-seconds`` of the scalable methods' minibatch training (chosen with
 #: ``benchmarks/bench_cli_large.py``: a 200,000-row CSV end to end in well under 10 minutes on 2 cores).
-DEFAULT_MAX_SECONDS = 240.0
+DEFAULT_MAX_SECONDS = 120.0
 #: Largest number of simulated values (points x realisations) written as CSV; above, ``--out`` must be ``.npz``.
 MAX_CSV_VALUES = 1_000_000
 #: Largest number of grid points ``--grid`` accepts.
