@@ -102,7 +102,10 @@ def run(cmd: list[str], env: dict) -> dict:
         "stdout": out,
         "stderr_tail": err[-3000:],
         "progress_updates": err.count("\r"),
-        "progress_lines_sample": sorted({ln.strip()[:100] for ln in re.split(r"[\r\n]", err) if "|" in ln})[:8],
+        # tqdm lines: "NNGP: 5it [00:30, 6.0s/it]" (time budget, no total) or "... 40%|####  | ..." (with a total)
+        "progress_lines_sample": [ln.strip()[:100] for ln in re.split(r"[\r\n]", err) if re.search(r"it \[|\|", ln)][
+            -8:
+        ],
     }
 
 

@@ -25,7 +25,7 @@ from gpytorch_so3.cli import main
 from gpytorch_so3.pathwise import regular_grid
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALABLE_FAST = ["--epochs", "2", "--num-inducing", "32", "--batch-size", "64", "--restarts", "1", "--quiet"]
+SCALABLE_FAST = ["--epochs", "2", "--num-inducing", "32", "--batch-size", "64", "--init-restarts", "1", "--quiet"]
 EXACT_FAST = ["--models", "so3", "--restarts", "1", "--max-iter", "15", "--quiet"]
 
 

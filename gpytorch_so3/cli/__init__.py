@@ -438,7 +438,7 @@ def _run_scalable(args, method, coords, X_raw, Y, points, out, geometry_warning)
             epochs=args.epochs,
             num_inducing=args.num_inducing,
             batch_size=args.batch_size,
-            init_restarts=min(args.restarts, 2),
+            init_restarts=args.init_restarts,
             progress=show,
         )
     except NUMERICAL_ERRORS as e:
@@ -817,6 +817,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1024,
         metavar="M",
         help="svgp: inducing points (default 1024)",
+    )
+    fit.add_argument(
+        "--init-restarts",
+        type=_int_in(1, 1000, "--init-restarts"),
+        default=1,
+        metavar="R",
+        help="svgp/nngp: MAP restarts of the exact fit on a 1,000-row subset that initialises the kernel (default 1; "
+        "the minibatch training then refines it on all rows)",
     )
     fit.add_argument(
         "--batch-size",
