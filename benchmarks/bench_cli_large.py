@@ -19,14 +19,17 @@ Writes ``benchmarks/results/cli_large.json``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
 import pty
 import re
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -70,6 +73,8 @@ def write_csv(path: Path, header: str, arr: np.ndarray) -> None:
 def run(cmd: list[str], env: dict) -> dict:
     """Run ``cmd`` under /usr/bin/time -v with stderr on a pty; return wall time, peak RSS, stdout, progress."""
     master, slave = pty.openpty()
+    # A terminal size (rows, columns): a fresh pty reports 0 x 0 and tqdm then draws bars of width 0 (nothing).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     chunks: list[bytes] = []
 
     def pump():

@@ -113,7 +113,7 @@ def test_auto_picks_exact_below_the_threshold(data_csv, monkeypatch, capsys):
     assert "hyper-parameters fitted on all 128 training rows (exact)" in capsys.readouterr().out
 
 
-def test_auto_picks_nngp_above_the_threshold(data_csv, monkeypatch, capsys):
+def test_auto_picks_svgp_above_the_threshold(data_csv, monkeypatch, capsys):
     monkeypatch.setattr(cli, "AUTO_EXACT_MAX_ROWS", 100)  # 128 training rows > 100
 
     def boom(*a, **k):
@@ -122,14 +122,14 @@ def test_auto_picks_nngp_above_the_threshold(data_csv, monkeypatch, capsys):
     monkeypatch.setattr(cli_models, "fit_model", boom)
     assert main(_fit(data_csv, *SCALABLE_FAST)) == 0
     out = capsys.readouterr().out
-    assert "--method auto: 128 training rows > 100: nearest-neighbour GP" in out and "SO(3) NNGP" in out
+    assert "--method auto: 128 training rows > 100: sparse variational GP" in out and "SO(3) SVGP" in out
 
 
 def test_auto_with_simulate_above_the_threshold_is_refused(data_csv, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "AUTO_EXACT_MAX_ROWS", 100)
     _no_fit(monkeypatch)
     argv = _fit(data_csv, "--grid", "2", "2", "2", "--simulate", "2", "--out", str(tmp_path / "s.csv"))
-    _one_line_error(capsys, argv, "--simulate needs an exact GP, but --method auto picks nngp for 128")
+    _one_line_error(capsys, argv, "--simulate needs an exact GP, but --method auto picks svgp for 128")
 
 
 # ------------------------------------------------------------------------------------------------- simulation
