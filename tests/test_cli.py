@@ -341,8 +341,8 @@ BAD_INPUTS = [
     ("float seed", lambda f, t: _fit(f["good"], "--seed", "1.7"), "--seed must be an integer"),
     ("device meta", lambda f, t: _fit(f["good"], "--device", "meta"), "unsupported --device 'meta'"),
     ("unknown device", lambda f, t: _fit(f["good"], "--device", "gpu7"), "unknown --device 'gpu7'"),
-    ("method svgp", lambda f, t: _fit(f["good"], "--method", "svgp"), "--method svgp is not available yet"),
-    ("method nngp", lambda f, t: _fit(f["good"], "--method", "nngp"), "--method nngp is not available yet"),
+    ("unknown method", lambda f, t: _fit(f["good"], "--method", "vnngp"), "invalid choice: 'vnngp'"),
+    ("svgp zero seconds", lambda f, t: _fit(f["good"], "--method", "svgp", "--max-seconds", "0"), "--max-seconds must"),
     ("predict without out", lambda f, t: _fit(f["good"], "--predict", f["grid"]), "--predict needs --out"),
     ("out without predict", lambda f, t: _fit(f["good"], "--out", str(t / "o.csv")), "--out needs --predict"),
     (

@@ -13,6 +13,7 @@ bars) goes to stderr only on a terminal and never under ``--quiet``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -21,18 +22,20 @@ import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 import torch
 from botorch.exceptions.errors import ModelFittingError
 from linear_operator.utils.errors import NanError, NotPSDError
 from tqdm import tqdm
 
-from gpytorch_so3.cli import _models
+from gpytorch_so3.cli import _models, _scalable
 from gpytorch_so3.cli._demo import EXACT_MAX_ROWS, run_oilsands_demo
-from gpytorch_so3.cli._io import CLIError, check_output, read_table, write_csv_atomic
+from gpytorch_so3.cli._io import CLIError, check_output, read_table, write_npz_atomic, write_points
 from gpytorch_so3.cli._models import IsotropicScaling, condition_on, evaluate, log_evidence
 from gpytorch_so3.cli._report import axes_report, skill_report, unbounded_notes
 from gpytorch_so3.datasets import make_rotated_field
 from gpytorch_so3.large import predict_in_chunks
+from gpytorch_so3.pathwise import regular_grid, simulate
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -48,8 +51,20 @@ MAX_SEED = 2**63 - 1
 DEGENERATE_RATIO = 1e-6
 #: Exit code after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
-#: Methods of ``fit --method``; ``svgp``/``nngp`` wait for ``gpytorch_so3.scalable``.
+#: Methods of ``fit --method``.
 METHODS = ("auto", "exact", "svgp", "nngp")
+#: ``--method auto``: exact GP up to this many training rows, SVGP above. Measured with
+#: ``benchmarks/bench_cli_large.py`` on a 200,000-row CSV (``results/cli_large_svgp.json`` vs ``cli_large_nngp.json``):
+#: SVGP's RMSE against the noise-free field was 0.012 vs NNGP's 0.023, in less time; NNGP won on the shorter-range
+#: 10:1 field of ``results/scalable.json`` (10^5 points), so ``--method nngp`` stays one option away.
+AUTO_EXACT_MAX_ROWS = 5000
+#: Default ``--max-seconds`` of the scalable methods' minibatch training (chosen with
+#: ``benchmarks/bench_cli_large.py``: a 200,000-row CSV end to end in well under 10 minutes on 2 cores).
+DEFAULT_MAX_SECONDS = 120.0
+#: Largest number of simulated values (points x realisations) written as CSV; above, ``--out`` must be ``.npz``.
+MAX_CSV_VALUES = 1_000_000
+#: Largest number of grid points ``--grid`` accepts.
+MAX_GRID_POINTS = 50_000_000
 _DEMO_DEFAULTS = {"n": 300, "restarts": 2, "models": ["ard", "so3"]}
 
 
@@ -66,6 +81,8 @@ def _sayer(args: argparse.Namespace):
 
 
 def _warn(msg: str) -> None:
+    if _scalable.process_rank() > 0:  # under torchrun only rank 0 talks
+        return
     print(f"gpytorch-so3: warning: {msg}", file=sys.stderr, flush=True)
 
 
@@ -291,16 +308,37 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise CLIError(f"--target {args.target!r} is also one of --coords")
     if not 0 <= args.test_fraction < 1:
         raise CLIError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    if args.out and not args.predict:
-        raise CLIError("--out needs --predict GRID.csv (the points to predict)")
-    if args.predict and not args.out:
-        raise CLIError("--predict needs --out PRED.csv (where the predictions go)")
-    if args.method in ("svgp", "nngp"):
-        raise CLIError(f"--method {args.method} is not available yet in the command line; use --method exact or auto")
+    if args.predict and args.grid:
+        raise CLIError("--predict GRID.csv and --grid NX NY NZ are alternatives; give one of them")
+    wants_points = bool(args.predict or args.grid)
+    if args.out and not (wants_points or args.simulate):
+        raise CLIError("--out needs --predict GRID.csv or --grid NX NY NZ (the points), or --simulate K")
+    if args.simulate and not args.out:
+        raise CLIError("--simulate needs --out SIMS.csv or SIMS.npz (where the realisations go)")
+    if args.simulate and not wants_points:
+        raise CLIError("--simulate needs the points: --grid NX NY NZ (over the data's box) or --predict GRID.csv")
+    if wants_points and not args.out:
+        what = "--predict" if args.predict else "--grid"
+        raise CLIError(f"{what} needs --out PRED.csv (where the predictions go)")
+    if args.simulate and args.method in _scalable.SCALABLE_METHODS:
+        raise CLIError(f"--simulate works only with --method exact (or auto on small data), not --method {args.method}")
+    world = _scalable.world_size()
+    if args.method == "nngp" and world > 1:
+        raise CLIError(f"--method nngp runs in one process, but torchrun started {world}; use --method svgp")
+    if args.max_seconds is not None and not (args.max_seconds > 0 and math.isfinite(args.max_seconds)):
+        raise CLIError(f"--max-seconds must be a positive number, got {args.max_seconds}")
+    npz = bool(args.out) and args.out.lower().endswith(".npz")
+    if args.grid:
+        n_grid = math.prod(args.grid)
+        if n_grid > MAX_GRID_POINTS:
+            raise CLIError(f"--grid {' '.join(map(str, args.grid))} has {n_grid} points; at most {MAX_GRID_POINTS}")
+        _check_csv_size(args, n_grid, npz)
     device = _device(args.device)
 
     data = read_table(args.file, [*coords, args.target], "data", delimiter=args.delimiter)
     grid = read_table(args.predict, coords, "prediction grid", delimiter=args.delimiter) if args.predict else None
+    if grid is not None:
+        _check_csv_size(args, len(grid.values), npz)
     out = check_output(args.out, [args.file, args.predict], force=args.force) if args.out else None
     if len(data.values) < MIN_ROWS:
         raise CLIError(f"{args.file} has {len(data.values)} data rows; at least {MIN_ROWS} are needed")
@@ -309,7 +347,142 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     geometry_warning = _check_geometry(X_raw, coords)
     if grid is not None and float(grid.values.abs().max()) > 1e150:
         raise CLIError(f"{args.predict}: coordinate values are too large; rescale them")
-    return _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning)
+    if args.grid:
+        bounds = torch.stack([X_raw.min(0).values, X_raw.max(0).values])
+        points = regular_grid(bounds, tuple(args.grid))
+    else:
+        points = grid.values if grid is not None else None
+    n_train = len(X_raw) - round(args.test_fraction * len(X_raw))
+    method = _resolve_method(args, n_train, world)
+    if method != "exact":
+        return _run_scalable(args, method, coords, X_raw, Y, points, out, geometry_warning)
+    return _run_fit(args, coords, data, points, out, X_raw, Y, device, geometry_warning)
+
+
+def _check_csv_size(args, n_points: int, npz: bool) -> None:
+    if args.simulate and not npz and n_points * args.simulate > MAX_CSV_VALUES:
+        raise CLIError(
+            f"--simulate {args.simulate} on {n_points} points is {n_points * args.simulate} values, too many for CSV "
+            f"(at most {MAX_CSV_VALUES}); give an --out file ending in .npz"
+        )
+
+
+def _resolve_method(args, n_train: int, world: int) -> str:
+    """The method ``--method`` means for ``n_train`` training rows (``auto``: by size; see the help)."""
+    if args.method != "auto":
+        return args.method
+    method = "exact" if n_train <= AUTO_EXACT_MAX_ROWS and world == 1 else "svgp"
+    if args.simulate and method != "exact":
+        raise CLIError(
+            f"--simulate needs an exact GP, but --method auto picks {method} for {n_train} training rows "
+            f"(> {AUTO_EXACT_MAX_ROWS}, or several processes); give --method exact to force one"
+        )
+    return method
+
+
+def _run_scalable(args, method, coords, X_raw, Y, points, out, geometry_warning) -> int:
+    """``fit --method svgp|nngp``: split, fit on the training rows, score the held-out rows, predict, write."""
+    show, say = _progress_on(args), _sayer(args)
+    rank = _scalable.process_rank()
+    X_np, Y_np = X_raw.numpy(), Y.numpy().reshape(-1)
+    g = torch.Generator().manual_seed(args.seed)
+    perm = torch.randperm(len(X_np), generator=g).numpy()
+    n_test = round(args.test_fraction * len(X_np))
+    if len(X_np) - n_test < MIN_ROWS:
+        raise CLIError(f"only {len(X_np) - n_test} training rows after the split; lower --test-fraction")
+    test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    n_train = len(train_idx)
+    max_seconds = DEFAULT_MAX_SECONDS if args.max_seconds is None and args.epochs is None else args.max_seconds
+    world = _scalable.world_size()
+    budget = ", ".join(
+        b
+        for b in (
+            f"at most {max_seconds:g} s of training" if max_seconds is not None else "",
+            f"{args.epochs} epoch(s)" if args.epochs is not None else "",
+        )
+        if b
+    )
+    print(
+        f"gpytorch-so3 fit: {args.file}: {len(X_np)} rows, coordinates {', '.join(coords)}, target {args.target}; "
+        f"{n_train} training / {n_test} held-out rows; {_nu_name(args.nu)} kernel; method {method}"
+        + (f" ({world} processes)" if world > 1 else "")
+        + f" ({budget})"
+    )
+    if args.method == "auto":
+        why = (
+            f"{n_train} training rows > {AUTO_EXACT_MAX_ROWS}"
+            if n_train > AUTO_EXACT_MAX_ROWS
+            else f"{world} processes"
+        )
+        print(f"--method auto: {why}: sparse variational GP (SVGP, minibatches; data-parallel under torchrun)")
+    if geometry_warning:
+        _warn(geometry_warning)
+    if args.models != ["ard", "spd", "so3"] and args.models != ["so3"]:
+        _warn(f"--method {method} fits the SO(3) kernel only; --models is ignored")
+    Xtr, Ytr = X_np[train_idx], Y_np[train_idx]
+    say(f"fitting {method} on {n_train} rows")
+    try:
+        sf = _scalable.fit_scalable(
+            method,
+            Xtr,
+            Ytr,
+            nu=args.nu,
+            seed=args.seed,
+            max_seconds=max_seconds,
+            epochs=args.epochs,
+            num_inducing=args.num_inducing,
+            batch_size=args.batch_size,
+            init_restarts=args.init_restarts,
+            progress=show,
+        )
+    except NUMERICAL_ERRORS as e:
+        raise CLIError(f"the {method} fit failed numerically ({type(e).__name__}: {_first_line(e)})") from None
+    del Xtr, Ytr
+    if rank > 0:  # every rank holds the same model; rank 0 reports and writes
+        return 0
+    say(f"fitted {method} in {sf.fit_seconds:.1f} s ({sf.epochs} epoch(s), {sf.steps} step(s))")
+    if sf.lengthscale is not None:
+        print(
+            f"\nPrincipal axes in data units, canonical order (shortest length-scale first); x = {coords[0]} (East), "
+            f"y = {coords[1]} (North), z = {coords[2]} (Up); direction = the lower end of each axis (z <= 0), the "
+            "end whose azimuth (clockwise from North) and dip (below horizontal) are shown"
+        )
+        print(axes_report([sf], sf.scale, None, " [data units]", tuple(coords)))
+    print(f"fitted noise sd {math.sqrt(sf.noise):.4g} (target units)")
+    if n_test:
+        say(f"scoring {n_test} held-out rows")
+        metrics = _scalable.score(sf, X_np[test_idx], Y_np[test_idx])
+        print("\nHeld-out skill")
+        print(skill_report([sf], [metrics]))
+    if points is None:
+        return 0
+    say(f"predicting {len(points)} points")
+    mean, var = _scalable.predict(sf, points)
+    _write_points(
+        out, coords, points, [f"{args.target}_mean", f"{args.target}_std"], [mean, var.sqrt()], grid=args.grid
+    )
+    print(
+        f"\nwrote {len(points)} predictions (posterior mean and sd of the latent field) of the {sf.name} model to "
+        f"{out.path}; the model was fitted on the {n_train} training rows"
+    )
+    return 0
+
+
+def _write_points(out, coords, points, names, columns, *, grid=None, extra=None) -> None:
+    """Write ``points`` and per-point ``columns`` as CSV, or as ``.npz`` arrays if ``out`` ends in ``.npz``."""
+    pts = np.asarray(points.detach().cpu().numpy() if torch.is_tensor(points) else points, dtype=np.float64)
+    cols = [np.asarray(c.detach().cpu().numpy() if torch.is_tensor(c) else c, dtype=np.float64) for c in columns]
+    cols = [c.reshape(-1) for c in cols]
+    if str(out.path).lower().endswith(".npz"):
+        arrays = {"points": pts, "coords": np.array(coords)}
+        for name, c in zip(names, cols, strict=True):
+            arrays[name] = c
+        if grid:
+            arrays["grid_shape"] = np.array(grid, dtype=np.int64)
+        arrays.update(extra or {})
+        write_npz_atomic(out, arrays)
+    else:
+        write_points(out, [*coords, *names], pts, cols)
 
 
 def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) -> int:
@@ -360,6 +533,10 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
         print(skill_report(fitted, metrics))
     if grid is None:
         return 0
+    if torch.is_tensor(grid):
+        grid_values = grid
+    else:
+        grid_values = grid.values
 
     # The model whose predictions are written: lowest held-out NLPD, else highest log evidence on the fit rows.
     if metrics:
@@ -372,7 +549,9 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
     all_X, all_Y = X.to(**to), Y.to(**to)
     n_all = len(all_X)
     large = n_all > EXACT_MAX_ROWS
-    grid_X = scaling(grid.values).to(**to)
+    grid_X = scaling(grid_values).to(**to)
+    if args.simulate:
+        return _simulate_exact(args, fitted[best_i], why, all_X, all_Y, grid_values, grid_X, coords, out, n_train, say)
     columns, values = [], []
     for i in chosen:
         fm = fitted[i]
@@ -384,9 +563,8 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
             raise CLIError(f"prediction with the {fm.name} model failed numerically ({_first_line(e)})") from None
         suffix = "" if args.write == "best" else f"_{fm.kind}"
         columns += [f"{args.target}_mean{suffix}", f"{args.target}_std{suffix}"]
-        values += [mean.reshape(-1).tolist(), var.clamp_min(0).sqrt().reshape(-1).tolist()]
-    rows = ([*xyz, *(col[j] for col in values)] for j, xyz in enumerate(grid.values.tolist()))
-    write_csv_atomic(out, [*coords, *columns], rows)
+        values += [mean.reshape(-1), var.clamp_min(0).sqrt().reshape(-1)]
+    _write_points(out, coords, grid_values, columns, values, grid=args.grid)
     which = (
         f"the {fitted[best_i].name} model ({why})"
         if args.write == "best"
@@ -397,6 +575,29 @@ def _run_fit(args, coords, data, grid, out, X_raw, Y, device, geometry_warning) 
         f"\nwrote {len(grid_X)} predictions (posterior mean and sd of the latent field) of {which} to {out.path}; "
         f"predictions use all {n_all} rows ({n_train} training + {n_test} held-out), hyper-parameters fitted on "
         f"{fit_rows} rows{' (a random subset of the training rows)' if fit_rows < n_train else ''}"
+    )
+    return 0
+
+
+def _simulate_exact(args, fm, why, all_X, all_Y, points, grid_X, coords, out, n_train, say) -> int:
+    """``--simulate K``: conditional realisations of the chosen exact model (conditioned on all rows) at the points."""
+    n_all = len(all_X)
+    say(f"conditioning {fm.kind} on all {n_all} rows and drawing {args.simulate} realisations at {len(grid_X)} points")
+    try:
+        predictor = condition_on(fm, all_X, all_Y, nu=args.nu, use_keops=False)
+        draws = simulate(predictor, grid_X, args.simulate, seed=args.seed, num_features=args.num_features)
+    except NUMERICAL_ERRORS as e:
+        raise CLIError(f"simulation with the {fm.name} model failed numerically ({_first_line(e)})") from None
+    draws = draws.detach().cpu()
+    if str(out.path).lower().endswith(".npz"):
+        _write_points(out, coords, points, [], [], grid=args.grid, extra={"sims": draws.numpy()})
+    else:
+        names = [f"sim_{k}" for k in range(args.simulate)]
+        _write_points(out, coords, points, names, list(draws), grid=args.grid)
+    print(
+        f"\nwrote {args.simulate} conditional realisations of the latent field at {len(grid_X)} points of the "
+        f"{fm.name} model ({why}; seed {args.seed}, {args.num_features} random features) to {out.path}; conditioned "
+        f"on all {n_all} rows"
     )
     return 0
 
@@ -464,6 +665,13 @@ def _delimiter(value: str) -> str:
     if len(value) != 1 or value in '"\r\n':
         raise argparse.ArgumentTypeError(f"the delimiter must be one character (or tab), got {value!r}")
     return value
+
+
+def _even_features(value: str) -> int:
+    v = _int_in(2, 1_000_000, "--num-features")(value)
+    if v % 2:
+        raise argparse.ArgumentTypeError(f"--num-features must be even (sine and cosine pairs), got {v}")
+    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -534,7 +742,36 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--target", required=True, help="target column")
     fit.add_argument("--test-fraction", type=_fraction, default=0.2, help="held-out fraction (default 0.2)")
     fit.add_argument("--predict", metavar="GRID.csv", help="CSV of points (same coordinate columns) to predict")
-    fit.add_argument("--out", metavar="PRED.csv", help="where --predict writes mean and sd (a new file)")
+    fit.add_argument(
+        "--grid",
+        nargs=3,
+        type=_int_in(1, MAX_GRID_POINTS, "--grid sizes"),
+        metavar=("NX", "NY", "NZ"),
+        help="instead of --predict: a regular NX x NY x NZ grid over the data's bounding box (C order: the last "
+        "coordinate varies fastest)",
+    )
+    fit.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where --predict/--grid write mean and sd, or --simulate the realisations (a new file): CSV, or "
+        "NumPy .npz if the name ends in .npz (arrays points, coords, grid_shape, and <target>_mean/_std or sims "
+        "of shape K x points)",
+    )
+    fit.add_argument(
+        "--simulate",
+        type=_int_in(1, 100_000, "--simulate"),
+        metavar="K",
+        help="write K conditional realisations of the latent field at the --grid/--predict points instead of mean "
+        f"and sd (exact GP only; CSV columns: coordinates, sim_0..sim_K-1; above {MAX_CSV_VALUES:,} values "
+        "(points x K) --out must end in .npz); --seed makes them reproducible",
+    )
+    fit.add_argument(
+        "--num-features",
+        type=_even_features,
+        default=4096,
+        metavar="F",
+        help="--simulate: random Fourier features of the prior paths (even; default 4096)",
+    )
     fit.add_argument("--force", action="store_true", help="replace an existing --out file (never an input file)")
     fit.add_argument(
         "--write",
@@ -548,8 +785,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=METHODS,
         default="auto",
-        help="auto/exact: exact GP (fit on up to --max-fit-points rows, conditioned on all); "
-        "svgp, nngp: not available yet",
+        help=f"exact: exact GP (fit on up to --max-fit-points rows, conditioned on all); svgp: sparse variational "
+        "GP (minibatches; data-parallel under torchrun); nngp: nearest-neighbour (Vecchia) GP with neighbours in "
+        f"the kernel's whitened coordinates (one process); auto (default): exact up to {AUTO_EXACT_MAX_ROWS:,} "
+        "training rows, svgp above (and under torchrun)",
+    )
+    fit.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"svgp/nngp: training time budget in seconds (default {DEFAULT_MAX_SECONDS:g} unless --epochs is "
+        "given; initialisation, scoring and prediction come on top)",
+    )
+    fit.add_argument(
+        "--epochs",
+        type=_int_in(0, 1_000_000, "--epochs"),
+        default=None,
+        metavar="N",
+        help="svgp/nngp: passes over the training rows (with --max-seconds, whichever comes first)",
+    )
+    fit.add_argument(
+        "--num-inducing",
+        type=_int_in(1, 100_000, "--num-inducing"),
+        default=1024,
+        metavar="M",
+        help="svgp: inducing points (default 1024)",
+    )
+    fit.add_argument(
+        "--init-restarts",
+        type=_int_in(1, 1000, "--init-restarts"),
+        default=1,
+        metavar="R",
+        help="svgp/nngp: MAP restarts of the exact fit on a 1,000-row subset that initialises the kernel (default 1; "
+        "the minibatch training then refines it on all rows)",
+    )
+    fit.add_argument(
+        "--batch-size",
+        type=_int_in(1, 10_000_000, "--batch-size"),
+        default=4096,
+        metavar="B",
+        help="svgp/nngp: minibatch size (global across processes; default 4096)",
     )
     fit.add_argument(
         "--max-fit-points",
@@ -575,7 +851,11 @@ def _run(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", module=module)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.showwarning = lambda message, category, *a, **k: _warn(f"{category.__name__}: {message}")
-        return args.func(args)
+        if _scalable.process_rank() == 0:
+            return args.func(args)
+        args.quiet = True  # under torchrun only rank 0 prints (errors still reach stderr)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            return args.func(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -606,6 +886,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except CLIError as e:
+        if _scalable.process_rank() > 0:
+            e = CLIError(f"{e} [rank {_scalable.process_rank()}]")
         print(f"gpytorch-so3: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -620,3 +902,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
