@@ -415,7 +415,42 @@ class _Progress:
             bar.close()
 
 
+def _references_main(payload: bytes) -> bool:
+    """Whether a pickle refers to an object of the ``__main__`` module (which spawn workers could not import)."""
+    return b"__main__" in payload
+
+
+@contextlib.contextmanager
+def _spawn_without_main_script() -> Iterator[None]:
+    """Let spawn workers start without re-running the caller's ``__main__`` script (restored afterwards).
+
+    The ``spawn`` start method imports the parent's main module in every worker (by its ``__spec__`` name or
+    ``__file__`` path) so that objects defined there can be unpickled. A script without an
+    ``if __name__ == "__main__":`` guard (the README snippet pasted into a file) would then run again in each
+    worker, call ``fit_nuts`` while the worker is still bootstrapping and die, and ``multiprocessing.Pool`` would
+    keep replacing the dead workers: the call hangs. The chains' payload never refers to ``__main__`` (checked by
+    :func:`fit_nuts` before it starts workers), so the workers do not need the script: its ``__file__`` and
+    ``__spec__`` are hidden while the pool starts and replaces workers.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            if "__spec__" in saved:
+                main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 def _run_parallel(tasks: list[_ChainTask], num_workers: int, progress: _Progress) -> list[_ChainResult]:
+    with _spawn_without_main_script():
+        return _run_pool(tasks, num_workers, progress)
+
+
+def _run_pool(tasks: list[_ChainTask], num_workers: int, progress: _Progress) -> list[_ChainResult]:
     ctx = multiprocessing.get_context("spawn")
     progress_queue = ctx.Queue() if progress.enabled else None
     pool = ctx.Pool(processes=num_workers, initializer=_worker_init, initargs=(progress_queue,))
@@ -719,12 +754,16 @@ def fit_nuts(
     workers = min(num_chains, _available_cpus()) if num_workers is None else min(num_workers, num_chains)
     if workers > 1:
         try:
-            pickle.dumps(tasks[0])
+            if _references_main(pickle.dumps(tasks[0])):
+                raise TypeError(
+                    "it refers to an object defined in the __main__ script, which worker processes cannot import"
+                )
         except Exception as e:
             if num_workers is not None:
                 raise TypeError(
                     f"fit_nuts: num_workers={num_workers} needs a picklable Pyro model for the worker processes, "
-                    f"but {type(pm).__name__} cannot be pickled ({e}); define it at module level or use num_workers=1"
+                    f"but {type(pm).__name__} cannot be pickled ({e}); define it at module level of an importable "
+                    "module or use num_workers=1"
                 ) from e
             workers = 1
     bars = _Progress(num_chains, warmup_steps + num_samples, show)

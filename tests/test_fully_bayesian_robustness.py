@@ -369,3 +369,47 @@ def test_jit_compile_uses_torch_compile():
     model = fit_nuts(SO3FullyBayesianGP(X, Y), **{**TOY, "jit_compile": True})
     assert model.fit_nuts_info_.potential == "analytic_compiled"
     assert bool(torch.isfinite(model.kernel.lengthscale).all())
+
+
+_UNGUARDED_SCRIPT = """
+import torch
+from gpytorch_so3 import SO3FullyBayesianGP, fit_nuts
+
+g = torch.Generator().manual_seed(0)
+X = torch.rand(12, 3, generator=g, dtype=torch.float64)
+Y = torch.sin(4 * X.sum(-1, keepdim=True))
+fb = SO3FullyBayesianGP(X, Y)
+fit_nuts(fb, num_chains=2, num_workers=2, warmup_steps=4, num_samples=4, thinning=1, max_tree_depth=2,
+         disable_progbar=True, seed=0)
+print("chains", fb.fit_nuts_info_.num_chains, "workers", fb.fit_nuts_info_.num_workers, "draws", fb.num_mcmc_samples)
+"""
+
+
+def test_parallel_chains_from_an_unguarded_script(tmp_path):
+    """The README snippet pasted into a file has no ``if __name__ == "__main__":`` guard. Spawn workers must not
+    re-run it (they would call fit_nuts while bootstrapping, die, and Pool would respawn them: a hang). Seed 0, a
+    4 + 4 budget; the only claim is that the script finishes with 2 worker processes and 8 draws."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "snippet.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "chains 2 workers 2 draws 8" in out.stdout
+    assert "bootstrapping phase" not in out.stderr
+
+
+def test_payloads_referring_to_main_are_detected():
+    """The check that keeps payloads referring to ``__main__`` (which spawn workers cannot unpickle) in-process."""
+    from gpytorch_so3 import nuts
+
+    assert nuts._references_main(b"\x8c\x08__main__\x94")
+    assert not nuts._references_main(__import__("pickle").dumps(torch.zeros(2)))
