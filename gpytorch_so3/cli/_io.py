@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -315,27 +316,7 @@ def write_npz_atomic(target: OutputTarget, arrays: dict[str, np.ndarray]) -> Non
         ...     np.load(t.path)["x"].tolist()
         [0, 1, 2]
     """
-    p = target.path
-    if p.exists() and not target.force:
-        raise CLIError(f"--out {p} appeared while fitting; not replaced (use --force)")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode(p))
-        os.replace(tmp, p)
-        tmp = None
-    except OSError as e:
-        raise CLIError(f"could not write {p}: {e.strerror or e}; nothing was written") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    _write_atomic(target, "wb", lambda fh: np.savez(fh, **arrays))
 
 
 def write_csv_atomic(target: OutputTarget, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -353,16 +334,28 @@ def write_csv_atomic(target: OutputTarget, header: Sequence[str], rows: Iterable
     Raises:
         CLIError: the file cannot be written (e.g. ``ENOSPC``); nothing is left behind.
     """
+
+    def write(fh) -> None:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+    _write_atomic(target, "w", write)
+
+
+def _write_atomic(target: OutputTarget, mode: str, write: Callable[[IO], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``target.path``, fsync it, then ``os.replace`` it into place.
+
+    On any failure, the interrupt included, the temporary file is removed and an existing file is untouched.
+    """
     p = target.path
     if p.exists() and not target.force:
         raise CLIError(f"--out {p} appeared while fitting; not replaced (use --force)")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
+        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _file_mode(p))
