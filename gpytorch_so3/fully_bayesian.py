@@ -1187,48 +1187,8 @@ class SO3FullyBayesianGP(RotatedFullyBayesianGP):
     _fixed_dim = 3
     #: Input columns of the SO(3) kernel, declared for :func:`~gpytorch_so3.check_input_scaling` before a kernel exists.
     anisotropic_input_dims = (0, 1, 2)
-
-    def __init__(
-        self,
-        train_X: Tensor,
-        train_Y: Tensor,
-        train_Yvar: Tensor | None = None,
-        *,
-        nu: float | None = 2.5,
-        input_transform: InputTransform | None = None,
-        outcome_transform: OutcomeTransform | None = None,
-        pyro_model: SO3PyroModel | None = None,
-        rotation_prior: Distribution | None = None,
-    ) -> None:
-        """Set up the model (fit it with :func:`gpytorch_so3.fit_nuts`).
-
-        Args:
-            train_X: ``n x 3`` training inputs (``n >= 1``).
-            train_Y: ``n x 1`` training targets.
-            train_Yvar: ``n x 1`` observed noise variances; ``None`` infers a homoscedastic noise.
-            nu: base kernel, ``None`` (squared exponential) or 0.5, 1.5, 2.5 (Matern, default 2.5 as BoTorch's
-                fully Bayesian models).
-            input_transform: BoTorch input transform applied in the model's forward pass.
-            outcome_transform: BoTorch outcome transform (e.g. ``Standardize(m=1)``); the posterior is returned
-                on the original scale.
-            pyro_model: a custom :class:`SO3PyroModel` (e.g. with other priors); its ``nu`` must equal ``nu``.
-            rotation_prior: prior of the axis-angle vector (default: Haar, ``priors.default_rotation_prior()``);
-                not together with ``pyro_model``.
-
-        Raises:
-            TypeError: non-tensor or non-floating inputs, or ``pyro_model`` of the wrong type.
-            ValueError: wrong shapes, no training points, non-finite values, bad ``nu``.
-        """
-        super().__init__(
-            train_X,
-            train_Y,
-            train_Yvar,
-            nu=nu,
-            rotation_prior=rotation_prior,
-            input_transform=input_transform,
-            outcome_transform=outcome_transform,
-            pyro_model=pyro_model,
-        )
+    # The constructor is RotatedFullyBayesianGP's (same arguments): ``train_X`` must have 3 columns (``_fixed_dim``),
+    # ``pyro_model`` must be an SO3PyroModel (``_pyro_model_class``), and the default rotation prior is Haar.
 
     canonical_samples = deprecated_alias(
         RotatedFullyBayesianGP.canonical, "SO3FullyBayesianGP.canonical_samples", "SO3FullyBayesianGP.canonical"
