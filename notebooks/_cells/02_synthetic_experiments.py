@@ -30,8 +30,8 @@
 #   negative log predictive density (NLPD: rewards calibrated uncertainty; lower is better), and the angle
 #   between each fitted principal axis and the true one.
 #
-# **Runtime:** the full run shown here (5 seeds, 300 training points, 4 restarts) took 6 minutes on a shared 2-core
-# machine (3.6 minutes of CPU time, one thread); about 20 seconds with `SMOKE_TEST=1` (one seed, 60 points,
+# **Runtime:** the full run shown here (5 seeds, 300 training points, 4 restarts) took about 25 seconds on a 2-core
+# machine (one thread; 6 minutes before `fit_map` batched its restarts); a few seconds with `SMOKE_TEST=1` (one seed, 60 points,
 # 1 restart: enough to check that the notebook runs, not to draw conclusions).
 
 # %%
