@@ -31,8 +31,8 @@
 #   between each fitted principal axis and the true one.
 #
 # **Runtime:** the full run shown here (5 seeds, 300 training points, 4 restarts) took about 25 seconds on a 2-core
-# machine (one thread; 6 minutes before `fit_map` batched its restarts); a few seconds with `SMOKE_TEST=1` (one seed, 60 points,
-# 1 restart: enough to check that the notebook runs, not to draw conclusions).
+# machine (one thread; 6 minutes before `fit_map` batched its restarts); a few seconds with `SMOKE_TEST=1` (one
+# seed, 60 points, 1 restart: enough to check that the notebook runs, not to draw conclusions).
 
 # %%
 import os
