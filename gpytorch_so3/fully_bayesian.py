@@ -725,36 +725,17 @@ class SO3PyroModel(RotatedPyroModel):
         torch.float32
     """
 
-    def __init__(
-        self,
-        nu: float | None = 2.5,
-        *,
-        lengthscale_prior: Distribution | None = None,
-        rotation_prior: Distribution | None = None,
-        outputscale_prior: Distribution | None = None,
-        noise_prior: Distribution | None = None,
-    ) -> None:
+    def __init__(self, nu: float | None = 2.5, **kwargs) -> None:
         """Build the model (data are set by :meth:`set_inputs`).
 
         Args:
             nu: base kernel: ``None`` (squared exponential) or Matern smoothness 0.5, 1.5, 2.5 (default).
-            lengthscale_prior: prior of each principal length-scale (scalar event; default
-                ``priors.default_lengthscale_prior()``).
-            rotation_prior: prior of the axis-angle vector with ``event_shape == (3,)`` and real support
-                (default ``priors.default_rotation_prior()``, Haar).
-            outputscale_prior: prior of the output-scale (default ``priors.default_outputscale_prior()``).
-            noise_prior: prior of the noise variance above ``1e-4`` (default
-                :func:`default_fully_bayesian_noise_prior`, ``Gamma(0.9, 10.0)`` as in BoTorch's fully Bayesian
-                models).
+            **kwargs: the keyword-only priors of :class:`RotatedPyroModel` (``lengthscale_prior``,
+                ``rotation_prior`` with ``event_shape == (3,)``, default Haar ``priors.default_rotation_prior()``,
+                ``outputscale_prior``, ``noise_prior``, default ``Gamma(0.9, 10.0)`` as in BoTorch's fully Bayesian
+                models); an unknown name is a ``TypeError``.
         """
-        super().__init__(
-            3,
-            nu,
-            lengthscale_prior=lengthscale_prior,
-            rotation_prior=rotation_prior,
-            outputscale_prior=outputscale_prior,
-            noise_prior=noise_prior,
-        )
+        super().__init__(3, nu, **kwargs)
 
 
 def _check_isotropic_scaling(

@@ -31,6 +31,7 @@ __all__ = [
     "exp_map",
     "hat",
     "log_map",
+    "parse_shape",
     "quaternion_to_matrix",
     "random_rotation",
     "rotation_angle",
@@ -386,7 +387,13 @@ def rotation_angle(R: Tensor) -> Tensor:
     return safe_norm(log_map(R, check=False))
 
 
-def _parse_shape(shape: tuple) -> torch.Size:
+def parse_shape(shape: tuple) -> torch.Size:
+    """A batch shape given as ``*ints`` or one sequence (``random_rotation(2, 3)`` or ``random_rotation((2, 3))``).
+
+    Example:
+        >>> parse_shape((2, 3)), parse_shape(((2, 3),))
+        (torch.Size([2, 3]), torch.Size([2, 3]))
+    """
     if len(shape) == 1 and isinstance(shape[0], Sequence | torch.Size):
         shape = tuple(shape[0])
     for s in shape:
@@ -421,7 +428,7 @@ def random_rotation(
         >>> R.shape, bool(torch.allclose(torch.linalg.det(R), torch.ones(5, dtype=torch.float64)))
         (torch.Size([5, 3, 3]), True)
     """
-    size = _parse_shape(shape)
+    size = parse_shape(shape)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")

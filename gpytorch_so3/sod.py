@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import math  # noqa: F401 - used by the doctests
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -318,15 +317,6 @@ def log_map(R: Tensor) -> Tensor:
     return _LogMapSOd.apply(R)
 
 
-def _parse_shape(shape: tuple) -> torch.Size:
-    if len(shape) == 1 and isinstance(shape[0], Sequence | torch.Size):
-        shape = tuple(shape[0])
-    for s in shape:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise ValueError(f"random_rotation: shape entries must be non-negative ints, got {shape!r}")
-    return torch.Size(shape)
-
-
 def random_rotation(
     dim: int,
     *shape: int,
@@ -358,7 +348,7 @@ def random_rotation(
         (torch.Size([100, 5, 5]), True)
     """
     dim = _check_dim(dim)
-    size = _parse_shape(shape)
+    size = so3.parse_shape(shape)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
