@@ -382,3 +382,70 @@ def test_inexact_polish_uses_the_model_path(monkeypatch):
     assert math.isfinite(info.best_loss)
     fit_map(_model(X, Y), num_restarts=2, seed=0, optimizer_options={"maxiter": 50})
     assert len(calls) == 1  # the exact (default) polish is the batched machinery's
+
+
+# ------------------------------------------------------------------------- pre-polish on a subset (issue 13, item 4)
+def _thin_layers(n=120, seed=0):
+    """A thin slab (z extent 0.04 of x, y) with a field varying fast across it: the data-aligned start is protected."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.04], dtype=torch.float64)
+    Y = torch.sin(120 * X[:, 2:]) + 0.3 * torch.sin(3 * X[:, :1]) + 0.05 * torch.randn(n, 1, generator=g)
+    return X, Y.to(torch.float64)
+
+
+def test_prepolish_runs_candidates_on_a_subset_then_polishes_only_the_best(monkeypatch):
+    """Above ``PREPOLISH_POINTS`` (patched to 48 so a small problem exercises it): the round winner and the protected
+    data-aligned start (start 0 on a thin slab) run to convergence on a 48-point subset; the one with the lower
+    subset loss alone is polished on all points, the other is recorded as dropped in the pre-polish."""
+    monkeypatch.setattr(fit_module, "PREPOLISH_POINTS", 48)
+    X, Y = _thin_layers()
+    opts = {"maxiter": 60}
+    model = fit_map(_model(X, Y), num_restarts=4, seed=0, halving=((32, 5, 0.5), (64, 5, 0.5)), optimizer_options=opts)
+    info = model.fit_map_info_
+    names = [p.name for p in info.phases]
+    assert names == ["round 0", "round 1", "pre-polish", "polish"]
+    pre, polish = info.phases[2], info.phases[3]
+    winner = info.phases[1].kept[0]
+    assert pre.starts == [winner, 0] and pre.num_points == 48  # the protected start joins the pre-polish
+    assert all(math.isfinite(v) for v in pre.losses.values())
+    assert pre.kept == [min(pre.losses, key=pre.losses.get)] == polish.starts == [info.best_restart]
+    loser = next(s for s in pre.starts if s != info.best_restart)
+    assert info.dropped[loser] == "pre-polish"
+    assert info.losses[loser] == pre.losses[loser] and info.loss_points[loser] == 48
+    assert info.loss_points[info.best_restart] == 120 and polish.num_points == 120
+    # the kept start's loss is the model's own full-data objective at the returned state
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+    model.train()
+    with torch.no_grad():
+        own = -mll(model(*model.train_inputs), model.train_targets).item()
+    assert own == pytest.approx(info.best_loss, rel=1e-8, abs=1e-8)
+
+
+def test_prepolish_is_off_at_or_below_the_threshold(monkeypatch):
+    """``n <= PREPOLISH_POINTS``: no pre-polish phase (the schedule of issue 13's measurements is unchanged)."""
+    monkeypatch.setattr(fit_module, "PREPOLISH_POINTS", 120)
+    X, Y = _thin_layers()
+    info = fit_map(_model(X, Y), num_restarts=2, seed=0, halving=((32, 5, 0.5),), optimizer_options={"maxiter": 30})
+    info = info.fit_map_info_
+    assert "pre-polish" not in [p.name for p in info.phases]
+
+
+def test_prepolish_failure_of_a_candidate_is_isolated(monkeypatch):
+    """A candidate whose pre-polish fails numerically is warned about and recorded; the other one is polished."""
+    monkeypatch.setattr(fit_module, "PREPOLISH_POINTS", 48)
+    X, Y = _thin_layers()
+    real = fit_module._run_round
+
+    def run_round(obj, x0, starts, bounds, options, failures, label):
+        if label == "pre-polish" and starts == [0]:
+            failures[0] = "NotPSDError: injected (in pre-polish)"
+            return x0, {}
+        return real(obj, x0, starts, bounds, options, failures, label)
+
+    monkeypatch.setattr(fit_module, "_run_round", run_round)
+    with pytest.warns(RestartFailedWarning, match="pre-polish"):
+        opts = {"maxiter": 60}
+    model = fit_map(_model(X, Y), num_restarts=4, seed=0, halving=((32, 5, 0.5), (64, 5, 0.5)), optimizer_options=opts)
+    info = model.fit_map_info_
+    assert 0 in info.failures and math.isnan(info.losses[0]) and info.best_restart != 0
+    assert math.isfinite(info.best_loss)
