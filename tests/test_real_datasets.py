@@ -451,6 +451,63 @@ def test_vti_against_pyevtk(tmp_path):
     np.testing.assert_allclose(cells.coordinates.numpy(), [1, 2, 3] + (cells.indices.numpy() + 0.5) * [0.5, 1, 2])
 
 
+# Files written by VTK 9.7.2's vtkXMLImageDataWriter (zlib-compressed, base64 here): a 4 x 3 x 2 image, extent
+# 1 5 0 3 2 4, origin (1, 2, 3), spacing (0.5, 1, 2), Direction 90 degrees about z; cell arrays facies = (7 c) % 5
+# (Int64, active) and poro = c / 8 (Float32) for cell c. Cell centres from VTK (GetCell(c).GetBounds() midpoints):
+# cell 0 (0.5, 2.75, 8.0), 1 (0.5, 3.25, 8.0), 2 (0.5, 3.75, 8.0), 23 (-1.5, 4.25, 10.0).
+_VTK_WRITTEN = {
+    "appended-b64-zlib-UInt32": (
+        "eNqlU9ty2jAQfecrNHovxlxymcFkFDCtCZeAIW14YWR7MQq25MgiXL4+ss2lMyV9aKXRjLQ6u3vOrtR82MUR+gCZMsEtbJYr+KFV"
+        "ar5Mn7osAqT2CVjYiWkIHaooviArZRMjb69gIWQA0sJ9plQENg8Y5RitgGrrovCfOVzVqhj5Ik4kpKnQ8A+1nveZl0Vtn824VUKo"
+        "eU6Hfq6EDrlTwJXmhhqogmqoiuoYjSQLWUZYH2sYuQn1GQ8zWg2kbRh1mARfFVTRN1N7ZquYZp5HZ3pm4AO6muDfRhE3iywYV5mG"
+        "s8X409SGKMp1uj6NqEwtvNQyIMUnhMZk90RKuj/1gqsbTW9IYzjD0VLImGoFNEmABxBgNKE8hEFWocpVLcU93Vn4ulaxXKagvvA2"
+        "/sKvGwmaN7tgmAgp/o9ftXx328Bf8bu55m5cin4q8bHhRt7x/JUZ52eWH8mRWt4P4L4I8vfk0RR0vXP3BRkTPdp6dbIN+Z6fLQu6"
+        "jbdXh5AeexuS99lcTMcHshev3kgQW4ZkoDEX38cw203Ck2892B7sSdjRiIEtZ2bPTd7ddeI8/bJZrGHj9cR21k7bdh1he0HsrYJK"
+        "zxzugvWqvpHe4X5zy+v3z7ZJ7jb9l+pc1X4Y9qMcbUfTrWXlUn8Xp3+3cfzerdIn2nIVDw=="
+    ),
+    "appended-raw-None-UInt64": (
+        "eNrNlEtOwzAQhs1jgbpiyXLkFRua9AUsmlLEQ6p4iueymGRaLKV25FpAdxyBI3AEjtAjcASOwBGYOGkEorCADY4+WbZnxv+MR2le"
+        "nO3tyhjBjhIMeGcg+rgtrOBwi2YotQp4pexzuB5Z7GoToQn4vrQ2xh0VSaE43KCg3W7mf95RdrXOWyWAZhELLm802d9bVJbCQQN8"
+        "qEEV6hyOjOzL9A5a1jicJiKUqh9wv9wA2uOwLQ2G1unwYaVCninZV3H30E3HEkOEqRf8bmRx08haKpvmUOx4X7e2MI5dnqehiIUZ"
+        "BrxHaeCQTyzIJj3fNEaMJoV2dYJDMcDCHHraDARlIJIEVYQRhxOh+niQVsifmkt2Lu4DPj1X3esN0X7j/UGeV+j7QfNurIWtVSeq"
+        "E2303zRXy+trDf6d5qo/xf9HzU1v8hR5Y3iuM1w3ekU7uuVmLte9G6pQR67vjLjLXq07Zp/HbD7P5/NMPs/9c7urz2Ytxh6IMcE2"
+        "GAOiTVwRD8Qj8UQ8E2PihXgl3gjWZmyBWCSWCCCWCZ9Yb7saf6xqq9T08p9Lq/QO1xzhgQ=="
+    ),
+    "binary-None-UInt32": (
+        "eNq1U9tOwkAQfecrJvtqpOWmPLSQQsEQFEG8xCeywFA2ll2ybAT+3p0WimI1vrhNkzk7lz1zMuM1d6sY3lFvhJI+KxVd1mwUvOfH"
+        "flfECGa/Rp/1VjzCkBvOTpFuscRgujc4UXqO2me3wpgYO3IuuGSwRG5vJ2n+U0+aSpk1CgBeVgtelsrG7wxKYx+GGrhQgTJUGdxr"
+        "EQliY2GFwXjNZ0JG9GYN7B2DUGicmZQHXJZsJv3pV0rfGQqcIeSVJzcFKCENETlg5/yijXGcEB3PeMz1xmcLywM3hwI2gryB1nx/"
+        "1EmaK0t/wFeYBcNC6RW3FKZCcr1n8MBlhHfUnnsEfOezalYWYBucnSizOkGe+S2BTi+zWkGeeZeX1D6ZozwzzEv6H36+f9TZyYT+"
+        "UfpurDjN2EH8tdLqz9KXi/Xr2if5X7/yvCBVhrbFbVgl7FDDQ9vSKKwHwQ1h67f4jXA/wVvCW8IDwmESXyecdtgjRTukUGuZCEi4"
+        "TzhM/NXRL+17znE0k0l3klFPzWy77A47hyVuFD4A5yQTtg=="
+    ),
+    "binary-lzma-UInt64": (
+        "eNqNU9tu4jAQfecrLL9WS0JIgJUIlXNjw50U6JaXygQT3IY4dVwu/fp1gAR1tbvdWJFmjmfOzBx52vfHXQz2hGeUJSasVVV436m0"
+        "F7O+R2MCxCklJvR3OCIOFhh+jgSrkyDPjK8JN+GAChETN1lTnECwJViiz5f8uZ+Ihg5ByHYpJ1nGZPhevA6WQ5Sz2iUMOxUA2mU5"
+        "8LhlkvIoSCJkRWAAFdSBBiTVmNOI5m1Itw7BQ4pDmkQmVKsGkBgEDuUkFOdWVfCtJjPz/3JqlzoTSkIC/kSfX+cBjCYib+TqK78D"
+        "Nonjc6MPIY4xz0y4kX2Q7EogI/JbxDk+FVJelBjhHSmDwYbxHZYtrGiC+QmCACcRGebjqYWDjybUS1oA0BSVX1QYwxu2uJmmMls3"
+        "Hj0mTS/1ha6hFloekLtFwdM5QFi+PbtDaH9AwU/Ji5Nm0617LLBcY/Si8+9RcqWy3hZO2EPIFTJf+vZgFurp5AWN6MG/Fo5xMbtS"
+        "Dv9XObyYYVHXCkFSxtl/y6FVW03jK0m6N2z1L0ky1HqyXcuLbEV3p66OrA1ygnU+srPZ9Ono2B302WLqGNl8+aO3Dd9rfS1Ou16P"
+        "a4f52Hgff2TDXk9vzlfjyTqKOGq5SjZZkK6aFww+6tSPkDXrWo3aJDq+uv2lM3W/lKytFE/s/GKV85O9mOWWyHVVrvvaqfwCTPcd"
+        "NQ=="
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(_VTK_WRITTEN))
+def test_vti_files_written_by_vtk(tmp_path, key):
+    p = tmp_path / "vtk.vti"
+    p.write_bytes(zlib.decompress(base64.b64decode(_VTK_WRITTEN[key])))
+    c = np.arange(24)
+    cells = load_vti(p)
+    assert cells.target_name == "facies" and cells.targets[:, 0].tolist() == ((7 * c) % 5).tolist()
+    assert load_vti(p, array="poro").targets[:, 0].tolist() == (c / 8).tolist()
+    assert cells.shape == (4, 3, 2) and cells.direction == ((0.0, -1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+    expected = {0: [0.5, 2.75, 8.0], 1: [0.5, 3.25, 8.0], 2: [0.5, 3.75, 8.0], 23: [-1.5, 4.25, 10.0]}
+    for i, xyz in expected.items():
+        assert cells.coordinates[i].tolist() == pytest.approx(xyz, abs=1e-12)
+
+
 def _vti_text(body: str, **root) -> str:
     attrs = {"type": "ImageData", "version": "1.0", "byte_order": "LittleEndian", **root}
     return "<VTKFile " + " ".join(f'{k}="{v}"' for k, v in attrs.items()) + ">" + body + "</VTKFile>"
