@@ -700,7 +700,8 @@ def _file_error(name: str) -> FileNotFoundError:
 def _read_from(path: _Path, f: RealDataFile) -> bytes | None:
     """The file's bytes from a wheel, the bare file or a directory holding either; ``None`` if not there."""
     if path.is_dir():
-        for candidate in (path / f.wheel, path / f.filename, path / f.member):
+        wheels = [c for c in path.iterdir() if c.name.lower() == f.wheel.lower()]  # PyPI spells names differently
+        for candidate in (*wheels, path / f.filename, path / f.member):
             if candidate.is_file():
                 return _read_from(candidate, f)
         return None
@@ -1412,6 +1413,8 @@ def load_channels(
         ValueError: malformed file, bad ``stride``/``n_points``, non-floating dtype.
 
     Example:
+        >>> REAL_DATA_FILES["channels"].download_command("wheels")  # then source="wheels" or GPYTORCH_SO3_DATA=wheels
+        'pip download --no-deps pyvista==0.49.1 -d wheels'
         >>> cells = load_channels(stride=2, source="wheels")  # doctest: +SKIP
         >>> len(cells), cells.shape, cells.targets.unique().tolist()  # doctest: +SKIP
         (781250, (250, 250, 100), [0.0, 1.0, 2.0, 3.0, 4.0])

@@ -181,7 +181,7 @@ def test_reservoir_tiny_file_and_directory_source(tmp_path):
 
 
 def test_wheel_source_reads_member(tmp_path):
-    wheel = tmp_path / REAL_DATA_FILES["location_plot"].wheel
+    wheel = tmp_path / REAL_DATA_FILES["location_plot"].wheel.replace("pygeostat", "PyGeoStat")  # any case
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr(REAL_DATA_FILES["location_plot"].member, _gslib(LOCATION_PLOT_COLUMNS, _LP_ROWS))
     for src in (wheel, tmp_path):
