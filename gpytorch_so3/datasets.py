@@ -12,7 +12,10 @@ same code path as the kernels, so data and models share one definition of the me
 ``rotation_matrix`` is the principal direction with length-scale ``lengthscale[i]``.
 
 They serve the tests, the CLI demo, the notebooks and the benchmarks. The real drill-hole example,
-:func:`load_oilsands` (pygeostat's oil-sands data, vendored), and :func:`hole_folds` are at the end.
+:func:`load_oilsands` (pygeostat's oil-sands data, vendored), and :func:`hole_folds` are at the end, followed by
+larger real 3-D data read offline from published wheels (not bundled; see :data:`REAL_DATA_FILES`):
+:func:`load_location_plot`, :func:`load_reservoir_data`, :func:`load_claudius`, :func:`load_channels`, and
+:func:`load_vti`, a reader of VTK XML ImageData files that needs neither VTK nor PyVista.
 """
 
 from __future__ import annotations
@@ -971,7 +974,7 @@ def load_claudius(
     The file ``claudius.csv`` (LoopStructural 1.9.0, MIT; see :data:`REAL_DATA_FILES`) is not bundled; it is found
     as in :func:`load_location_plot`. Each value row is a point ``(X, Y, Z)`` on one of four interpreted horizons
     with ``val`` its stratigraphic value (0, 60, 250 or 330; 5,219-5,277 points each; ``val`` grows downwards: the
-    horizons' mean Z are about -8,830, -9,050, -9,570 and -10,090), so ``val`` as a function of position is a
+    horizons' mean Z are about -8,850, -9,070, -9,630 and -10,230), so ``val`` as a function of position is a
     layered scalar field: the implicit-modelling problem LoopStructural solves, and one with a strong, tilted
     anisotropy. X and Y are map coordinates (UTM-like eastings/northings; the picks lie on a 12.5 m x 18.77 m
     seismic bin grid over 3.6 km x 5.3 km); Z is negative downwards in the survey's vertical unit (not stated by
