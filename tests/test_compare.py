@@ -36,6 +36,25 @@ def test_condition_on_same_data_reproduces_the_fitted_model(field, kind):
         torch.testing.assert_close(q.variance, p.variance, rtol=0, atol=1e-9)
 
 
+def test_condition_on_other_data_keeps_the_fits_standardisation(field):
+    """BoTorch's ``SingleTaskGP`` re-fits ``Standardize`` to the targets it is built with; ``condition_on`` must keep
+    the fit's (its output scale, noise and mean are in those units). Targets ``2 y + 1`` on 4x the points: the
+    posterior mean must equal the explicit GP formula with the fit's hyper-parameters in data units."""
+    fm = fit_model("ard", field.train_X[:50], field.train_Y[:50], num_restarts=1)
+    X, Y = field.train_X, 2 * field.train_Y + 1
+    m = condition_on(fm, X, Y, use_keops=False)
+    ot = fm.model.outcome_transform
+    torch.testing.assert_close(m.outcome_transform.means, ot.means)
+    torch.testing.assert_close(m.outcome_transform.stdvs, ot.stdvs)
+    mu, sd = ot.means.reshape(()), ot.stdvs.reshape(())
+    with torch.no_grad():
+        k = m.covar_module  # the fitted kernel, standardised units
+        K = k(X).to_dense() + m.likelihood.noise * torch.eye(len(X), dtype=X.dtype)
+        c = m.mean_module.constant
+        ref = mu + sd * (c + k(field.test_X, X).to_dense() @ torch.linalg.solve(K, (Y.squeeze(-1) - mu) / sd - c))
+        torch.testing.assert_close(m.posterior(field.test_X).mean.squeeze(-1), ref, rtol=1e-8, atol=1e-8)
+
+
 def test_conditioning_on_all_data_improves_and_iterative_matches_exact(field):
     fm = fit_model("so3", field.train_X[:60], field.train_Y[:60], num_restarts=2, seed=0)
     big = condition_on(fm, field.train_X, field.train_Y, use_keops=False)

@@ -356,10 +356,13 @@ def condition_on(
     kernel.rotation = so3.log_map(fitted.axes.to(train_X))
     covar = ScaleKernel(kernel).to(train_X)
     covar.outputscale = src.covar_module.outputscale.detach()
-    outcome = Standardize(m=1)
-    outcome.load_state_dict(src.outcome_transform.state_dict())
-    outcome.eval()  # keep the fit's standardisation: output scale and noise are in its units
-    model = SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=outcome)
+    model = SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=Standardize(m=1))
+    # BoTorch's constructor re-fits the outcome transform to train_Y; keep the fit's standardisation instead (output
+    # scale, noise and constant mean are in its units) and store the targets standardised by it.
+    model.outcome_transform.load_state_dict(src.outcome_transform.state_dict())
+    model.outcome_transform.eval()
+    targets, _ = model.outcome_transform(train_Y)
+    model.set_train_data(targets=targets.squeeze(-1), strict=False)
     model.likelihood.load_state_dict(src.likelihood.state_dict())
     model.mean_module.load_state_dict(src.mean_module.state_dict())
     return model.eval()
