@@ -650,11 +650,14 @@ def _run_round(
 ) -> tuple[np.ndarray, dict[int, float]]:
     """Batched L-BFGS-B of the starts ``starts`` (rows of ``x0``) on ``obj``'s current points.
 
-    A start that fails numerically is recorded in ``failures``, warned about and dropped; the others go on from
-    their best point so far. Returns the final rows (``x0``'s shape) and the losses of the surviving starts.
+    A start that fails numerically at its first evaluation is recorded in ``failures``, warned about and dropped; one
+    that fails later (an over-long line-search step into a non-PSD or NaN region) ends at its best point so far with
+    that point's loss. The others go on from their best point so far. Returns the final rows (``x0``'s shape) and
+    the losses of the surviving starts.
     """
     x = x0.copy()
     active = list(range(len(starts)))
+    stopped: dict[int, float] = {}  # position in starts -> best loss, for starts ended early by a numerical failure
     while active:
         closure = _PhaseClosure(obj, x[active])
         try:
@@ -671,19 +674,25 @@ def _run_round(
                     msg = f"a batched evaluation failed ({type(e).__name__}: {e}) but no start alone"
                     raise _Unbatchable(msg) from e
             failed = {active[idx[row]] for row in bad}
+            for j, a in enumerate(active):
+                x[a] = closure.best_x[j] if np.isfinite(closure.best_f[j]) else x[a]
             for row, msg in bad.items():
-                s = starts[active[idx[row]]]
+                j = idx[row]
+                s = starts[active[j]]
+                if np.isfinite(closure.best_f[j]):
+                    # a failure after finite evaluations (an over-long line-search step): the start ends at its best
+                    # point so far, as BoTorch's scipy fit ends a line search on a NaN
+                    stopped[active[j]] = float(closure.best_f[j])
+                    continue
                 failures[s] = f"{msg} (in {label})"
                 warnings.warn(
                     f"fit_map start {s} failed in {label} and was dropped ({msg})", RestartFailedWarning, stacklevel=4
                 )
-            for j, a in enumerate(active):
-                x[a] = closure.best_x[j] if np.isfinite(closure.best_f[j]) else x[a]
             active = [a for a in active if a not in failed]
             continue
         x[active] = xs
-        return x, {starts[a]: float(f) for a, f in zip(active, fs, strict=True)}
-    return x, {}
+        return x, {starts[a]: float(f) for a, f in [*zip(active, fs, strict=True), *stopped.items()]}
+    return x, {starts[a]: f for a, f in stopped.items()}
 
 
 def _lbfgsb_options(optimizer_options: dict | None, maxiter: int | None) -> dict:

@@ -202,6 +202,34 @@ def test_non_finite_loss_of_one_start_is_isolated(monkeypatch):
     assert set(info.failures) == {1} and math.isfinite(info.best_loss)
 
 
+def test_late_failure_ends_the_start_at_its_best_point(monkeypatch):
+    """A start whose objective turns NaN after finite evaluations (an over-long line-search step) is not dropped: it
+    ends the round at its best point so far with that point's loss (as BoTorch's scipy fit ends a line search on a
+    NaN), and takes part in the ranking. Seen on the drill holes at 2,048 points: the round winner hit an all-NaN
+    kernel matrix in its pre-polish and was dropped."""
+    X, Y = _toy()
+    real = fit_module._BatchedObjective.losses
+    calls = {"n": 0}
+
+    def losses(self, x):
+        out = real(self, x)
+        if x.requires_grad and x.shape[0] == 4 and self.num_points == 32:  # round 0 (32 points), all 4 starts
+            calls["n"] += 1
+            if calls["n"] > 3:  # start 1 fails from its 4th evaluation on
+                out = out.clone()
+                out[1] = float("nan")
+        return out
+
+    monkeypatch.setattr(fit_module._BatchedObjective, "losses", losses)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RestartFailedWarning)  # no start is reported as failed
+        model = fit_map(_model(X, Y), num_restarts=3, seed=0, halving=((32, 10, 1.0), (None, 10, 0.5)))
+    info = model.fit_map_info_
+    r0 = info.phases[0]
+    assert not info.failures and math.isfinite(r0.losses[1]) and 1 in r0.kept
+    assert math.isfinite(info.best_loss)
+
+
 def test_all_starts_failing_in_the_batch_raises_and_restores(monkeypatch):
     X, Y = _toy()
     model = _model(X, Y)
@@ -443,9 +471,11 @@ def test_prepolish_failure_of_a_candidate_is_isolated(monkeypatch):
         return real(obj, x0, starts, bounds, options, failures, label)
 
     monkeypatch.setattr(fit_module, "_run_round", run_round)
+    opts = {"maxiter": 60}
     with pytest.warns(RestartFailedWarning, match="pre-polish"):
-        opts = {"maxiter": 60}
-    model = fit_map(_model(X, Y), num_restarts=4, seed=0, halving=((32, 5, 0.5), (64, 5, 0.5)), optimizer_options=opts)
+        model = fit_map(
+            _model(X, Y), num_restarts=4, seed=0, halving=((32, 5, 0.5), (64, 5, 0.5)), optimizer_options=opts
+        )
     info = model.fit_map_info_
     assert 0 in info.failures and math.isnan(info.losses[0]) and info.best_restart != 0
     assert math.isfinite(info.best_loss)
