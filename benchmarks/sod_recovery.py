@@ -154,7 +154,11 @@ def axis_angle_errors(ls_fit: Tensor, R_fit: Tensor, ls_true: Tensor, R_true: Te
         >>> R = torch.eye(2, dtype=torch.float64)
         >>> c, s = math.cos(math.radians(10)), math.sin(math.radians(10))
         >>> Q = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-        >>> [round(a, 6) for a in axis_angle_errors(torch.tensor([2.0, 1.0]), Q, torch.tensor([1.0, 2.0]), R)]
+        >>> [round(a, 6) for a in axis_angle_errors(torch.tensor([1.0, 2.0]), Q, torch.tensor([1.0, 2.0]), R)]
+        [10.0, 10.0]
+        >>> # the same metric with its columns swapped (and one negated) and the length-scales alike: same answer
+        >>> Qp = torch.stack((-Q[:, 1], Q[:, 0]), dim=1)
+        >>> [round(a, 6) for a in axis_angle_errors(torch.tensor([2.0, 1.0]), Qp, torch.tensor([1.0, 2.0]), R)]
         [10.0, 10.0]
     """
     cols_fit = R_fit[:, torch.argsort(ls_fit, stable=True)]
