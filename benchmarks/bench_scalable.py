@@ -39,6 +39,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _experiments import dense_condition  # noqa: E402  (benchmarks/ is the script's directory)
 
 LENGTHSCALE = (0.05, 0.25, 0.5)
 ROTATION = (0.6, -0.4, 0.9)
@@ -174,8 +175,6 @@ def _exact(X, Y, Xt, Ft, a, *, condition_on_all: bool) -> dict:
     """Exact SO(3) GP: MAP hyper-parameters on a 2,000-point random subset; predictions conditioned on that subset
     (``exact2000``) or on all ``n`` points (``exact_all``: the kernel matrix filled in row blocks and factorised in
     place by LAPACK, so the peak is one ``n x n`` float64 matrix, 3.2 GB at 2x10^4)."""
-    import scipy.linalg
-
     from gpytorch_so3.scalable import _common as C
     from gpytorch_so3.scalable._data import DataSource
     from gpytorch_so3.scalable.svgp import _statistics
@@ -193,17 +192,8 @@ def _exact(X, Y, Xt, Ft, a, *, condition_on_all: bool) -> dict:
         xs, ys = src.rows(np.arange(n))
         xs, ys = std.x(xs), std.y(ys)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        m = len(xs)
-        K = torch.empty(m, m, dtype=torch.float64)
-        for i in range(0, m, 2048):
-            K[i : i + 2048] = kern(xs[i : i + 2048], xs).to_dense()
-        K.diagonal().add_(lik.noise.detach().reshape(()))
-        A = K.numpy().T  # Fortran-ordered view of the symmetric matrix: LAPACK factorises it in place
-        A = scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
-        alpha = scipy.linalg.cho_solve((A, True), (ys - const).numpy(), check_finite=False)
-        del K, A
-        mean = std.y_back(const + kern(std.x(Xt.double()), xs).to_dense() @ torch.from_numpy(alpha))
+    f, _ = dense_condition(kern, float(lik.noise.detach()), xs, ys - const, std.x(Xt.double()))
+    mean = std.y_back(const + f)
     rec.update(rmse=_rmse(mean, Ft), n_conditioned=len(xs), condition_seconds=time.perf_counter() - t0)
     return rec
 

@@ -186,3 +186,31 @@ def test_kriging_baseline_tiny():
     assert v["family"] in ("Exponential", "Spherical", "Gaussian") and v["nugget"] >= 0 and v["var"] > 0
     assert 10 * v["len_vertical"] < min(v["len_east"], v["len_north"]), v
     assert rec["r2"] > 0.2  # kriging on 300 samples predicts whole held-out holes clearly better than the mean
+
+
+def test_dense_condition_equals_gpytorch_exact_posterior():
+    """The benchmarks' in-place dense conditioning (used for exact GPs on all 2x10^4 points) against gpytorch's own
+    exact posterior on a small problem: same latent mean and variance to rounding."""
+    import gpytorch
+
+    from benchmarks._experiments import dense_condition
+    from gpytorch_so3 import SO3AnisotropicKernel
+
+    g = torch.Generator().manual_seed(0)
+    X, Xt = torch.rand(60, 3, generator=g, dtype=torch.float64), torch.rand(7, 3, generator=g, dtype=torch.float64)
+    y = torch.sin(6 * X[:, 0]) + 0.1 * torch.randn(60, generator=g, dtype=torch.float64)
+    kernel = gpytorch.kernels.ScaleKernel(SO3AnisotropicKernel(nu=2.5)).double()
+    kernel.base_kernel.rotation = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    lik = gpytorch.likelihoods.GaussianLikelihood().double()
+    lik.noise = 0.05
+
+    class GP(gpytorch.models.ExactGP):
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal(torch.zeros_like(x[:, 0]), kernel(x))
+
+    gp = GP(X, y, lik).eval()
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(10_000):
+        post = gp(Xt)
+    mean, var = dense_condition(kernel, 0.05, X, y, Xt, variance=True, block=16)  # several row blocks
+    torch.testing.assert_close(mean, post.mean, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(var, post.variance, rtol=1e-7, atol=1e-9)
