@@ -96,9 +96,10 @@ THIN_EXTENT_RATIO = 0.2
 #: data-aligned start) are first run to convergence on a nested random subset of this many points; only the best of
 #: them on that subset is then polished on all points, from where it stopped (the issue's "fit on a subset, refine
 #: on all"). One objective evaluation on 2,048 points costs about a tenth of one on 4,600 (Cholesky is cubic), so the
-#: expensive full-data evaluations are spent on one start that is already near its optimum. Measured on the drill
-#: holes (``benchmarks/oilsands_eval.py``, all ~4,600 training samples per fold): without this stage the protected
-#: start was polished from its initial state on all points (~240 full-data evaluations) besides the winner.
+#: expensive full-data evaluations are spent on one start that is already near its optimum. Without this stage a
+#: protected start is polished on all points from its initial state (~240 evaluations, see THIN_EXTENT_RATIO) besides
+#: the winner. With it, the drill holes' all-sample fits (~4,600 points, ``benchmarks/results/oilsands_all.md``)
+#: took 808-2,001 s on a loaded 2-core machine, 1.07x BoTorch's ARD fit on the same samples (fold 0).
 PREPOLISH_POINTS = 2048
 
 #: Starts are evaluated together while ``starts x points^2`` stays below this (larger batches are split into chunks of
