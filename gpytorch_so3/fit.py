@@ -99,7 +99,7 @@ THIN_EXTENT_RATIO = 0.2
 #: expensive full-data evaluations are spent on one start that is already near its optimum. Without this stage a
 #: protected start is polished on all points from its initial state (~240 evaluations, see THIN_EXTENT_RATIO) besides
 #: the winner. With it, the drill holes' all-sample fits (~4,600 points, ``benchmarks/results/oilsands_all.md``)
-#: took 808-2,001 s on a loaded 2-core machine, 1.07x BoTorch's ARD fit on the same samples (fold 0).
+#: took 808-2,001 s on a loaded 2-core machine, 1.07x (fold 0) and 0.45x (fold 4) BoTorch's ARD fit on the same samples.
 PREPOLISH_POINTS = 2048
 
 #: Starts are evaluated together while ``starts x points^2`` stays below this (larger batches are split into chunks of
