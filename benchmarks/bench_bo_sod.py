@@ -76,11 +76,12 @@ DIMS = {
     "levy10": 10,
 }
 CONTROL = {"bump2": "bump2_axis", "bump3": "bump3_axis", "hartmann6_rot": "hartmann6", "levy10_rot": "levy10"}
-METHODS = ("ard", "botorch", "sod", "sod_always")
+METHODS = ("ard", "botorch", "sod", "sod_loo", "sod_always")
 LABELS = {
     "ard": "ARD (same priors)",
     "botorch": "BoTorch default",
     "sod": "SO(d) MAP + evidence rule (BIC)",
+    "sod_loo": "SO(d) MAP + leave-one-out rule",
     "sod_always": "SO(d) MAP, always rotated",
 }
 SOLVED = 0.05
@@ -185,6 +186,8 @@ def fit_surrogate(method: str, X, Y, seed: int, restarts: int):
         model = SingleTaskGP(X, Y, covar_module=ard_covar_module(X.shape[-1]).to(X), outcome_transform=Standardize(1))
     elif method == "sod":
         return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts)
+    elif method == "sod_loo":
+        return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts, penalty="loo")
     elif method == "sod_always":
         return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts, select="rotated")
     else:

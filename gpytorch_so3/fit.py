@@ -102,6 +102,21 @@ THIN_EXTENT_RATIO = 0.2
 #: took 808-2,001 s on a loaded 2-core machine, 1.07x (fold 0) and 0.45x (fold 4) BoTorch's ARD fit on the same samples.
 PREPOLISH_POINTS = 2048
 
+#: The gradient start (``gradient_start``): the pilot GP of :func:`_gradient_outer_product` uses at most this many
+#: training points (a random subset above), its length-scale is chosen from these multiples of the inputs' RMS
+#: spread and its noise-to-signal variance ratio from these values (40 Cholesky factorisations of at most
+#: 1,024 x 1,024 per pass: a few seconds at 1,024 points, milliseconds in a BO loop).
+GRADIENT_PILOT_POINTS = 1024
+GRADIENT_PILOT_LENGTHSCALE_FACTORS = (0.1, 0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 4.0)
+GRADIENT_PILOT_NOISE_RATIOS = (1e-3, 1e-2, 0.1, 0.3)
+
+#: Largest ratio of the gradient start's length-scales: eigenvalues of the gradient outer product below
+#: ``1 / GRADIENT_MAX_ANISOTROPY**2`` of the largest are raised to it.
+GRADIENT_MAX_ANISOTROPY = 10.0
+
+#: Passes of the pilot GP of the gradient start (the first isotropic, each next one with the last pass's metric).
+GRADIENT_PILOT_ITERATIONS = 3
+
 #: Starts are evaluated together while ``starts x points^2`` stays below this (larger batches are split into chunks of
 #: starts evaluated one after another): the batch saves Python overhead at small ``n`` but is memory-bound at large
 #: ``n``. Measured (``benchmarks/results/bench_fit.json``, ``evaluation``): 9 starts in one call cost 0.28x (n = 100)
@@ -154,6 +169,7 @@ class FitPhase:
     kept: list[int] = field(default_factory=list)
     evaluations: int = 0
     seconds: float = 0.0
+    start_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +191,8 @@ class FitMapInfo:
         dropped: start index -> name of the round after which it was dropped (not among the best).
         loss_points: per start, the number of training points its ``losses`` entry refers to.
         seconds: wall-clock seconds of the whole fit.
+        start_kinds: per start, how it was initialised: ``"aligned"`` (data-aligned), ``"identity"`` (rotation 0),
+            ``"gradient"`` (the targets' gradient outer product) or ``"haar"`` (a Haar-random rotation).
 
     Example:
         >>> info = FitMapInfo(losses=[0.92, float("nan"), 0.71], best_restart=2, times=[0.1, 0.1, 0.1],
@@ -276,6 +294,120 @@ def _principal_extents(X: Tensor, kernel: torch.nn.Module | None = None) -> tupl
     return extents, axes
 
 
+def _gradient_outer_product(X: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, float] | None:
+    r"""Average outer product of the gradients of a pilot GP's posterior mean at the training inputs.
+
+    For a stationary field with metric ``M`` the expected gradient outer product ``E[grad f grad f^T]`` is
+    proportional to ``M`` (``-nabla^2 k(0)``), so its eigenvectors are the principal directions and its eigenvalues
+    scale like ``l_i^-2``: the "outer product of gradients" estimator of the directions a function varies along
+    (Hristache et al., 2001; Xia et al., 2002), here with a GP posterior mean as the smoother. The pilot is an RBF
+    GP whose length-scale (:data:`GRADIENT_PILOT_LENGTHSCALE_FACTORS` times the inputs' RMS spread) and
+    noise-to-signal ratio (:data:`GRADIENT_PILOT_NOISE_RATIOS`) maximise the marginal likelihood with the signal
+    variance profiled out, on at most :data:`GRADIENT_PILOT_POINTS` training points. The pilot starts isotropic;
+    each of :data:`GRADIENT_PILOT_ITERATIONS` passes refits it with the previous pass's outer product as its
+    metric (normalised, anisotropy capped at :data:`GRADIENT_MAX_ANISOTROPY`), which sharpens the directions an
+    isotropic smoother blurs (in 6-D at n = 600, ``benchmarks/sod_recovery.py`` fields: 20-60 degrees after one
+    pass, 10-30 after three).
+
+    Args:
+        X: ``n x D`` inputs (all input columns, float64).
+        y: ``n`` targets.
+        generator: draws the subset when ``n`` exceeds :data:`GRADIENT_PILOT_POINTS`.
+
+    Returns:
+        ``(G, ell)``: the ``D x D`` gradient outer product (in the coordinates of ``X``) and the last pilot's
+        length-scale in whitened units (the geometric mean of its principal length-scales); ``None`` when the
+        targets are constant or no pilot can be factorised.
+    """
+    n = X.shape[0]
+    if n > GRADIENT_PILOT_POINTS:
+        index = torch.randperm(n, generator=generator)[:GRADIENT_PILOT_POINTS]
+        X, y, n = X[index], y[index], GRADIENT_PILOT_POINTS
+    y = y - y.mean()
+    scale = y.norm() / math.sqrt(n)
+    spread = X.std(dim=0).pow(2).mean().sqrt()
+    if not (scale > 0 and spread > 0):
+        return None
+    y = y / scale
+    eye = torch.eye(n, dtype=X.dtype, device=X.device)
+    A = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)  # pilot metric A A^T; inputs z = x A
+    result = None
+    for _ in range(GRADIENT_PILOT_ITERATIONS):
+        Z = X @ A
+        sq = torch.cdist(Z, Z).square()
+        best = None  # (profiled log marginal likelihood, ell, alpha, C)
+        for factor in GRADIENT_PILOT_LENGTHSCALE_FACTORS:
+            ell = float(spread) * factor
+            C = torch.exp(-0.5 * sq / ell**2)
+            for tau in GRADIENT_PILOT_NOISE_RATIOS:
+                L, info = torch.linalg.cholesky_ex(C + tau * eye)
+                if int(info) != 0:
+                    continue
+                alpha = torch.cholesky_solve(y.unsqueeze(-1), L).squeeze(-1)
+                # log N(y | 0, s (C + tau I)) with s = y^T (C + tau I)^-1 y / n profiled out, constants dropped
+                value = -0.5 * n * math.log(float(y @ alpha) / n) - float(torch.log(torch.diagonal(L)).sum())
+                if math.isfinite(value) and (best is None or value > best[0]):
+                    best = (value, ell, alpha, C)
+        if best is None:
+            break
+        _, ell, alpha, C = best
+        W = C * alpha  # grad_z m(z_i) = sum_j alpha_j C_ij (z_j - z_i) / ell^2;  grad_x = A grad_z
+        grads = (W @ Z - W.sum(dim=1, keepdim=True) * Z) / ell**2 @ A.T
+        G = grads.T @ grads / n
+        evals, vecs = torch.linalg.eigh(0.5 * (G + G.T))
+        top = float(evals[-1])
+        if not (bool(torch.isfinite(G).all()) and top > 0):
+            break
+        root = evals.clamp_min(top / GRADIENT_MAX_ANISOTROPY**2).sqrt()
+        norm = root.log().mean().exp()  # det(A) = 1: the pilot's ell is the geometric mean of its length-scales
+        result = (G, ell)
+        A = vecs * (root / norm)
+    return result
+
+
+def _model_gradient_outer_product(
+    model: gpytorch.models.ExactGP, X: Tensor, seed: int | None
+) -> tuple[Tensor, float] | None:
+    """:func:`_gradient_outer_product` of a model's training data (``None`` for batched or multi-output models)."""
+    y = model.train_targets
+    if X.dim() != 2 or y.dim() != 1 or y.shape[0] != X.shape[0]:
+        return None
+    X, y = X.detach().to(torch.float64), y.detach().to(torch.float64)
+    if not (bool(torch.isfinite(X).all()) and bool(torch.isfinite(y).all())):
+        return None
+    generator = torch.Generator().manual_seed(((seed or 0) + 0x6AD) % MAX_SEED)
+    return _gradient_outer_product(X, y, generator)
+
+
+def _gradient_geometry(gop: tuple[Tensor, float] | None, kernel: torch.nn.Module) -> tuple[Tensor, Tensor] | None:
+    """A start ``(lengthscales, axes)`` for one kernel from :func:`_gradient_outer_product` (``None``: no start).
+
+    The block of ``G`` on the kernel's active columns is eigendecomposed; the length-scale along eigenvector ``i`` is
+    ``lambda_i^(-1/2)`` (eigenvalues floored at :data:`GRADIENT_MAX_ANISOTROPY` to the power -2 times the largest, so a
+    direction the pilot saw no variation along gets a long but finite length-scale), rescaled so that their
+    geometric mean is the pilot's isotropic length-scale. ``axes`` is a proper rotation (determinant +1).
+    """
+    if gop is None:
+        return None
+    G, ell = gop
+    d = _kernel_dim(kernel)
+    if kernel.active_dims is not None:
+        idx = kernel.active_dims.to(G.device)
+        G = G.index_select(0, idx).index_select(1, idx)
+    if G.shape != (d, d):
+        return None
+    evals, axes = torch.linalg.eigh(0.5 * (G + G.T))
+    top = float(evals[-1])
+    if not top > 0:
+        return None
+    evals = evals.clamp_min(top / GRADIENT_MAX_ANISOTROPY**2)
+    ls = evals.rsqrt()
+    ls = ls * (ell / ls.log().mean().exp())
+    if float(torch.linalg.det(axes)) < 0:
+        axes = torch.cat([axes[:, :-1], -axes[:, -1:]], dim=1)
+    return ls, axes
+
+
 def _strictly_inside(constraint: object, value: Tensor) -> Tensor:
     """Clamp ``value`` strictly inside a gpytorch constraint's bounds (a bound itself has an infinite raw value)."""
     try:
@@ -303,6 +435,7 @@ def _initialise(
     principal: tuple[Tensor, Tensor] | None = None,
     *,
     identity: bool = False,
+    geometry: tuple[Tensor, Tensor] | None = None,
 ) -> None:
     """Set an initial orientation and unequal length-scales for one restart.
 
@@ -311,7 +444,8 @@ def _initialise(
     :func:`_principal_extents`) the data's principal axes with length-scales
     ``extents * ALIGNED_LENGTHSCALE_FACTORS`` (shortest on the thinnest axis); with ``identity=True`` the
     coordinate axes (rotation 0: an ARD kernel) with length-scales ``spread * (0.5, ..., 2)`` assigned in input
-    order. Length-scales are clamped inside the kernel's constraint.
+    order; with ``geometry=(lengthscales, axes)`` (from :func:`_gradient_geometry`) exactly those.
+    Length-scales are clamped inside the kernel's constraint.
 
     This is the only kernel-specific step of :func:`fit_map` (the batched and sequential paths work on whatever
     parameters it sets).
@@ -319,7 +453,10 @@ def _initialise(
     batch = kernel.batch_shape
     ref = next(kernel.parameters())
     d = _kernel_dim(kernel)
-    if identity:
+    if geometry is not None:
+        base, axes = geometry
+        base, R = base.to(ref), axes.to(ref).expand(*batch, d, d)
+    elif identity:
         R = torch.eye(d, dtype=torch.float64).expand(*batch, d, d).to(ref)
         base = _lengthscale_factors(INITIAL_LENGTHSCALE_FACTORS, d).to(ref) * spread.to(ref)
     elif principal is None:
@@ -1045,6 +1182,7 @@ def fit_map(
     progress: bool = False,
     data_aligned_start: bool = True,
     identity_start: bool | None = None,
+    gradient_start: bool | None = None,
     strategy: str = "batched",
     halving: Sequence[tuple[int | None, int, float]] = DEFAULT_HALVING,
 ) -> gpytorch.models.ExactGP:
@@ -1113,6 +1251,13 @@ def fit_map(
             start, so that an axis-aligned optimum is always among the starts. ``None`` (default): only when a
             kernel has ``dim != 3`` (:class:`~gpytorch_so3.RotatedAnisotropicKernel`), where the coordinate axes are
             the natural reference of Bayesian optimisation; the 3-D defaults keep the measured start set.
+        gradient_start: add a start, after the identity start, at the principal directions of the *targets*: the
+            eigenvectors of the average outer product of the gradients of a pilot GP's posterior mean at the
+            training points (which is proportional to the metric for a stationary field), length-scales from its
+            eigenvalues (:func:`_gradient_outer_product`). Haar starts ignore the data, and in d > 3 dimensions
+            the chance that one lands near the optimum's basin falls fast (fields of ``benchmarks/sod_recovery.py``
+            in 6-D: fits ended 4-18 nats above a fit started at the truth without it). ``None`` (default): as
+            ``identity_start``. Skipped for batched or multi-output models and constant targets.
         strategy: ``"batched"`` (default) or ``"sequential"``.
         halving: the successive-halving rounds ``(max_points, max_iterations, keep)`` of the batched path.
 
@@ -1156,6 +1301,7 @@ def fit_map(
         progress=progress,
         data_aligned_start=data_aligned_start,
         identity_start=identity_start,
+        gradient_start=gradient_start,
         strategy=strategy,
         halving=halving,
     )
@@ -1182,6 +1328,8 @@ def fit_map(
     if identity_start is None:  # the ARD start is the default where the SO(3) defaults were not measured: d != 3
         identity_start = any(_kernel_dim(k) != 3 for k in kernels)
     num_identity = 1 if identity_start else 0
+    if gradient_start is None:  # as the identity start: on where the 3-D defaults were not measured
+        gradient_start = any(_kernel_dim(k) != 3 for k in kernels)
     principals = [_principal_extents(X, k) for k in kernels] if num_aligned else [None] * len(kernels)
     n = X.shape[-2]
     if exact is None:
@@ -1192,22 +1340,39 @@ def fit_map(
     subset_generator = torch.Generator().manual_seed((seed + 0x5EED) % MAX_SEED)  # independent of the Haar draws
 
     t_start = time.perf_counter()
+    geometries = [None] * len(kernels)
+    if gradient_start:
+        gop = _model_gradient_outer_product(model, X, seed)  # seeds its own subset generator
+        geometries = [_gradient_geometry(gop, k) for k in kernels]
+    num_gradient = 1 if any(g is not None for g in geometries) else 0
     initial_state = copy.deepcopy(model.state_dict())
     modes = [(m, m.training) for m in (*model.modules(), *mll.modules())]
     info = FitMapInfo(strategy=strategy)
-    kinds = ["aligned"] * num_aligned + ["identity"] * num_identity + ["haar"] * num_restarts
-    names = {"aligned": "data-aligned start", "identity": "identity (ARD) start"}
-    describe = [
-        names.get(kind, f"restart {r + 1 - num_aligned - num_identity}/{num_restarts}") for r, kind in enumerate(kinds)
-    ]
+    kinds = ["aligned"] * num_aligned + ["identity"] * num_identity + ["gradient"] * num_gradient
+    kinds += ["haar"] * num_restarts
+    names = {"aligned": "data-aligned start", "identity": "identity (ARD) start", "gradient": "gradient start"}
+    first_haar = len(kinds) - num_restarts
+    # starts that survive every halving round and are polished besides the winner (see THIN_EXTENT_RATIO and
+    # gradient_start): the data-aligned start on thin domains, the gradient start
+    protected = tuple(
+        r for r, kind in enumerate(kinds) if kind == "gradient" or (kind == "aligned" and _is_thin(principals))
+    )
+    describe = [names.get(kind, f"restart {r + 1 - first_haar}/{num_restarts}") for r, kind in enumerate(kinds)]
     chol = gpytorch.settings.max_cholesky_size(n + 1 if exact else gpytorch.settings.max_cholesky_size.value())
     try:
         # Every start's initial state, drawn in order from the seeded generator (the same for both paths).
         starts = []
         for kind in kinds:
             model.load_state_dict(initial_state)
-            for k, s, p in zip(kernels, spreads, principals, strict=True):
-                _initialise(k, s, generator, p if kind == "aligned" else None, identity=kind == "identity")
+            for k, s, p, g in zip(kernels, spreads, principals, geometries, strict=True):
+                _initialise(
+                    k,
+                    s,
+                    generator,
+                    p if kind == "aligned" else None,
+                    identity=kind == "identity" or (kind == "gradient" and g is None),
+                    geometry=g if kind == "gradient" else None,
+                )
             starts.append(copy.deepcopy(model.state_dict()))
         model.load_state_dict(initial_state)
         mll.train()
@@ -1242,7 +1407,7 @@ def fit_map(
                         kernels=kernels,
                         describe=describe,
                         progress=progress,
-                        protect=(0,) if num_aligned and _is_thin(principals) else (),
+                        protect=protected,
                         exact=exact,
                     )
                 except _Unbatchable as e:
@@ -1265,6 +1430,7 @@ def fit_map(
             m.training = mode
         raise
     info.seconds = time.perf_counter() - t_start
+    info.start_kinds = list(kinds)
     model.fit_map_info_ = info
     mll.eval()
     model.eval()
