@@ -25,6 +25,9 @@ Problems (maximised on the unit cube):
 
 * ``bump2``/``bump2_axis``, ``bump3``/``bump3_axis``: anisotropic Gaussian bump ``exp(-r^2 / 2)``, length-scales
   (0.05, 0.4) resp. (0.05, 0.15, 0.6), a fixed oblique rotation (or the identity), noise sd 0.005, ``f* = 1``;
+* ``bump6``/``bump6_axis``: the bump in 6-D, length-scales (0.08, 0.15, 0.6, 0.6, 1, 1) (two short directions),
+  a seeded Haar rotation (or the identity), noise sd 0.005, ``f* = 1`` (``f > 0.1`` on 20% of the cube, so the
+  12-point initial design sees the bump with probability 0.93);
 * ``hartmann6``/``hartmann6_rot``: Hartmann-6, and Hartmann-6 composed with a fixed rotation of the cube about its
   centre (chosen so that the maximiser's preimage lies in the cube), noise sd 0.05, ``f* = 3.32237``;
 * ``levy10``/``levy10_rot``: minus Levy-10 on ``[-5, 5]^10`` mapped to the unit cube (optimum at 0.6 in each
@@ -62,6 +65,8 @@ PROBLEMS = (
     "bump3_axis",
     "hartmann6_rot",
     "hartmann6",
+    "bump6",
+    "bump6_axis",
     "levy10_rot",
     "levy10",
 )
@@ -72,10 +77,18 @@ DIMS = {
     "bump3_axis": 3,
     "hartmann6_rot": 6,
     "hartmann6": 6,
+    "bump6": 6,
+    "bump6_axis": 6,
     "levy10_rot": 10,
     "levy10": 10,
 }
-CONTROL = {"bump2": "bump2_axis", "bump3": "bump3_axis", "hartmann6_rot": "hartmann6", "levy10_rot": "levy10"}
+CONTROL = {
+    "bump2": "bump2_axis",
+    "bump3": "bump3_axis",
+    "hartmann6_rot": "hartmann6",
+    "bump6": "bump6_axis",
+    "levy10_rot": "levy10",
+}
 METHODS = ("ard", "botorch", "sod", "sod_loo", "sod_always")
 LABELS = {
     "ard": "ARD (same priors)",
@@ -142,6 +155,10 @@ def problem(name: str):
             ls = torch.tensor([0.05, 0.4], dtype=D64)
             center = torch.tensor([0.62, 0.38], dtype=D64)
             R = _rotation(2, 0, angle=0.6)  # 34 degrees
+        elif d == 6:  # two short oblique directions: f > 0.1 on 20% of the cube, so 12 random points see the bump
+            ls = torch.tensor([0.08, 0.15, 0.6, 0.6, 1.0, 1.0], dtype=D64)
+            center = torch.tensor([0.62, 0.38, 0.55, 0.45, 0.6, 0.4], dtype=D64)
+            R = _rotation(6, 0)  # a seeded Haar rotation
         else:
             ls = torch.tensor([0.05, 0.15, 0.6], dtype=D64)
             center = torch.tensor([0.62, 0.38, 0.55], dtype=D64)
