@@ -1,0 +1,65 @@
+"""The BO benchmark's test problems and statistics (benchmarks/bench_bo_sod.py): known optima and exact tail sums."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy.stats import binomtest
+
+from benchmarks.bench_bo_sod import CONTROL, DIMS, PROBLEMS, paired, problem, sign_test_p
+
+D64 = torch.float64
+
+
+@pytest.mark.parametrize("name", [p for p in PROBLEMS if p.startswith("bump")])
+def test_bumps_peak_at_their_centre_and_controls_differ_by_the_rotation_only(name):
+    f, f_star, noise_sd, d = problem(name)
+    assert d == DIMS[name] and f_star == 1.0 and noise_sd > 0
+    X = torch.rand(4096, d, generator=torch.Generator().manual_seed(0), dtype=D64)
+    values = f(X)
+    assert float(values.max()) < f_star  # a bump: 1 only at its centre
+    # the centre is the argmax: a coarse search from the best random point climbs to f* (Gaussian bump, convex -log)
+    x = X[int(values.argmax())].clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = -torch.log(f(x.unsqueeze(0))).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert float(f(x.detach().unsqueeze(0))) == pytest.approx(f_star, abs=1e-8)
+    assert bool(((x > 0) & (x < 1)).all())
+    if name in CONTROL:  # same length-scales and centre, identity rotation: the same sorted Hessian spectrum
+        g = problem(CONTROL[name])[0]
+        x0 = x.detach()
+
+        def hessian_spectrum(fun):
+            H = torch.autograd.functional.hessian(lambda z: -torch.log(fun(z.unsqueeze(0))).sum(), x0)
+            return torch.linalg.eigvalsh(H)
+
+        torch.testing.assert_close(hessian_spectrum(f), hessian_spectrum(g))
+        assert not torch.allclose(f(X[:8]), g(X[:8]))
+
+
+def test_rotated_hartmann6_keeps_the_optimum_inside_the_cube():
+    f, f_star, _, d = problem("hartmann6_rot")
+    assert d == 6
+    X = torch.rand(20000, 6, generator=torch.Generator().manual_seed(1), dtype=D64)
+    assert float(f(X).max()) <= f_star + 1e-9
+
+
+def test_sign_test_matches_scipy_and_paired_counts():
+    for wins, losses in [(7, 3), (10, 0), (5, 5), (2, 8), (0, 0)]:
+        ref = 1.0 if wins + losses == 0 else binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue
+        assert sign_test_p(wins, losses) == pytest.approx(ref, rel=1e-12)
+    runs = [
+        {"problem": "p", "method": m, "seed": s, "regret": [1.0, r]}
+        for s, (ra, rb) in enumerate([(0.1, 0.2), (0.3, 0.2), (0.5, 0.5)])
+        for m, r in (("a", ra), ("b", rb))
+    ]
+    assert paired(runs, "p", "a", "b")[:2] == (1, 1)
+    assert math.isclose(sign_test_p(7, 3), 176 / 1024)
