@@ -302,7 +302,8 @@ def measure(
     angles = axis_angle_errors(ls_fit, R_fit, true_ls, field["R"])
     info = rot.fit_map_info_
     k = info.best_restart
-    kinds = [kind if kind != "haar" else f"haar {i}" for i, kind in enumerate(info.start_kinds)]
+    first_haar = info.start_kinds.index("haar")  # Haar restarts are numbered from 0, after the other starts
+    kinds = [kind if kind != "haar" else f"haar {i - first_haar}" for i, kind in enumerate(info.start_kinds)]
     rmse_rot, rmse_ard = _rmse(rot, field["test_X"], field["test_Y"]), _rmse(ard, field["test_X"], field["test_Y"])
     rec = {
         "dim": dim,

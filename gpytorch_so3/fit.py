@@ -114,6 +114,14 @@ GRADIENT_PILOT_NOISE_RATIOS = (1e-3, 1e-2, 0.1, 0.3)
 #: ``1 / GRADIENT_MAX_ANISOTROPY**2`` of the largest are raised to it.
 GRADIENT_MAX_ANISOTROPY = 10.0
 
+#: ``gradient_start=None`` turns the gradient start on for kernels of at least this many dimensions. It is protected
+#: (polished besides the round winner: it ranked last or nearly so in every 128-point screening round it entered on
+#: the 6-D recovery fields, yet won 2 of 5 seeds after the polish), so it costs about one more polish. In 6-D
+#: (``benchmarks/sod_recovery.py``, n = 600) that bought 7.8 and 4.6 nats on 2 of 5 seeds; in 2-D (n = 200) the
+#: restarts already reached the optimum from a truth start on 5 of 5 seeds and the extra polish only cost time
+#: (fit time 2.0-2.6x ARD's without it, 2.7-4.3x with it), and the 3-D defaults were measured without it.
+GRADIENT_START_MIN_DIM = 4
+
 #: Passes of the pilot GP of the gradient start (the first isotropic, each next one with the last pass's metric).
 GRADIENT_PILOT_ITERATIONS = 3
 
@@ -1256,8 +1264,9 @@ def fit_map(
             training points (which is proportional to the metric for a stationary field), length-scales from its
             eigenvalues (:func:`_gradient_outer_product`). Haar starts ignore the data, and in d > 3 dimensions
             the chance that one lands near the optimum's basin falls fast (fields of ``benchmarks/sod_recovery.py``
-            in 6-D: fits ended 4-18 nats above a fit started at the truth without it). ``None`` (default): as
-            ``identity_start``. Skipped for batched or multi-output models and constant targets.
+            in 6-D: fits ended 4-18 nats above a fit started at the truth without it). ``None`` (default): when
+            a kernel has ``dim >= GRADIENT_START_MIN_DIM`` (4). Skipped for batched or multi-output models and
+            constant targets.
         strategy: ``"batched"`` (default) or ``"sequential"``.
         halving: the successive-halving rounds ``(max_points, max_iterations, keep)`` of the batched path.
 
@@ -1328,8 +1337,8 @@ def fit_map(
     if identity_start is None:  # the ARD start is the default where the SO(3) defaults were not measured: d != 3
         identity_start = any(_kernel_dim(k) != 3 for k in kernels)
     num_identity = 1 if identity_start else 0
-    if gradient_start is None:  # as the identity start: on where the 3-D defaults were not measured
-        gradient_start = any(_kernel_dim(k) != 3 for k in kernels)
+    if gradient_start is None:  # where Haar draws cover SO(d) thinly (d >= 4); see GRADIENT_START_MIN_DIM
+        gradient_start = any(_kernel_dim(k) >= GRADIENT_START_MIN_DIM for k in kernels)
     principals = [_principal_extents(X, k) for k in kernels] if num_aligned else [None] * len(kernels)
     n = X.shape[-2]
     if exact is None:
