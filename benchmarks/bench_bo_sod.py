@@ -320,7 +320,7 @@ def summarize(runs: list[dict]) -> str:
         "rotated metric; mean surrogate-fit seconds per iteration (machine shared by several jobs: compare "
         "within a row group only).",
         "",
-        f"Budget (from the runs' config): {_budget(runs)}. d = 10 with 5 seeds only (compute budget).",
+        f"Budget (from the runs' config): {_budget(runs)}.",
         "",
         "| problem | d | surrogate | seeds | regret @ 0 | regret @ end | log10 regret @ end | rotated kept | "
         "fit s/iter |",
@@ -361,7 +361,7 @@ def summarize(runs: list[dict]) -> str:
     ]
     for p in PROBLEMS:
         noise = problem(p)[2]
-        for a in ("sod", "sod_always"):
+        for a in ("sod", "sod_loo", "sod_always"):
             for b in ("ard", "botorch"):
                 w, lo, n = paired(runs, p, a, b)
                 if not n:

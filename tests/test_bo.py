@@ -84,7 +84,7 @@ def test_axis_aligned_data_keep_ard():
     # Seed 0, n = 30: the rotated fit's log likelihood gain over ARD is < 0.5 nats, far below the BIC charge
     # log(30) / 2 = 1.7 nats for d = 2 (one extra coordinate).
     X, Y = _data("axis")
-    model = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2)
+    model = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2, penalty="bic")
     ch = model.surrogate_choice_
     assert isinstance(ch, SurrogateChoice)
     assert ch.chosen == "ard" and ch.failure is None
@@ -99,7 +99,7 @@ def test_oblique_data_keep_rotated_and_find_the_direction():
     # Seed 0, n = 30: a plane wave along (1, 1) / sqrt(2); ARD must use short length-scales on both axes, the rotated
     # metric needs one short axis only: the log likelihood gain is tens of nats, far above the 1.7-nat charge.
     X, Y = _data("oblique")
-    model = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2)
+    model = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2, penalty="bic")
     ch = model.surrogate_choice_
     assert ch.chosen == "rotated" and ch.margin > 5.0
     k = model.covar_module.base_kernel
@@ -246,5 +246,16 @@ def test_loo_rule_keeps_ard_on_axis_data_and_rotated_on_oblique_data():
     ch = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2, penalty="loo").surrogate_choice_
     assert ch.criterion == "loo" and ch.chosen == "rotated" and ch.margin > 5.0
     # the likelihood-based choices leave the leave-one-out fields unset
-    ch = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2).surrogate_choice_
+    ch = fit_rotated_or_ard(X, Y, seed=0, num_restarts=2, penalty="bic").surrogate_choice_
     assert ch.criterion == "likelihood" and math.isnan(ch.loo_rotated) and math.isnan(ch.loo_ard)
+
+
+def test_auto_penalty_is_loo_up_to_three_coordinates_and_bic_above():
+    # "auto" (the default): the leave-one-out rule for d <= 3 (at most AUTO_LOO_MAX_COORDINATES so(d) coordinates),
+    # BIC above, where the leave-one-out score is measured to be too optimistic (benchmarks/loo_check.py).
+    X, Y = _data("oblique", n=20, dim=3)
+    ch = fit_rotated_or_ard(X, Y, seed=0, num_restarts=1).surrogate_choice_
+    assert ch.criterion == "loo" and ch.penalty == 0.0 and math.isfinite(ch.loo_ard)
+    X, Y = _data("oblique", n=20, dim=4)
+    ch = rotated_surrogate(X, Y, seed=0, num_restarts=1).surrogate_choice_
+    assert ch.criterion == "likelihood" and ch.penalty == pytest.approx(6 * 0.5 * math.log(20))
