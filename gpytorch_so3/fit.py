@@ -177,7 +177,6 @@ class FitPhase:
     kept: list[int] = field(default_factory=list)
     evaluations: int = 0
     seconds: float = 0.0
-    start_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -219,6 +218,7 @@ class FitMapInfo:
     dropped: dict[int, str] = field(default_factory=dict)
     loss_points: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    start_kinds: list[str] = field(default_factory=list)
 
     @property
     def best_loss(self) -> float:
@@ -297,9 +297,29 @@ def _principal_extents(X: Tensor, kernel: torch.nn.Module | None = None) -> tupl
     if not top > 0:
         raise ValueError("fit_map: the training inputs have zero spread; cannot initialise length-scales")
     extents = extents.clamp_min(MIN_EXTENT_RATIO * top)
+    return extents, _proper(axes)
+
+
+def _proper(axes: Tensor) -> Tensor:
+    """Orthonormal columns with the last one negated if needed, so that the determinant is +1 (a rotation)."""
     if float(torch.linalg.det(axes)) < 0:
         axes = torch.cat([axes[:, :-1], -axes[:, -1:]], dim=1)
-    return extents, axes
+    return axes
+
+
+def _capped_spectrum(G: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Eigenvalues (ascending) and eigenvectors of a gradient outer product, the eigenvalues capped from below.
+
+    The floor is ``GRADIENT_MAX_ANISOTROPY**-2`` times the largest. ``None`` if ``G`` is not finite or has no
+    positive eigenvalue.
+    """
+    if not bool(torch.isfinite(G).all()):
+        return None
+    evals, vecs = torch.linalg.eigh(0.5 * (G + G.T))
+    top = float(evals[-1])
+    if not top > 0:
+        return None
+    return evals.clamp_min(top / GRADIENT_MAX_ANISOTROPY**2), vecs
 
 
 def _gradient_outer_product(X: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, float] | None:
@@ -362,20 +382,17 @@ def _gradient_outer_product(X: Tensor, y: Tensor, generator: torch.Generator) ->
         W = C * alpha  # grad_z m(z_i) = sum_j alpha_j C_ij (z_j - z_i) / ell^2;  grad_x = A grad_z
         grads = (W @ Z - W.sum(dim=1, keepdim=True) * Z) / ell**2 @ A.T
         G = grads.T @ grads / n
-        evals, vecs = torch.linalg.eigh(0.5 * (G + G.T))
-        top = float(evals[-1])
-        if not (bool(torch.isfinite(G).all()) and top > 0):
+        spectrum = _capped_spectrum(G)
+        if spectrum is None:
             break
-        root = evals.clamp_min(top / GRADIENT_MAX_ANISOTROPY**2).sqrt()
+        root, vecs = spectrum[0].sqrt(), spectrum[1]
         norm = root.log().mean().exp()  # det(A) = 1: the pilot's ell is the geometric mean of its length-scales
         result = (G, ell)
         A = vecs * (root / norm)
     return result
 
 
-def _model_gradient_outer_product(
-    model: gpytorch.models.ExactGP, X: Tensor, seed: int | None
-) -> tuple[Tensor, float] | None:
+def _model_gradient_outer_product(model: gpytorch.models.ExactGP, X: Tensor, seed: int) -> tuple[Tensor, float] | None:
     """:func:`_gradient_outer_product` of a model's training data (``None`` for batched or multi-output models)."""
     y = model.train_targets
     if X.dim() != 2 or y.dim() != 1 or y.shape[0] != X.shape[0]:
@@ -383,7 +400,7 @@ def _model_gradient_outer_product(
     X, y = X.detach().to(torch.float64), y.detach().to(torch.float64)
     if not (bool(torch.isfinite(X).all()) and bool(torch.isfinite(y).all())):
         return None
-    generator = torch.Generator().manual_seed(((seed or 0) + 0x6AD) % MAX_SEED)
+    generator = torch.Generator().manual_seed((seed + 0x6AD) % MAX_SEED)
     return _gradient_outer_product(X, y, generator)
 
 
@@ -402,18 +419,12 @@ def _gradient_geometry(gop: tuple[Tensor, float] | None, kernel: torch.nn.Module
     if kernel.active_dims is not None:
         idx = kernel.active_dims.to(G.device)
         G = G.index_select(0, idx).index_select(1, idx)
-    if G.shape != (d, d):
+    spectrum = None if G.shape != (d, d) else _capped_spectrum(G)
+    if spectrum is None:
         return None
-    evals, axes = torch.linalg.eigh(0.5 * (G + G.T))
-    top = float(evals[-1])
-    if not top > 0:
-        return None
-    evals = evals.clamp_min(top / GRADIENT_MAX_ANISOTROPY**2)
+    evals, axes = spectrum
     ls = evals.rsqrt()
-    ls = ls * (ell / ls.log().mean().exp())
-    if float(torch.linalg.det(axes)) < 0:
-        axes = torch.cat([axes[:, :-1], -axes[:, -1:]], dim=1)
-    return ls, axes
+    return ls * (ell / ls.log().mean().exp()), _proper(axes)
 
 
 def _strictly_inside(constraint: object, value: Tensor) -> Tensor:

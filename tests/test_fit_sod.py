@@ -1,5 +1,6 @@
 """fit_map with d-dimensional rotated kernels (issue 17): Haar restarts in SO(d), the identity (ARD) start."""
 
+import dataclasses
 import math
 import unittest.mock
 
@@ -36,6 +37,7 @@ def test_fit_map_d_dims_runs_and_reports_starts(dim):
     # data-aligned start, identity (ARD) start (default for dim != 3), gradient start (default for dim >= 4), 2 Haar
     expected = ["aligned", "identity"] + ["gradient"] * (dim >= 4) + ["haar", "haar"]
     assert info.start_kinds == expected and len(info.losses) == len(expected)
+    assert "start_kinds" in {f.name for f in dataclasses.fields(info)}  # a declared field of FitMapInfo
     assert not model.training
     k = model.covar_module.base_kernel
     assert k.rotation.shape == (dim * (dim - 1) // 2,)
