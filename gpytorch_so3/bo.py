@@ -235,7 +235,8 @@ def _resolve_penalty(penalty: str | float, dim: int) -> str | float:
 
 
 def _penalty_per_coordinate(penalty: str | float, n: int) -> float:
-    message = f"penalty must be 'auto', 'bic', 'aic', 'loo' or a non-negative float, got {penalty!r}"
+    names = ", ".join(f"'{name}'" for name in _PENALTIES)
+    message = f"penalty must be {names} or a non-negative float, got {penalty!r}"
     if isinstance(penalty, str):
         if penalty == "bic":
             return 0.5 * math.log(n)
