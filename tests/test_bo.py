@@ -211,6 +211,32 @@ def test_ard_side_is_at_least_as_good_as_a_single_start_fit():
     assert ch.log_likelihood_ard > ll_single + 3.0
 
 
+@pytest.mark.parametrize("kind, penalty", [("axis", "auto"), ("oblique", 1e9)])
+def test_ard_kept_is_botorchs_plain_fit_and_leaves_the_random_stream_as_it(kind, penalty):
+    # "Do no harm" by construction: when the rotation is not kept (the axis-aligned design; or a prohibitive penalty
+    # on the oblique one, where the aligned ARD start may win the comparison) the model returned and the global
+    # random state afterwards are those of a plain fit_gpytorch_mll of the ARD model from the same random state.
+    # seed=None makes fit_map draw its seed from the global stream, so this also checks that the draw is forked.
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models.transforms import Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    X, Y = _data(kind, n=20)
+    torch.manual_seed(123)
+    plain = SingleTaskGP(X, Y, covar_module=ard_covar_module(2).to(X), outcome_transform=Standardize(m=1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(plain.likelihood, plain))
+    after_plain = torch.rand(4, dtype=torch.float64)
+    torch.manual_seed(123)
+    model = fit_rotated_or_ard(X, Y, penalty=penalty, num_restarts=2, seed=None)
+    after_rule = torch.rand(4, dtype=torch.float64)
+    assert model.surrogate_choice_.chosen == "ard" and math.isfinite(model.surrogate_choice_.log_likelihood_rotated)
+    torch.testing.assert_close(after_rule, after_plain, rtol=0, atol=0)
+    expected, got = plain.state_dict(), model.state_dict()
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
+
+
 def test_loo_log_predictive_matches_refitting_free_leave_one_out():
     # Independent reference: for each i, condition the GP (hyper-parameters fixed) on the other n - 1 points by the
     # explicit Gaussian formulas and evaluate the predictive density of y_i (noise included).
