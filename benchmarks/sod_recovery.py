@@ -94,13 +94,15 @@ def make_sod_field(
     seed: int,
     noise_std: float = NOISE_STD,
     nu: float = NU,
+    rotation: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """A GP field with a Haar-random rotated Matern metric in ``[0, 1]^dim``, drawn exactly (float64).
 
     Draw order from ``torch.Generator().manual_seed(seed)``: rotation, training inputs, held-out inputs, field
     normals, noise. Returns a dict with ``train_X`` ``(n_train, d)``, ``train_Y`` ``(n_train, 1)``, ``test_X``,
     ``test_Y``, ``test_F`` (noiseless), ``lengthscale`` ``(d,)``, ``R`` ``(d, d)`` (column ``i`` goes with
-    ``lengthscale[i]``) and ``jitter``.
+    ``lengthscale[i]``) and ``jitter``. ``rotation`` replaces the Haar draw (which is still made, so inputs, field
+    normals and noise are the same as without it: a paired design across rotations).
 
     Example:
         >>> f = make_sod_field(3, 5, 2, (0.2, 0.4, 0.8), seed=0)
@@ -112,6 +114,8 @@ def make_sod_field(
     f64 = torch.float64
     g = torch.Generator().manual_seed(seed)
     R = sod.random_rotation(dim, generator=g, dtype=f64)
+    if rotation is not None:
+        R = rotation.to(f64)
     ls = torch.tensor(lengthscale, dtype=f64)
     train_X = torch.rand(n_train, dim, generator=g, dtype=f64)
     test_X = torch.rand(n_test, dim, generator=g, dtype=f64)
@@ -278,10 +282,22 @@ def measure(
     truth: bool = True,
     n_train: int | None = None,
     lengthscales: tuple[float, ...] | None = None,
+    angle_deg: float | None = None,
 ) -> dict:
-    """One field: fit the rotated model and ARD, compare with the truth (a JSON-ready record)."""
+    """One field: fit the rotated model and ARD, compare with the truth (a JSON-ready record).
+
+    ``angle_deg`` (``dim = 2`` only): the field's rotation is the planar rotation by that angle instead of the Haar
+    draw (same inputs and normals), so the RMSE ratio can be read as a function of the obliquity.
+    """
     n = N_TRAIN[dim] if n_train is None else n_train
-    field = make_sod_field(dim, n, n, LENGTHSCALES[dim] if lengthscales is None else lengthscales, seed=seed)
+    rotation = None
+    if angle_deg is not None:
+        if dim != 2:
+            raise ValueError(f"angle_deg applies to dim = 2 only, got dim = {dim}")
+        c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+        rotation = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    ls = LENGTHSCALES[dim] if lengthscales is None else lengthscales
+    field = make_sod_field(dim, n, n, ls, seed=seed, rotation=rotation)
     X, Y = field["train_X"], field["train_Y"]
 
     rot = _model(X, Y, rotated_covar_module(dim, NU))
@@ -369,6 +385,16 @@ def summarize(rows: list[dict]) -> dict:
             "fit_seconds_ratio_rotated_over_ard": sum(r["fit_seconds_rotated"] for r in rs)
             / sum(r["fit_seconds_ard"] for r in rs),
         }
+        angles = sorted({r["angle_deg"] for r in rs if "angle_deg" in r})
+        if angles:  # the --angles-deg study: the ratio as a function of the obliquity
+            out[str(dim)]["by_angle_deg"] = {
+                f"{a:g}": {
+                    "rmse_ratio": [r["rmse_ratio_rotated_over_ard"] for r in rs if r.get("angle_deg") == a],
+                    "seeds_meeting_rmse_target": sum(r["meets_rmse_target"] for r in rs if r.get("angle_deg") == a),
+                    "max_angle_error_deg": max(max(r["angle_error_deg"]) for r in rs if r.get("angle_deg") == a),
+                }
+                for a in angles
+            }
     return out
 
 
@@ -382,27 +408,32 @@ def main(argv=None) -> None:
     p.add_argument("--n-train", type=int, default=None, help="override the per-dimension n (a study, not the target)")
     p.add_argument("--lengthscales", type=float, nargs="*", default=None, help="override (one dim only; a study)")
     p.add_argument("--no-truth", action="store_true", help="skip the reference fits at the truth")
+    p.add_argument(
+        "--angles-deg", type=float, nargs="*", default=None, help="d = 2 only: fixed rotation angles (a study)"
+    )
     p.add_argument("--out", default=str(HERE / "results" / "sod_recovery.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     halving = DEFAULT_HALVING if args.halving is None else tuple(tuple(r) for r in args.halving)
     rows = []
     t_start = time.perf_counter()
-    for dim in args.dims:
-        for seed in args.seeds:
-            row = measure(
-                dim,
-                seed,
-                restarts=args.restarts,
-                halving=halving,
-                strategy=args.strategy,
-                truth=not args.no_truth,
-                n_train=args.n_train,
-                lengthscales=None if args.lengthscales is None else tuple(args.lengthscales),
-            )
-            brief = {k: v for k, v in row.items() if k != "phases"}
-            print(json.dumps(brief), flush=True)
-            rows.append(row)
+    for dim, seed, angle in itertools.product(args.dims, args.seeds, args.angles_deg or [None]):
+        row = measure(
+            dim,
+            seed,
+            restarts=args.restarts,
+            halving=halving,
+            strategy=args.strategy,
+            truth=not args.no_truth,
+            n_train=args.n_train,
+            lengthscales=None if args.lengthscales is None else tuple(args.lengthscales),
+            angle_deg=angle,
+        )
+        if angle is not None:
+            row["angle_deg"] = angle
+        brief = {k: v for k, v in row.items() if k != "phases"}
+        print(json.dumps(brief), flush=True)
+        rows.append(row)
     config = {
         "dims": args.dims,
         "seeds": args.seeds,
@@ -414,6 +445,7 @@ def main(argv=None) -> None:
         "fit_map_seed": 0,
         "halving": [list(r) for r in halving],
         "strategy": args.strategy,
+        "angles_deg": args.angles_deg,
         "rotation_prior": "default_sod_rotation_prior(dim) (ShrinkageRotationPrior)",
         "targets": {"angle_deg_shortest_and_longest": TARGET_ANGLE_DEG, "rmse_ratio_vs_ard": TARGET_RMSE_RATIO},
     }

@@ -257,6 +257,7 @@ for name, rows in kept.items():
 # more than the charge on some axis-aligned bumps too (the kept rotations were small, 2-7 degrees, in the designs
 # we inspected: the Matern kernel's mismatch to a Gaussian bump is partly absorbed by a slight turn). The ARD side
 # of the comparison is fitted from two starts (BoTorch's default and the rotated optimum's length-scales moved to
-# the nearest axes) so that an ARD fit stuck in a worse local optimum does not hand the win to the rotation.
+# the nearest axes) so that an ARD fit stuck in a worse local optimum does not hand the win to the rotation; when
+# ARD wins, the model returned is BoTorch's default-start fit itself, so the loop takes the same steps as with ARD.
 # What it costs or saves in a Bayesian-optimisation loop is measured in
 # `benchmarks/results/bo_sod.md` (paired sign tests against ARD and BoTorch's default, d = 2, 3, 6).
