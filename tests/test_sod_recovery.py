@@ -140,3 +140,17 @@ def test_d6_seed0_shortest_axis_and_rmse_within_target():
 def test_d6_seed0_longest_axis_within_target():
     rec = _record(6, 0, False)
     assert rec["angle_error_longest_deg"] <= TARGET_ANGLE_DEG
+
+
+def test_fixed_rotation_keeps_the_draws_paired():
+    # --angles-deg study: the given rotation replaces the Haar draw; inputs, normals and noise are the same draws
+    c, s = math.cos(math.radians(30.0)), math.sin(math.radians(30.0))
+    rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    haar = make_sod_field(2, 6, 3, (0.15, 0.6), seed=4)
+    fixed = make_sod_field(2, 6, 3, (0.15, 0.6), seed=4, rotation=rot)
+    torch.testing.assert_close(fixed["R"], rot)
+    torch.testing.assert_close(fixed["train_X"], haar["train_X"], rtol=0, atol=0)
+    torch.testing.assert_close(fixed["test_X"], haar["test_X"], rtol=0, atol=0)
+    assert not torch.allclose(fixed["train_Y"], haar["train_Y"])  # a different metric gives a different field
+    with pytest.raises(ValueError, match="dim = 2 only"):
+        measure(6, 0, angle_deg=10.0)
