@@ -233,10 +233,23 @@ class SurrogateChoice:
 
 
 def _resolve_penalty(penalty: str | float, dim: int) -> str | float:
-    """``"auto"`` -> ``"loo"`` for at most :data:`AUTO_LOO_MAX_COORDINATES` so(d) coordinates, else ``"bic"``."""
+    """``"auto"`` -> ``"loo"`` for at most :data:`AUTO_LOO_MAX_COORDINATES` so(d) coordinates, else ``"aic"``."""
     if isinstance(penalty, str) and penalty == "auto":
-        return "loo" if dim * (dim - 1) // 2 <= AUTO_LOO_MAX_COORDINATES else "bic"
+        return "loo" if dim * (dim - 1) // 2 <= AUTO_LOO_MAX_COORDINATES else "aic"
     return penalty
+
+
+def _resolve_rotation_prior(rotation_prior: Prior | Default | None, penalty: str | float, dim: int) -> Prior | None:
+    """The rotated model's rotation prior (``DEFAULT`` resolved).
+
+    ``DEFAULT`` is :func:`~gpytorch_so3.priors.default_sod_rotation_prior`, except under ``penalty="auto"`` beyond
+    :data:`AUTO_LOO_MAX_COORDINATES` coordinates: no prior there (the AIC charge alone decides).
+    """
+    if not isinstance(rotation_prior, Default):
+        return rotation_prior
+    if isinstance(penalty, str) and penalty == "auto" and dim * (dim - 1) // 2 > AUTO_LOO_MAX_COORDINATES:
+        return None
+    return default_sod_rotation_prior(dim)
 
 
 def _penalty_per_coordinate(penalty: str | float, n: int) -> float:
@@ -377,6 +390,7 @@ def fit_rotated_or_ard(
     """
     train_X, train_Y = _check_data(train_X, train_Y)
     n, dim = train_X.shape
+    rotation_prior = _resolve_rotation_prior(rotation_prior, penalty, dim)
     penalty = _resolve_penalty(penalty, dim)
     per = _penalty_per_coordinate(penalty, n)
     m = dim * (dim - 1) // 2
