@@ -233,9 +233,9 @@ class SurrogateChoice:
 
 
 def _resolve_penalty(penalty: str | float, dim: int) -> str | float:
-    """``"auto"`` -> ``"loo"`` for at most :data:`AUTO_LOO_MAX_COORDINATES` so(d) coordinates, else ``"aic"``."""
+    """``"auto"`` -> ``"loo"`` for at most :data:`AUTO_LOO_MAX_COORDINATES` so(d) coordinates, else ``"bic"``."""
     if isinstance(penalty, str) and penalty == "auto":
-        return "loo" if dim * (dim - 1) // 2 <= AUTO_LOO_MAX_COORDINATES else "aic"
+        return "loo" if dim * (dim - 1) // 2 <= AUTO_LOO_MAX_COORDINATES else "bic"
     return penalty
 
 
@@ -243,7 +243,7 @@ def _resolve_rotation_prior(rotation_prior: Prior | Default | None, penalty: str
     """The rotated model's rotation prior (``DEFAULT`` resolved).
 
     ``DEFAULT`` is :func:`~gpytorch_so3.priors.default_sod_rotation_prior`, except under ``penalty="auto"`` beyond
-    :data:`AUTO_LOO_MAX_COORDINATES` coordinates: no prior there (the AIC charge alone decides).
+    :data:`AUTO_LOO_MAX_COORDINATES` coordinates: no prior there (BIC's charge alone decides).
     """
     if not isinstance(rotation_prior, Default):
         return rotation_prior

@@ -276,9 +276,9 @@ def test_loo_rule_keeps_ard_on_axis_data_and_rotated_on_oblique_data():
     assert ch.criterion == "likelihood" and math.isnan(ch.loo_rotated) and math.isnan(ch.loo_ard)
 
 
-def test_auto_penalty_is_loo_up_to_three_coordinates_and_aic_without_rotation_prior_above():
+def test_auto_penalty_is_loo_up_to_three_coordinates_and_bic_without_rotation_prior_above():
     # "auto" (the default): the leave-one-out rule (shrinkage prior) for d <= 3 (at most AUTO_LOO_MAX_COORDINATES
-    # so(d) coordinates); above, AIC's one nat per coordinate on a rotated model without a rotation prior (the
+    # so(d) coordinates); above, BIC's log(n) / 2 nats per coordinate on a rotated model without a rotation prior (the
     # leave-one-out score is measured to be too optimistic there, benchmarks/loo_check.py, and the spike of the
     # shrinkage prior holds the rotation at the identity at BO sizes, benchmarks/bo_rule6.py).
     X, Y = _data("oblique", n=20, dim=3)
@@ -287,19 +287,19 @@ def test_auto_penalty_is_loo_up_to_three_coordinates_and_aic_without_rotation_pr
     X, Y = _data("oblique", n=30, dim=4)
     model = rotated_surrogate(X, Y, seed=0, num_restarts=1)
     ch = model.surrogate_choice_
-    assert ch.criterion == "likelihood" and ch.penalty == pytest.approx(6 * 1.0)
+    assert ch.criterion == "likelihood" and ch.penalty == pytest.approx(6 * 0.5 * math.log(30))
     # the plane wave along (1, 1, 0, 0) / sqrt(2) is oblique: kept, and its kernel carries no rotation prior
     assert ch.chosen == "rotated", ch.margin
     names = [name for name, *_ in model.covar_module.named_priors()]
     assert "base_kernel.lengthscale_prior" in names and "base_kernel.rotation_prior" not in names
     # an explicit rule or prior is left alone
-    kept = fit_rotated_or_ard(X, Y, seed=0, num_restarts=1, penalty="aic")
+    kept = fit_rotated_or_ard(X, Y, seed=0, num_restarts=1, penalty="bic")
     if kept.surrogate_choice_.chosen == "rotated":
         assert "base_kernel.rotation_prior" in [name for name, *_ in kept.covar_module.named_priors()]
     from gpytorch_so3.bo import _resolve_rotation_prior
 
     assert _resolve_rotation_prior(DEFAULT, "auto", 4) is None
     assert isinstance(_resolve_rotation_prior(DEFAULT, "auto", 3), ShrinkageRotationPrior)
-    assert isinstance(_resolve_rotation_prior(DEFAULT, "aic", 6), ShrinkageRotationPrior)
+    assert isinstance(_resolve_rotation_prior(DEFAULT, "bic", 6), ShrinkageRotationPrior)
     explicit = HaarAnglePrior()
     assert _resolve_rotation_prior(explicit, "auto", 6) is explicit and _resolve_rotation_prior(None, "loo", 2) is None
