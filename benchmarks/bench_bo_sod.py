@@ -13,11 +13,14 @@ RMSE ratio vs ARD, and which metric the evidence rule keeps). Candidates:
 * ``evidence_bic`` / ``evidence_aic``: :func:`gpytorch_so3.bo.fit_rotated_or_ard` (the previous model or its
   two-start ARD fit, ``ard_two_start``, whichever the penalised log likelihood prefers; BIC: log(n)/2 nats per
   extra coordinate, AIC: 1 nat). The ARD reference of every ratio is BoTorch's single-start ``fit_gpytorch_mll``.
+  (``results/bo_sod_candidates.*`` were made when the rule returned its two-start ARD fit; it now returns BoTorch's
+  default-start fit, so a re-run's ``ard_two_start`` column equals the reference.)
 
 ``--mode bo`` (the benchmark): ``qLogNoisyExpectedImprovement``, q = 1, ``optimize_acqf`` with small budgets;
 surrogates ``ard`` (Matern-5/2 ARD, the package's priors, ``fit_gpytorch_mll``), ``botorch`` (BoTorch's default
-``SingleTaskGP``), ``sod`` (:func:`gpytorch_so3.bo.rotated_surrogate`, evidence selection with BIC) and optionally
-``sod_always`` (the rotated model always). Every (problem, seed) starts from the same seeded uniform design and the
+``SingleTaskGP``), ``sod`` (:func:`gpytorch_so3.bo.rotated_surrogate` with ``penalty="bic"``), ``sod_loo``
+(``penalty="loo"``), ``sod_auto`` (the shipped default, ``penalty="auto"``) and ``sod_always`` (the rotated model
+always). Every (problem, seed) starts from the same seeded uniform design and the
 same noise stream for every method. Simple regret uses the noiseless objective. Paired one-sided sign tests on the
 final regret (ties dropped).
 

@@ -63,3 +63,15 @@ def test_sign_test_matches_scipy_and_paired_counts():
     ]
     assert paired(runs, "p", "a", "b")[:2] == (1, 1)
     assert math.isclose(sign_test_p(7, 3), 176 / 1024)
+
+
+@pytest.mark.parametrize("name", ["bump6", "bump6_axis", "hartmann6", "hartmann6_rot", "levy10", "levy10_rot"])
+def test_bo_rule6_designs_centre_on_each_problems_maximiser(name):
+    # benchmarks/bo_rule6.py scatters its BO-shaped designs around maximiser(name): it must attain f* (to the
+    # 5-6 digits Hartmann-6's tabulated optimum has) and lie inside the unit cube
+    from benchmarks.bo_rule6 import maximiser
+
+    f, f_star, _, d = problem(name)
+    x = maximiser(name)
+    assert x.shape == (d,) and bool(((x > 0) & (x < 1)).all())
+    assert float(f(x.unsqueeze(0))) == pytest.approx(f_star, abs=1e-5)
