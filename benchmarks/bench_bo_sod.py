@@ -149,6 +149,17 @@ def _rotated_cube(f, Q):
     return lambda x: f(c + (x - c) @ Q.T)
 
 
+def hartmann6_rotation() -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Q, x)`` of ``hartmann6_rot``: the first seeded Haar rotation whose maximiser preimage ``x`` is in the cube."""
+    c = torch.full((6,), 0.5, dtype=D64)
+    for s in range(100):
+        Q = _rotation(6, s)
+        pre = c + Q.T @ (H6_XSTAR - c)
+        if bool(((pre > 0.02) & (pre < 0.98)).all()):
+            return Q, pre
+    raise RuntimeError("no admissible rotation")
+
+
 def problem(name: str):
     """``(f, f_star, noise_sd, dim)``; ``f`` maps ``n x d`` to ``n`` (noiseless)."""
     from gpytorch_so3 import so3
@@ -179,13 +190,7 @@ def problem(name: str):
     if name.startswith("hartmann6"):
         if name == "hartmann6":
             return hartmann6, H6_FSTAR, 0.05, d
-        c = torch.full((6,), 0.5, dtype=D64)
-        for s in range(100):  # the first seeded Haar rotation whose maximiser preimage lies inside the cube
-            Q = _rotation(6, s)
-            pre = c + Q.T @ (H6_XSTAR - c)
-            if bool(((pre > 0.02) & (pre < 0.98)).all()):
-                return _rotated_cube(hartmann6, Q), H6_FSTAR, 0.05, d
-        raise RuntimeError("no admissible rotation")
+        return _rotated_cube(hartmann6, hartmann6_rotation()[0]), H6_FSTAR, 0.05, d
     if name.startswith("levy10"):
         f = neg_levy if name == "levy10" else _rotated_cube(neg_levy, _rotation(10, 0))
         return f, 0.0, 0.1, d

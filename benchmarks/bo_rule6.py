@@ -44,13 +44,7 @@ def maximiser(name: str) -> torch.Tensor:
     if name.startswith("levy10"):  # rotated about the cube centre: the preimage of the optimum (0.6, ...) is inside
         x_star, c = torch.full((10,), 0.6, dtype=D64), torch.full((10,), 0.5, dtype=D64)
         return x_star if name == "levy10" else c + bench._rotation(10, 0).T @ (x_star - c)
-    c = torch.full((6,), 0.5, dtype=D64)
-    for s in range(100):  # the same rotation as bench_bo_sod.problem("hartmann6_rot")
-        Q = bench._rotation(6, s)
-        pre = c + Q.T @ (bench.H6_XSTAR - c)
-        if bool(((pre > 0.02) & (pre < 0.98)).all()):
-            return pre
-    raise RuntimeError("no admissible rotation")
+    return bench.hartmann6_rotation()[1]
 
 
 def main(argv=None) -> None:

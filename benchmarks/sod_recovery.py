@@ -294,8 +294,7 @@ def measure(
     if angle_deg is not None:
         if dim != 2:
             raise ValueError(f"angle_deg applies to dim = 2 only, got dim = {dim}")
-        c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
-        rotation = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        rotation = sod.exp_map(torch.tensor([math.radians(angle_deg)], dtype=torch.float64), 2)
     ls = LENGTHSCALES[dim] if lengthscales is None else lengthscales
     field = make_sod_field(dim, n, n, ls, seed=seed, rotation=rotation)
     X, Y = field["train_X"], field["train_Y"]
@@ -387,14 +386,14 @@ def summarize(rows: list[dict]) -> dict:
         }
         angles = sorted({r["angle_deg"] for r in rs if "angle_deg" in r})
         if angles:  # the --angles-deg study: the ratio as a function of the obliquity
-            out[str(dim)]["by_angle_deg"] = {
-                f"{a:g}": {
-                    "rmse_ratio": [r["rmse_ratio_rotated_over_ard"] for r in rs if r.get("angle_deg") == a],
-                    "seeds_meeting_rmse_target": sum(r["meets_rmse_target"] for r in rs if r.get("angle_deg") == a),
-                    "max_angle_error_deg": max(max(r["angle_error_deg"]) for r in rs if r.get("angle_deg") == a),
+            by_angle = out[str(dim)]["by_angle_deg"] = {}
+            for a in angles:
+                sel = [r for r in rs if r.get("angle_deg") == a]
+                by_angle[f"{a:g}"] = {
+                    "rmse_ratio": [r["rmse_ratio_rotated_over_ard"] for r in sel],
+                    "seeds_meeting_rmse_target": sum(r["meets_rmse_target"] for r in sel),
+                    "max_angle_error_deg": max(max(r["angle_error_deg"]) for r in sel),
                 }
-                for a in angles
-            }
     return out
 
 

@@ -428,7 +428,6 @@ def fit_rotated_or_ard(
         # (a single-start ARD fit can stop in a worse local optimum: 7.3 and 5.3 nats below the best ARD fit on 2 of
         # the 3 axis-aligned 20-point designs inspected for notebook 07).
         reference = ard if failure is not None else _better_ard(ard, rot, train_X, train_Y, nu, input_transform)
-    ard.eval()
     ll_ard = _data_log_likelihood(reference)
     choice = SurrogateChoice(
         chosen="ard",
