@@ -183,11 +183,7 @@ def best_representative(ls: Tensor, R: Tensor, log_prior) -> tuple[Tensor, Tenso
     treats it best, so that its objective is a fair lower reference. Returns ``(ls (d,), w (d (d - 1) / 2,))``.
     """
     d = R.shape[-1]
-    perms = torch.tensor(list(itertools.permutations(range(d))))
-    signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=d)), dtype=R.dtype)
-    P = torch.eye(d, dtype=R.dtype)[perms].mT  # (p, d, d): column j of P is e_{perm[j]}
-    P = (P.unsqueeze(1) * signs.unsqueeze(0).unsqueeze(-2)).reshape(-1, d, d)
-    P = P[torch.linalg.det(P) > 0]
+    P = sod.signed_permutations(d, dtype=R.dtype)
     RP = R @ P
     w = sod.log_map(RP)
     # drop logarithms near a half-turn (not exact there)
