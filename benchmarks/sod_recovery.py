@@ -244,8 +244,11 @@ def truth_reference(field: dict[str, Tensor], fitted: SingleTaskGP) -> dict:
     model = copy.deepcopy(fitted)
     model.train()
     k = model.covar_module.base_kernel
-    prior = k.rotation_prior
-    ls, w = best_representative(field["lengthscale"], field["R"], lambda v: prior.log_prob(v))
+    prior = getattr(k, "rotation_prior", None)
+    if prior is None:  # no rotation prior: every representative has the same objective
+        ls, w = field["lengthscale"], sod.log_map(field["R"])
+    else:
+        ls, w = best_representative(field["lengthscale"], field["R"], lambda v: prior.log_prob(v))
     tf = model.outcome_transform
     mean, sd = float(tf.means.reshape(-1)[0]), float(tf.stdvs.reshape(-1)[0])
     with torch.no_grad():
@@ -279,11 +282,13 @@ def measure(
     n_train: int | None = None,
     lengthscales: tuple[float, ...] | None = None,
     angle_deg: float | None = None,
+    rotation_prior: bool = True,
 ) -> dict:
     """One field: fit the rotated model and ARD, compare with the truth (a JSON-ready record).
 
     ``angle_deg`` (``dim = 2`` only): the field's rotation is the planar rotation by that angle instead of the Haar
     draw (same inputs and normals), so the RMSE ratio can be read as a function of the obliquity.
+    ``rotation_prior=False``: the rotated model without a rotation prior (``--no-rotation-prior``).
     """
     n = N_TRAIN[dim] if n_train is None else n_train
     rotation = None
@@ -295,7 +300,7 @@ def measure(
     field = make_sod_field(dim, n, n, ls, seed=seed, rotation=rotation)
     X, Y = field["train_X"], field["train_Y"]
 
-    rot = _model(X, Y, rotated_covar_module(dim, NU))
+    rot = _model(X, Y, rotated_covar_module(dim, NU, **({} if rotation_prior else {"rotation_prior": None})))
     t0 = time.perf_counter()
     fit_map(rot, num_restarts=restarts, seed=0, halving=halving, strategy=strategy)
     t_rot = time.perf_counter() - t0
@@ -403,6 +408,7 @@ def main(argv=None) -> None:
     p.add_argument("--n-train", type=int, default=None, help="override the per-dimension n (a study, not the target)")
     p.add_argument("--lengthscales", type=float, nargs="*", default=None, help="override (one dim only; a study)")
     p.add_argument("--no-truth", action="store_true", help="skip the reference fits at the truth")
+    p.add_argument("--no-rotation-prior", action="store_true", help="fit the rotated model without a rotation prior")
     p.add_argument(
         "--angles-deg", type=float, nargs="*", default=None, help="d = 2 only: fixed rotation angles (a study)"
     )
@@ -423,6 +429,7 @@ def main(argv=None) -> None:
             n_train=args.n_train,
             lengthscales=None if args.lengthscales is None else tuple(args.lengthscales),
             angle_deg=angle,
+            rotation_prior=not args.no_rotation_prior,
         )
         if angle is not None:
             row["angle_deg"] = angle
@@ -441,7 +448,9 @@ def main(argv=None) -> None:
         "halving": [list(r) for r in halving],
         "strategy": args.strategy,
         "angles_deg": args.angles_deg,
-        "rotation_prior": "default_sod_rotation_prior(dim) (ShrinkageRotationPrior)",
+        "rotation_prior": "none"
+        if args.no_rotation_prior
+        else "default_sod_rotation_prior(dim) (ShrinkageRotationPrior)",
         "targets": {"angle_deg_shortest_and_longest": TARGET_ANGLE_DEG, "rmse_ratio_vs_ard": TARGET_RMSE_RATIO},
     }
     env = {
