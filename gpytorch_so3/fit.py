@@ -549,7 +549,7 @@ def _representative_row(obj: _BatchedObjective, model: torch.nn.Module, kernels:
 
 
 #: :func:`_prior_representative` scores all ``2^(d-1) d!`` signed permutations up to this dimension (d = 6: 23,040
-#: candidates, 0.2-0.3 s); above it, hill climbs (:func:`_hill_climb_representative`, milliseconds). The climbs are a
+#: candidates, ~0.2 s); above it, hill climbs (:func:`_hill_climb_representative`, milliseconds). The climbs are a
 #: heuristic: run in d = 4, 5, 6 on 20 Haar-random rotations each (shrinkage prior), they missed the exhaustive
 #: optimum on 2, 7 and 11 of them, by at most 0.6, 3.2 and 4.8 nats; they never lower the prior.
 REPRESENTATIVE_EXHAUSTIVE_MAX_DIM = 6
@@ -568,12 +568,14 @@ def _kernel_log_prior(k: RotatedAnisotropicKernel, w: Tensor, ls: Tensor, batch:
 
 
 def _representative_candidates(R: Tensor, ls: Tensor, P: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(w, ls, ok)`` of the representatives ``R P`` for ``P`` ``(C, *batch or 1s, d, d)`` (float64)."""
+    """``(RP, w, ls)`` of the representatives ``R P`` for ``P`` ``(C, *batch or 1s, d, d)`` (float64)."""
     RP = R.unsqueeze(0) @ P
-    w = sod.log_map(RP)
-    # the logarithm is inexact within a few eps of a half-turn: such candidates are not used
-    ok = torch.isfinite(w).all(-1) & ((sod.exp_map(w, R.shape[-1]) - RP).abs().amax((-2, -1)) < 1e-8)
-    return w, ls.unsqueeze(0) @ P.abs(), ok
+    return RP, sod.log_map(RP), ls.unsqueeze(0) @ P.abs()
+
+
+def _exact_logs(RP: Tensor, w: Tensor) -> Tensor:
+    """Whether ``w = log_map(RP)`` is a logarithm (it is inexact within a few eps of a half-turn)."""
+    return torch.isfinite(w).all(-1) & ((sod.exp_map(w, RP.shape[-1]) - RP).abs().amax((-2, -1)) < 1e-8)
 
 
 def _prior_representative(k: RotatedAnisotropicKernel) -> bool:
@@ -599,9 +601,15 @@ def _prior_representative(k: RotatedAnisotropicKernel) -> bool:
     def consider(P: Tensor) -> Tensor:
         """Score candidates ``P`` ``(C, *batch, d, d)`` and keep the best so far; returns their log priors."""
         nonlocal best_lp
-        w, ls, ok = _representative_candidates(R, ls0, P)
-        lp = torch.where(ok, _kernel_log_prior(k, w, ls, batch), -math.inf)
-        top, idx = lp.max(0)
+        RP, w, ls = _representative_candidates(R, ls0, P)
+        lp = torch.where(torch.isfinite(w).all(-1), _kernel_log_prior(k, w, ls, batch), -math.inf)
+        while True:  # the winners' logarithms are checked (checking all candidates would double the cost)
+            top, idx = lp.max(0)
+            rp = RP.gather(0, idx.reshape(1, *batch, 1, 1).expand(1, *batch, d, d))[0]
+            bad = ~_exact_logs(rp, w.gather(0, idx.reshape(1, *batch, 1).expand(1, *batch, w.shape[-1]))[0])
+            if not bool((bad & torch.isfinite(top)).any()):
+                break
+            lp = lp.scatter(0, idx.unsqueeze(0), torch.where(bad, -math.inf, top).unsqueeze(0))
         better = top > best_lp
         if bool(better.any()):
             pick = idx.reshape(1, *batch, 1)

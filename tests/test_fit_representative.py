@@ -197,3 +197,26 @@ def test_fit_map_returns_the_best_representative_and_a_lower_objective(strategy,
     assert _score(kp, kp.rotation.detach(), lsp) < _best_by_enumeration(kp, Rp, lsp) - 0.1
     loss_plain = fit_module._exact_loss(fit_module.ExactMarginalLogLikelihood(plain.likelihood, plain))
     assert loss <= loss_plain + 1e-9
+
+
+def test_a_candidate_whose_logarithm_is_wrong_is_never_chosen(monkeypatch):
+    # log_map is inexact within a few eps of a half-turn; there it returns a finite vector that is not a logarithm.
+    # Simulate that for the candidate the prior would like best (w = 0, the top of a centred prior): it must be
+    # skipped, and the choice must equal the best of the remaining candidates.
+    k = _kernel(4, ShrinkageRotationPrior(4), seed=3)
+    M, R, ls = _metric(k), k.rotation_matrix.detach(), k.lengthscale.detach().reshape(1, 4)
+    best = _best_by_enumeration(k, R, ls)
+    real = fit_module.sod.log_map
+
+    def corrupt(RP):
+        w = real(RP)
+        if w.dim() > 1 and w.shape[0] > 1:
+            w = w.clone()
+            w[5] = 0.0  # the highest possible density, but exp(0) = I is not R P[5]
+        return w
+
+    monkeypatch.setattr(fit_module.sod, "log_map", corrupt)
+    fit_module._prior_representative(k)
+    monkeypatch.undo()
+    assert _score(k, k.rotation.detach(), k.lengthscale.detach()) == pytest.approx(best, abs=1e-9)
+    torch.testing.assert_close(_metric(k), M, rtol=1e-10, atol=1e-10)
