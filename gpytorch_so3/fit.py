@@ -582,9 +582,9 @@ def _prior_representative(k: RotatedAnisotropicKernel) -> bool:
     """Set ``k``'s ``(lengthscale, rotation)`` to the equivalent representative of highest prior density.
 
     Candidates: the current ``w`` and the principal logarithms of ``R P`` for the signed permutations ``P`` (all of
-    them for ``d <= REPRESENTATIVE_EXHAUSTIVE_MAX_DIM``; above, a hill climb over transpositions of the columns,
-    each with the signs that make the diagonal of ``R P`` positive, from the assignment maximising ``|trace|``).
-    Works per batch element. Returns ``True`` if any element changed (its prior rose by more than 1e-9).
+    them for ``d <= REPRESENTATIVE_EXHAUSTIVE_MAX_DIM``, else those :func:`_hill_climb_representative` visits); a
+    candidate whose logarithm is inexact (near a half-turn) is never chosen. Scored by the kernel's rotation and
+    length-scale priors, per batch element. Returns ``True`` if any element changed (its prior rose by > 1e-9).
     """
     batch = k.raw_rotation.shape[:-1]
     dtype = k.raw_rotation.dtype
