@@ -105,14 +105,17 @@ def batched_gram(x1, x2, metrics, nu: float | None) -> np.ndarray:
     return out
 
 
-def signed_permutations(det: int = 1) -> list[np.ndarray]:
-    """The 3 x 3 signed permutation matrices with the given determinant (24 for ``det = 1``)."""
+def signed_permutations(det: int = 1, dim: int = 3) -> list[np.ndarray]:
+    """The ``dim x dim`` signed permutation matrices with the given determinant (``2^(d-1) d!`` of each sign).
+
+    Column ``j`` is ``+-e_{perm[j]}``.
+    """
     import itertools
 
     out = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            P = np.zeros((3, 3))
+    for perm in itertools.permutations(range(dim)):
+        for signs in itertools.product((1.0, -1.0), repeat=dim):
+            P = np.zeros((dim, dim))
             for col, row in enumerate(perm):
                 P[row, col] = signs[col]
             if round(np.linalg.det(P)) == det:

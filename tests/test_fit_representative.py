@@ -5,7 +5,6 @@ coordinates centred at ``w = 0`` is not. The references here are an independent 
 permutations (itertools + numpy) and the priors' own ``log_prob``.
 """
 
-import itertools
 import math
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from botorch.models import SingleTaskGP
 from gpytorch.kernels import ScaleKernel
+from reference import signed_permutations
 
 from gpytorch_so3 import RotatedAnisotropicKernel, fit_map, sod
 from gpytorch_so3 import fit as fit_module
@@ -22,15 +22,8 @@ F64 = torch.float64
 
 
 def _enumerate(dim):
-    """All signed permutation matrices with det +1 (column j is +-e_perm[j]), independently of the library."""
-    out = []
-    for perm in itertools.permutations(range(dim)):
-        for signs in itertools.product((1.0, -1.0), repeat=dim):
-            P = np.zeros((dim, dim))
-            P[list(perm), range(dim)] = signs
-            if np.linalg.det(P) > 0:
-                out.append(P)
-    return torch.tensor(np.stack(out))
+    """All signed permutation matrices with det +1, independently of the library (``tests/reference.py``)."""
+    return torch.tensor(np.stack(signed_permutations(dim=dim)))
 
 
 def _metric(k):

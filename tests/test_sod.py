@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from reference import signed_permutations
 from scipy import stats
 from scipy.spatial.transform import Rotation
 
@@ -27,18 +28,6 @@ def _rand_coords(dim, n, dtype, seed, max_angle=0.9 * math.pi):
     norm = torch.linalg.matrix_norm(sod.hat(w, dim), ord=2)
     u = torch.rand(n, 1, generator=g, dtype=torch.float64)
     return (w * (max_angle * u / norm[:, None])).to(dtype)
-
-
-def _signed_permutations(dim):
-    """All ``2^(d-1) d!`` signed permutation matrices with determinant +1."""
-    out = []
-    for perm in itertools.permutations(range(dim)):
-        for signs in itertools.product((1.0, -1.0), repeat=dim):
-            P = np.zeros((dim, dim))
-            P[list(perm), range(dim)] = signs
-            if np.linalg.det(P) > 0:
-                out.append(P)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ coordinates, hat, vee
@@ -275,7 +264,7 @@ def test_haar_ks_has_power():
 # ------------------------------------------------------------------------------------------ canonicalisation
 @pytest.mark.parametrize("d", [2, 3, 4])
 def test_canonicalize_invariant_over_all_signed_permutations(d, dtype):
-    perms = _signed_permutations(d)
+    perms = signed_permutations(dim=d)
     assert len(perms) == 2 ** (d - 1) * math.factorial(d)
     g = torch.Generator().manual_seed(d)
     R = sod.random_rotation(d, 3, generator=g, dtype=torch.float64)
