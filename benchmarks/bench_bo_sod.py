@@ -92,7 +92,7 @@ CONTROL = {
     "bump6": "bump6_axis",
     "levy10_rot": "levy10",
 }
-METHODS = ("ard", "botorch", "sod", "sod_loo", "sod_auto", "sod_always")
+METHODS = ("ard", "botorch", "sod", "sod_loo", "sod_auto", "sod_always", "sod_eff")
 LABELS = {
     "ard": "ARD (same priors)",
     "botorch": "BoTorch default",
@@ -100,6 +100,7 @@ LABELS = {
     "sod_loo": "SO(d) MAP + leave-one-out rule",
     "sod_auto": "SO(d) MAP, shipped default (auto rule)",
     "sod_always": "SO(d) MAP, always rotated",
+    "sod_eff": "SO(d) MAP + effective-coordinates rule",
 }
 SOLVED = 0.05
 
@@ -216,6 +217,8 @@ def fit_surrogate(method: str, X, Y, seed: int, restarts: int):
         return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts)
     elif method == "sod_loo":
         return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts, penalty="loo")
+    elif method == "sod_eff":  # BIC's charge per well-determined coordinate, no rotation prior (as "auto" in d >= 4)
+        return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts, penalty="effective", rotation_prior=None)
     elif method == "sod_always":
         return rotated_surrogate(X, Y, seed=seed, num_restarts=restarts, select="rotated")
     else:
@@ -372,7 +375,7 @@ def summarize(runs: list[dict]) -> str:
     ]
     for p in PROBLEMS:
         noise = problem(p)[2]
-        for a in ("sod", "sod_loo", "sod_auto", "sod_always"):
+        for a in ("sod", "sod_loo", "sod_auto", "sod_always", "sod_eff"):
             for b in ("ard", "botorch"):
                 w, lo, n = paired(runs, p, a, b)
                 if not n:

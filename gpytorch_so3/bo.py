@@ -84,7 +84,7 @@ __all__ = [
     "rotated_surrogate",
 ]
 
-_PENALTIES = ("auto", "bic", "aic", "loo")
+_PENALTIES = ("auto", "bic", "aic", "loo", "effective")
 
 #: ``penalty="auto"`` (the default) uses the leave-one-out rule while the rotation adds at most this many coordinates
 #: (``d <= 3``) and BIC above (on a rotated model without a rotation prior, unless one is given). Measured
@@ -217,6 +217,8 @@ class SurrogateChoice:
         loo_rotated: sum over training points of ``log p(y_i | y_-i)`` under the fitted rotated model (Rasmussen &
             Williams, 2006, eq. 5.10-5.12; standardised targets; ``nan`` unless ``criterion == "loo"``).
         loo_ard: the same for the ARD reference.
+        effective_coordinates: ``penalty="effective"``: the number of rotation coordinates the data determine
+            (:func:`_effective_coordinates`; ``nan`` otherwise).
     """
 
     chosen: str
@@ -229,6 +231,7 @@ class SurrogateChoice:
     criterion: str = "likelihood"
     loo_rotated: float = math.nan
     loo_ard: float = math.nan
+    effective_coordinates: float = math.nan
 
     @property
     def margin(self) -> float:
@@ -272,10 +275,44 @@ def _penalty_per_coordinate(penalty: str | float, n: int) -> float:
             return 1.0
         if penalty == "loo":
             return 0.0
+        if penalty == "effective":
+            return 0.5 * math.log(n)  # per well-determined coordinate
         raise ValueError(message)
     if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not math.isfinite(penalty) or penalty < 0:
         raise ValueError(message)
     return float(penalty)
+
+
+#: ``penalty="effective"``: the precision ``alpha`` of the reference prior ``N(0, 1 / alpha)`` per rotation coordinate
+#: against which a coordinate counts as determined (MacKay, 1992): 1, the slab of the shrinkage prior
+#: (:data:`~gpytorch_so3.priors.DEFAULT_SHRINKAGE_SLAB_SCALE`, 1 rad).
+EFFECTIVE_PRIOR_PRECISION = 1.0
+
+
+def _effective_coordinates(model: SingleTaskGP) -> float:
+    r"""MacKay's number of well-determined rotation coordinates, ``gamma = sum_i lambda_i / (lambda_i + alpha)``.
+
+    ``lambda_i`` are the eigenvalues (negative ones set to 0) of the negative Hessian of the data log marginal
+    likelihood with respect to the so(d) coordinates at the fitted optimum, the other hyperparameters held at their
+    fitted values; ``alpha`` is :data:`EFFECTIVE_PRIOR_PRECISION`. A coordinate the data pin down
+    (``lambda >> alpha``) counts 1, one they leave free (``lambda << alpha``: e.g. a rotation inside a plane of two
+    nearly equal length-scales) counts 0. BIC charges ``log(n) / 2`` for every coordinate as if all were determined.
+    """
+    k = model.covar_module.base_kernel
+    p = k.raw_rotation
+    was_training = model.training
+    model.train()
+    try:
+        with torch.enable_grad(), gpytorch.settings.fast_computations(False, False, False):
+            ll = model.likelihood(model(*model.train_inputs)).log_prob(model.train_targets).sum()
+            (g,) = torch.autograd.grad(ll, p, create_graph=True)
+            g = g.reshape(-1)
+            rows = [torch.autograd.grad(g[i], p, retain_graph=True)[0].reshape(-1) for i in range(g.numel())]
+    finally:
+        model.train(was_training)
+    H = -torch.stack(rows).double()
+    lam = torch.linalg.eigvalsh((H + H.mT) / 2).clamp(min=0)
+    return float((lam / (lam + EFFECTIVE_PRIOR_PRECISION)).sum())
 
 
 def _data_log_likelihood(model: SingleTaskGP) -> float:
@@ -438,6 +475,12 @@ def fit_rotated_or_ard(
         dim=dim,
         failure=failure,
     )
+    if penalty == "effective" and failure is None:
+        try:
+            choice.effective_coordinates = _effective_coordinates(rot)
+            choice.penalty = per * choice.effective_coordinates
+        except _FACTORISATION_ERRORS as e:
+            choice.failure = f"{type(e).__name__}: {e} (effective coordinates)"
     if penalty == "loo":
         choice.criterion = "loo"
         choice.loo_ard = _loo_log_predictive(reference)
