@@ -303,3 +303,58 @@ def test_auto_penalty_is_loo_up_to_three_coordinates_and_bic_without_rotation_pr
     assert isinstance(_resolve_rotation_prior(DEFAULT, "bic", 6), ShrinkageRotationPrior)
     explicit = HaarAnglePrior()
     assert _resolve_rotation_prior(explicit, "auto", 6) is explicit and _resolve_rotation_prior(None, "loo", 2) is None
+
+
+# ------------------------------------------------------------------------------------------ penalty="effective"
+def _fd_hessian_gamma(model, alpha: float, h: float = 1e-4) -> float:
+    """gamma from a central finite-difference Hessian of _data_log_likelihood in the rotation (independent path)."""
+    k = model.covar_module.base_kernel
+    w0 = k.rotation.detach().clone()
+    m = w0.numel()
+
+    def ll(w):
+        k.rotation = w
+        return _data_log_likelihood(model)
+
+    H = torch.zeros(m, m, dtype=torch.float64)
+    for i in range(m):
+        for j in range(m):
+            e_i, e_j = torch.zeros_like(w0), torch.zeros_like(w0)
+            e_i[i], e_j[j] = h, h
+            H[i, j] = (ll(w0 + e_i + e_j) - ll(w0 + e_i - e_j) - ll(w0 - e_i + e_j) + ll(w0 - e_i - e_j)) / (4 * h * h)
+    k.rotation = w0
+    lam = torch.linalg.eigvalsh(-(H + H.T) / 2).clamp(min=0)
+    return float((lam / (lam + alpha)).sum())
+
+
+def test_effective_coordinates_match_a_finite_difference_hessian_and_ignore_a_free_plane():
+    from gpytorch_so3.bo import EFFECTIVE_PRIOR_PRECISION, _effective_coordinates
+
+    X, Y = _data("oblique", n=25, dim=3)
+    model = fit_rotated_or_ard(X, Y, penalty="effective", seed=0, num_restarts=1, rotation_prior=None)
+    assert model.surrogate_choice_.chosen == "rotated"
+    gamma = _effective_coordinates(model)
+    assert 0.0 <= gamma <= 3.0
+    assert gamma == pytest.approx(_fd_hessian_gamma(model, EFFECTIVE_PRIOR_PRECISION), abs=1e-4)
+    ch = model.surrogate_choice_
+    assert ch.effective_coordinates == pytest.approx(gamma)
+    assert ch.penalty == pytest.approx(0.5 * math.log(25) * gamma)
+    assert ch.margin == pytest.approx(ch.log_likelihood_rotated - ch.log_likelihood_ard - ch.penalty)
+    # Equal length-scales on axes 1 and 2: a rotation inside their plane leaves the metric, hence the likelihood,
+    # unchanged, so that direction is not determined at all and gamma <= 2 (the other two count at most 1 each).
+    k = model.covar_module.base_kernel
+    k.lengthscale = torch.tensor([[0.2, 0.7, 0.7]], dtype=X.dtype)
+    assert _effective_coordinates(model) <= 2.0 + 1e-6
+    assert _effective_coordinates(model) == pytest.approx(_fd_hessian_gamma(model, EFFECTIVE_PRIOR_PRECISION), abs=1e-4)
+
+
+def test_effective_penalty_keeps_ard_on_axis_data():
+    # Seed 0, n = 30, d = 3 axis-aligned data: the rotated fit gains < 1 nat; the charge is log(30) / 2 per determined
+    # coordinate (gamma in [0, 3]); ARD is kept, and with penalty="bic" the same fit is charged for all 3.
+    X, Y = _data("axis", n=30, dim=3)
+    model = fit_rotated_or_ard(X, Y, penalty="effective", seed=0, num_restarts=1, rotation_prior=None)
+    ch = model.surrogate_choice_
+    assert ch.chosen == "ard" and ch.failure is None and 0.0 <= ch.effective_coordinates <= 3.0
+    assert isinstance(model.covar_module.base_kernel, MaternKernel)
+    with pytest.raises(ValueError, match="'effective'"):
+        fit_rotated_or_ard(X, Y, penalty="mdl")
