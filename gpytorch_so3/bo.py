@@ -400,13 +400,15 @@ def fit_rotated_or_ard(
         \log p(y \mid \hat\theta_{rot}) - \log p(y \mid \hat\theta_{ARD}) > c \, \frac{d (d - 1)}{2},
 
     with ``c = log(n) / 2`` for ``penalty="bic"`` (the BIC difference of the two models), 1 for ``"aic"``, or the
-    given number. With ``penalty="loo"`` the rotated model is kept iff its closed-form leave-one-out predictive log
-    density beats ARD's by more than :data:`LOO_MARGIN` (1 nat). ``"auto"`` (default) is ``"loo"`` for ``d <= 3``
-    and ``"bic"`` above (:data:`AUTO_LOO_MAX_COORDINATES`: measured, the leave-one-out score is too optimistic for
-    the richer model in 6-D at BO sample sizes), where the rotated model is fitted without a rotation prior unless
-    ``rotation_prior`` is given. If the rotated fit raises, the ARD model is returned and the reason
-    recorded. If ARD is kept, the model returned is BoTorch's ``fit_gpytorch_mll`` of
-    :func:`ard_covar_module` from its default start, with the global random state advanced exactly as by that fit
+    given number; ``penalty="effective"`` charges ``log(n) / 2`` times the number of coordinates the data determine
+    (:func:`_effective_coordinates`) instead of ``d (d - 1) / 2``. With ``penalty="loo"`` the rotated model is kept
+    iff its closed-form leave-one-out predictive log density beats ARD's by more than :data:`LOO_MARGIN` (1 nat).
+    ``"auto"`` (default) is ``"loo"`` for ``d <= 3`` and ``"bic"`` above (:data:`AUTO_LOO_MAX_COORDINATES`:
+    measured, the leave-one-out score is too optimistic for the richer model in 6-D at BO sample sizes), where the
+    rotated model is fitted without a rotation prior unless ``rotation_prior`` is given. If the rotated fit raises,
+    the ARD model is returned and the reason recorded. If ARD is kept, the model returned is BoTorch's
+    ``fit_gpytorch_mll`` of :func:`ard_covar_module` from its default start, with the global random state advanced
+    exactly as by that fit
     alone (the rotated fit and the extra ARD start of the comparison run on a forked random stream).
 
     Args:
@@ -414,7 +416,8 @@ def fit_rotated_or_ard(
             ``input_transform`` such as :class:`~gpytorch_so3.botorch_utils.IsotropicNormalize`).
         train_Y: ``n x 1`` training targets.
         nu: Matern smoothness (default 2.5) or ``None`` (RBF), for both models.
-        penalty: ``"auto"`` (default), ``"loo"``, ``"bic"``, ``"aic"`` or a non-negative float (nats per extra
+        penalty: ``"auto"`` (default), ``"loo"``, ``"bic"``, ``"aic"``, ``"effective"`` (``log(n) / 2`` per
+            well-determined coordinate, :func:`_effective_coordinates`) or a non-negative float (nats per extra
             so(d) coordinate).
         num_restarts: Haar restarts of ``fit_map`` (besides its data-aligned and identity starts).
         seed: seed of ``fit_map``'s restarts (``None``: fresh randomness).
