@@ -408,8 +408,8 @@ def fit_rotated_or_ard(
     rotated model is fitted without a rotation prior unless ``rotation_prior`` is given. If the rotated fit raises,
     the ARD model is returned and the reason recorded. If ARD is kept, the model returned is BoTorch's
     ``fit_gpytorch_mll`` of :func:`ard_covar_module` from its default start, with the global random state advanced
-    exactly as by that fit
-    alone (the rotated fit and the extra ARD start of the comparison run on a forked random stream).
+    exactly as by that fit alone (the rotated fit and the extra ARD start of the comparison run on a forked random
+    stream).
 
     Args:
         train_X: ``n x d`` training inputs (``d >= 2``), already scaled to a domain of extent about 1 (or give an
