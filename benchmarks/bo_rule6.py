@@ -47,6 +47,19 @@ def maximiser(name: str) -> torch.Tensor:
     return bench.hartmann6_rotation()[1]
 
 
+def bo_design(f, noise: float, center: torch.Tensor, seed: int, k: int):
+    """``(X, Y, Xt, Ft)``: 12 uniform points plus ``k`` around ``center`` (sd 0.1, clamped to the cube), noisy
+    targets, and 400 test points around ``center`` with the noiseless objective; all from a generator seeded ``seed``.
+    """
+    d = center.shape[-1]
+    g = torch.Generator().manual_seed(seed)
+    uniform = torch.rand(12, d, generator=g, dtype=D64)
+    X = torch.cat([uniform, (center + 0.1 * torch.randn(k, d, generator=g, dtype=D64)).clamp(0, 1)])
+    Y = (f(X) + noise * torch.randn(len(X), generator=g, dtype=D64)).unsqueeze(-1)
+    Xt = (center + 0.1 * torch.randn(400, d, generator=g, dtype=D64)).clamp(0, 1)
+    return X, Y, Xt, f(Xt)
+
+
 def main(argv=None) -> None:
     import bench_bo_sod as bench
     from botorch.fit import fit_gpytorch_mll
@@ -71,16 +84,7 @@ def main(argv=None) -> None:
         center = maximiser(name)
         for seed in range(args.seeds):
             for k in args.near:
-                g = torch.Generator().manual_seed(seed)
-                X = torch.cat(
-                    [
-                        torch.rand(12, d, generator=g, dtype=D64),
-                        (center + 0.1 * torch.randn(k, d, generator=g, dtype=D64)).clamp(0, 1),
-                    ]
-                )
-                Y = (f(X) + noise * torch.randn(len(X), generator=g, dtype=D64)).unsqueeze(-1)
-                Xt = (center + 0.1 * torch.randn(400, d, generator=g, dtype=D64)).clamp(0, 1)
-                Ft = f(Xt)
+                X, Y, Xt, Ft = bo_design(f, noise, center, seed, k)
 
                 def rmse(model, Xt=Xt, Ft=Ft):
                     with torch.no_grad():

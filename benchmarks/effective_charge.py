@@ -37,7 +37,7 @@ D64 = torch.float64
 def designs(name: str, kind: str):
     """Yield ``(seed, X, Y, Xt, Ft)`` for one problem and design kind (the draws of bo_rule6.py / loo_check.py)."""
     import bench_bo_sod as bench
-    from bo_rule6 import maximiser
+    from bo_rule6 import bo_design, maximiser
 
     f, _, noise, d = bench.problem(name)
     if kind == "uniform":
@@ -52,12 +52,7 @@ def designs(name: str, kind: str):
     center = maximiser(name)
     for seed in range(4):
         for k in (20, 30) if d == 10 else (10, 20, 30):
-            g = torch.Generator().manual_seed(seed)
-            near = (center + 0.1 * torch.randn(k, d, generator=g, dtype=D64)).clamp(0, 1)
-            X = torch.cat([torch.rand(12, d, generator=g, dtype=D64), near])
-            Y = (f(X) + noise * torch.randn(len(X), generator=g, dtype=D64)).unsqueeze(-1)
-            Xt = (center + 0.1 * torch.randn(400, d, generator=g, dtype=D64)).clamp(0, 1)
-            yield seed, X, Y, Xt, f(Xt)
+            yield seed, *bo_design(f, noise, center, seed, k)
 
 
 def main(argv=None) -> None:
