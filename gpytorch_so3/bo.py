@@ -33,7 +33,7 @@ tied on the final simple regret):
   (axis-aligned bump, Hartmann-6) 10 ties each; every control p(worse) >= 0.5 (sign test, ties dropped). With the
   shrinkage prior under BIC (method ``sod``) every 6-D run was a tie: the rotation was never kept.
 * The shipped default, 45 iterations (``results/bo_default45.md``): rotated 6-D bump 7/0/3 (p = 0.008), axis-aligned
-  6-D bump 0/0/10 (exact ties: the rotation was never kept), rotated Hartmann-6 0/0/10 (never kept).
+  6-D bump 0/0/10 (exact ties: the rotation was never kept), rotated Hartmann-6 and Hartmann-6 0/0/10 each (never kept).
 * 30 iterations, earlier rules (``results/bo_sod30.md``): the leave-one-out rule beat ARD on the rotated 2-D bump on
   9/10 seeds and on the rotated 3-D bump on 10/10; BIC also won 10/10 on the 3-D bump but lost the 3-D control 1/9.
 * Why not leave-one-out in 6-D (``results/loo_check.json``): with the hyper-parameters fitted on all points the
