@@ -69,7 +69,7 @@ from torch import Tensor
 
 from gpytorch_so3 import sod
 from gpytorch_so3.bo import ard_covar_module, rotated_covar_module
-from gpytorch_so3.fit import DEFAULT_HALVING, fit_map
+from gpytorch_so3.fit import DEFAULT_HALVING, _best_representative, fit_map
 
 HERE = Path(__file__).resolve().parent
 
@@ -180,18 +180,12 @@ def best_representative(ls: Tensor, R: Tensor, log_prior) -> tuple[Tensor, Tenso
 
     The metric is the same for all ``2^(d-1) d!`` of them; a prior on the so(d) coordinates ``w = log(R P)`` is not
     (the shrinkage prior prefers the representative nearest the identity). Used to place the truth where the prior
-    treats it best, so that its objective is a fair lower reference. Returns ``(ls (d,), w (d (d - 1) / 2,))``.
+    treats it best, so that its objective is a fair lower reference. Returns ``(ls (d,), w (d (d - 1) / 2,))``. The
+    search is ``fit_map``'s own (``gpytorch_so3.fit._best_representative``), scored by ``log_prior`` alone.
     """
     d = R.shape[-1]
-    P = sod.signed_permutations(d, dtype=R.dtype)
-    RP = R @ P
-    w = sod.log_map(RP)
-    # drop logarithms near a half-turn (not exact there)
-    ok = torch.isfinite(w).all(-1) & ((sod.exp_map(w, d) - RP).abs().amax((-2, -1)) < 1e-8)
-    lp = torch.where(ok, log_prior(w), torch.tensor(-math.inf, dtype=R.dtype))
-    k = int(lp.argmax())
-    ls_perm = (ls.unsqueeze(0) @ P[k].abs()).squeeze(0)  # entry j is l[perm[j]], with column j of R P
-    return ls_perm, w[k]
+    w, ls_best, _ = _best_representative(sod.log_map(R), ls.reshape(1, d), d, lambda w, ls: log_prior(w))
+    return ls_best.reshape(d), w
 
 
 # ------------------------------------------------------------------------------------------------ models

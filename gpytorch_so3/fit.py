@@ -564,7 +564,7 @@ def _kernel_log_prior(k: RotatedAnisotropicKernel, w: Tensor, ls: Tensor, batch:
     if prior is not None:
         lq = prior.log_prob(ls)
         lp = lp + lq.reshape(*lq.shape[: 1 + len(batch)], -1).sum(-1)
-    return lp.expand(w.shape[0], *batch)
+    return lp
 
 
 def _representative_candidates(R: Tensor, ls: Tensor, P: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -581,28 +581,46 @@ def _exact_logs(RP: Tensor, w: Tensor) -> Tensor:
 def _prior_representative(k: RotatedAnisotropicKernel) -> bool:
     """Set ``k``'s ``(lengthscale, rotation)`` to the equivalent representative of highest prior density.
 
-    Candidates: the current ``w`` and the principal logarithms of ``R P`` for the signed permutations ``P`` (all of
-    them for ``d <= REPRESENTATIVE_EXHAUSTIVE_MAX_DIM``, else those :func:`_hill_climb_representative` visits); a
-    candidate whose logarithm is inexact (near a half-turn) is never chosen. Scored by the kernel's rotation and
-    length-scale priors, per batch element. Returns ``True`` if any element changed (its prior rose by > 1e-9).
+    The search is :func:`_best_representative`, scored by the kernel's rotation and length-scale priors, per batch
+    element. Returns ``True`` if any element changed (its prior rose by > 1e-9).
     """
     batch = k.raw_rotation.shape[:-1]
     dtype = k.raw_rotation.dtype
-    f64 = torch.float64
-    w0 = k.rotation.detach().to(f64)
-    ls0 = k.lengthscale.detach().to(f64).expand(*batch, 1, k.dim)
-    R = sod.exp_map(w0, k.dim)
-    d = k.dim
-    best_lp = _kernel_log_prior(k, w0.unsqueeze(0), ls0.unsqueeze(0), batch)[0]
+    w0 = k.rotation.detach().to(torch.float64)
+    ls0 = k.lengthscale.detach().to(torch.float64).expand(*batch, 1, k.dim)
+    best_w, best_ls, changed = _best_representative(w0, ls0, k.dim, lambda w, ls: _kernel_log_prior(k, w, ls, batch))
+    if changed:
+        k.lengthscale = best_ls.to(dtype)
+        k.rotation = best_w.to(dtype)
+    return changed
+
+
+def _best_representative(w0: Tensor, ls0: Tensor, d: int, score) -> tuple[Tensor, Tensor, bool]:
+    """The representative ``(w, ls)`` of the metric of ``(w0, ls0)`` with the highest ``score``, per batch element.
+
+    Candidates: ``w0`` itself and the principal logarithms of ``R P`` (``R = exp(w0)``) for the signed permutations
+    ``P`` (all of them for ``d <= REPRESENTATIVE_EXHAUSTIVE_MAX_DIM``, else those :func:`_hill_climb_representative`
+    visits); a candidate whose logarithm is inexact (near a half-turn) is never chosen. ``w0`` ``(*batch, m)`` and
+    ``ls0`` ``(*batch, 1, d)`` in float64; ``score(w, ls)`` maps candidates ``(C, *batch, m)``, ``(C, *batch, 1, d)``
+    to log densities broadcastable to ``(C, *batch)``. Returns ``(w, ls, changed)``, ``changed`` if any element's
+    score rose by more than 1e-9.
+    """
+    batch = w0.shape[:-1]
+    R = sod.exp_map(w0, d)
+
+    def scores(w: Tensor, ls: Tensor) -> Tensor:
+        return score(w, ls).expand(w.shape[0], *batch)
+
+    best_lp = scores(w0.unsqueeze(0), ls0.unsqueeze(0))[0]
     start_lp = best_lp.clone()
     best_w, best_ls = w0.clone(), ls0.clone()
     ones = [1] * len(batch)
 
     def consider(P: Tensor) -> Tensor:
-        """Score candidates ``P`` ``(C, *batch, d, d)`` and keep the best so far; returns their log priors."""
+        """Score candidates ``P`` ``(C, *batch, d, d)`` and keep the best so far; returns their scores."""
         nonlocal best_lp
         RP, w, ls = _representative_candidates(R, ls0, P)
-        lp = torch.where(torch.isfinite(w).all(-1), _kernel_log_prior(k, w, ls, batch), -math.inf)
+        lp = torch.where(torch.isfinite(w).all(-1), scores(w, ls), -math.inf)
         while True:  # the winners' logarithms are checked (checking all candidates would double the cost)
             top, idx = lp.max(0)
             rp = RP.gather(0, idx.reshape(1, *batch, 1, 1).expand(1, *batch, d, d))[0]
@@ -620,17 +638,13 @@ def _prior_representative(k: RotatedAnisotropicKernel) -> bool:
         return lp
 
     if d <= REPRESENTATIVE_EXHAUSTIVE_MAX_DIM:
-        P = sod.signed_permutations(d, dtype=f64, device=R.device)
+        P = sod.signed_permutations(d, dtype=R.dtype, device=R.device)
         chunk = max(1, REPRESENTATIVE_CHUNK // max(1, batch.numel()))
         for i in range(0, P.shape[0], chunk):
             consider(P[i : i + chunk].reshape(-1, *ones, d, d))
     else:
         _hill_climb_representative(R, consider, batch)
-    changed = bool((best_lp > start_lp + 1e-9).any())
-    if changed:
-        k.lengthscale = best_ls.to(dtype)
-        k.rotation = best_w.to(dtype)
-    return changed
+    return best_w, best_ls, bool((best_lp > start_lp + 1e-9).any())
 
 
 def _signed_for(R: Tensor, perm: Tensor) -> Tensor:
