@@ -299,33 +299,34 @@ def _effective_coordinates(model: SingleTaskGP) -> float:
     (``lambda >> alpha``) counts 1, one they leave free (``lambda << alpha``: e.g. a rotation inside a plane of two
     nearly equal length-scales) counts 0. BIC charges ``log(n) / 2`` for every coordinate as if all were determined.
     """
-    k = model.covar_module.base_kernel
-    p = k.raw_rotation
-    was_training = model.training
-    model.train()
-    try:
-        with torch.enable_grad(), gpytorch.settings.fast_computations(False, False, False):
-            ll = model.likelihood(model(*model.train_inputs)).log_prob(model.train_targets).sum()
-            (g,) = torch.autograd.grad(ll, p, create_graph=True)
-            g = g.reshape(-1)
-            rows = [torch.autograd.grad(g[i], p, retain_graph=True)[0].reshape(-1) for i in range(g.numel())]
-    finally:
-        model.train(was_training)
+    p = model.covar_module.base_kernel.raw_rotation
+    with torch.enable_grad(), gpytorch.settings.fast_computations(False, False, False):
+        (g,) = torch.autograd.grad(_log_likelihood(model), p, create_graph=True)
+        g = g.reshape(-1)
+        rows = [torch.autograd.grad(g[i], p, retain_graph=True)[0].reshape(-1) for i in range(g.numel())]
     H = -torch.stack(rows).double()
     lam = torch.linalg.eigvalsh((H + H.mT) / 2).clamp(min=0)
     return float((lam / (lam + EFFECTIVE_PRIOR_PRECISION)).sum())
 
 
-def _data_log_likelihood(model: SingleTaskGP) -> float:
-    """``log p(y | theta)`` of the training targets (as the model stores them: standardised), priors excluded."""
+def _log_likelihood(model: SingleTaskGP) -> Tensor:
+    """``log p(y | theta)`` of the training targets as a tensor, with its graph if gradients are on.
+
+    Evaluated in train mode (exact Cholesky); the model's mode is restored.
+    """
     was_training = model.training
     model.train()
     try:
-        with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
-            out = model.likelihood(model(*model.train_inputs))
-            return float(out.log_prob(model.train_targets).sum())
+        with gpytorch.settings.fast_computations(False, False, False):
+            return model.likelihood(model(*model.train_inputs)).log_prob(model.train_targets).sum()
     finally:
         model.train(was_training)
+
+
+def _data_log_likelihood(model: SingleTaskGP) -> float:
+    """``log p(y | theta)`` of the training targets (as the model stores them: standardised), priors excluded."""
+    with torch.no_grad():
+        return float(_log_likelihood(model))
 
 
 def _loo_log_predictive(model: SingleTaskGP) -> float:
