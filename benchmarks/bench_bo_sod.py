@@ -47,6 +47,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import os
@@ -281,7 +282,9 @@ def run_bo(name: str, method: str, seed: int, args) -> dict:
         best.append(max(best[-1], float(f(cand).max())))
         fit_s.append(t1 - t0)
         acq_s.append(time.perf_counter() - t1)
+    data = {"X": X.tolist(), "Y": Y.squeeze(-1).tolist()} if getattr(args, "keep_data", False) else {}
     return {
+        **data,
         "problem": name,
         "method": method,
         "seed": seed,
@@ -546,6 +549,9 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore")
     meta = {
         "torch": torch.__version__,
+        # BO trajectories are chaotic: a new BoTorch/gpytorch/SciPy release changes every path, so pair runs made
+        # with the same versions only (bo_default30.json's ARD runs did not reproduce in the venv rebuilt 2026-12-01)
+        **{m: importlib.metadata.version(m) for m in ("botorch", "gpytorch", "linear_operator", "scipy", "numpy")},
         "host_cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "note": "machine shared with other jobs (2 cores); timings are indicative only",

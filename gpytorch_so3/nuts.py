@@ -28,8 +28,6 @@ other exceptions propagate. These rejected evaluations and NUTS' divergent trans
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import math
 import multiprocessing
 import os
@@ -482,20 +480,6 @@ def _run_pool(tasks: list[_ChainTask], num_workers: int, progress: _Progress) ->
 
 
 # -- initial values -------------------------------------------------------------------------------------------
-@functools.cache
-def _signed_permutations(dim: int = 3) -> Tensor:
-    """The ``2^(d-1) d!`` signed permutation matrices with determinant +1 (the symmetry group of the metric's frame)."""
-    mats = []
-    for perm in itertools.permutations(range(dim)):
-        for signs in itertools.product((1.0, -1.0), repeat=dim):
-            P = torch.zeros(dim, dim, dtype=torch.float64)
-            for col, row in enumerate(perm):
-                P[row, col] = signs[col]
-            if torch.linalg.det(P) > 0:
-                mats.append(P)
-    return torch.stack(mats)
-
-
 def _nearest_signed_permutation(R: Tensor) -> Tensor:
     """A signed permutation ``P`` (``det P = 1``) with large ``trace(R P)``, by an assignment problem (any ``d``).
 
@@ -534,12 +518,12 @@ def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     """
     d = R.shape[-1]
     if d == 3:  # the measured SO(3) path, unchanged
-        P = _signed_permutations(3)
+        P = sod.signed_permutations(3, dtype=torch.float64)
         cand = R.unsqueeze(0) @ P
         k = int(so3.rotation_angle(cand).argmin())
         return (ls.unsqueeze(0) @ P[k].abs()).squeeze(0), cand[k]
     if d <= MAX_ENUMERATED_DIM:
-        P = _signed_permutations(d)
+        P = sod.signed_permutations(d, dtype=torch.float64)
         cand = R.unsqueeze(0) @ P
         best = P[int(cand.diagonal(dim1=-2, dim2=-1).sum(-1).argmax())]
     else:

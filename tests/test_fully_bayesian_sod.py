@@ -36,7 +36,6 @@ from gpytorch_so3.nuts import (
     _initial_values,
     _interior_representative,
     _nearest_signed_permutation,
-    _signed_permutations,
     fit_nuts,
     initial_lengthscale_factors,
 )
@@ -282,7 +281,9 @@ def test_haar_start_is_nearest_identity_copy_of_the_same_metric(d):
     tr = float(R.diagonal().sum())
     assert tr >= float(R0.diagonal().sum()) - 1e-12
     if d <= 4:
-        best = float((R0.unsqueeze(0) @ _signed_permutations(d)).diagonal(dim1=-2, dim2=-1).sum(-1).max())
+        best = float(
+            (R0.unsqueeze(0) @ sod.signed_permutations(d, dtype=torch.float64)).diagonal(dim1=-2, dim2=-1).sum(-1).max()
+        )
         assert tr == pytest.approx(best, abs=1e-9)
     else:
         torch.testing.assert_close(R, R0 @ _nearest_signed_permutation(R0), rtol=0, atol=1e-9)
@@ -296,7 +297,7 @@ def test_assignment_matches_enumeration_for_d4():
     """
     g = torch.Generator().manual_seed(0)
     Rs = sod.random_rotation(4, 200, generator=g, dtype=torch.float64)
-    Ps = _signed_permutations(4)
+    Ps = sod.signed_permutations(4, dtype=torch.float64)
     for R in Rs:
         P = _nearest_signed_permutation(R)
         assert float(torch.linalg.det(P)) == pytest.approx(1.0)
