@@ -93,7 +93,7 @@ CONTROL = {
     "bump6": "bump6_axis",
     "levy10_rot": "levy10",
 }
-METHODS = ("ard", "botorch", "sod", "sod_loo", "sod_auto", "sod_always", "sod_eff")
+METHODS = ("ard", "botorch", "sod", "sod_loo", "sod_auto", "sod_always", "sod_eff", "sod_preq")
 LABELS = {
     "ard": "ARD (same priors)",
     "botorch": "BoTorch default",
@@ -102,6 +102,7 @@ LABELS = {
     "sod_auto": "SO(d) MAP, shipped default (auto rule)",
     "sod_always": "SO(d) MAP, always rotated",
     "sod_eff": "SO(d) MAP + effective-coordinates rule",
+    "sod_preq": "SO(d) MAP, PrequentialSelector (auto rule or one-step-ahead skill)",
 }
 SOLVED = 0.05
 
@@ -246,14 +247,23 @@ def run_bo(name: str, method: str, seed: int, args) -> dict:
     best = [float(f(X).max())]
     bounds = torch.stack([torch.zeros(d, dtype=D64), torch.ones(d, dtype=D64)])
     torch.manual_seed(seed)
-    fit_s, acq_s, failures, chosen = [], [], [], []
+    fit_s, acq_s, failures, chosen, criteria = [], [], [], [], []
+    selector = None
+    if method == "sod_preq":  # stateful: scores each new point under the previous iteration's two fits
+        from gpytorch_so3.bo import PrequentialSelector
+
+        selector = PrequentialSelector(num_restarts=args.map_restarts)
     for it in range(args.iterations):
         t0 = time.perf_counter()
         try:
-            model = fit_surrogate(method, X, Y, seed * 1000 + it, args.map_restarts)
+            if selector is not None:
+                model = selector(X, Y, seed=seed * 1000 + it)
+            else:
+                model = fit_surrogate(method, X, Y, seed * 1000 + it, args.map_restarts)
             ch = getattr(model, "surrogate_choice_", None)
             if ch is not None:
                 chosen.append(ch.chosen)
+                criteria.append(ch.criterion)
         except Exception as e:
             failures.append(f"iter {it} fit: {type(e).__name__}: {e}")
             model = None
@@ -295,6 +305,7 @@ def run_bo(name: str, method: str, seed: int, args) -> dict:
         "acq_seconds": acq_s,
         "failures": failures,
         "chosen": chosen,
+        "criteria": criteria,
         "config": {
             k: getattr(args, k)
             for k in ("n_init", "n_init_high", "iterations", "map_restarts", "acq_restarts", "raw_samples")
@@ -378,7 +389,7 @@ def summarize(runs: list[dict]) -> str:
     ]
     for p in PROBLEMS:
         noise = problem(p)[2]
-        for a in ("sod", "sod_loo", "sod_auto", "sod_always", "sod_eff"):
+        for a in ("sod", "sod_loo", "sod_auto", "sod_always", "sod_eff", "sod_preq"):
             for b in ("ard", "botorch"):
                 w, lo, n = paired(runs, p, a, b)
                 if not n:
