@@ -225,6 +225,7 @@ class SurrogateChoice:
             one-step-ahead log predictive density ratios, rotated over ARD (``nan`` before any point was scored);
             ``criterion == "prequential"`` when this score, not the evidence rule, kept the rotated model.
         prequential_points: how many points that sum covers.
+        prequential_margin: the selector's margin in nats (``nan`` outside :class:`PrequentialSelector`).
     """
 
     chosen: str
@@ -240,19 +241,19 @@ class SurrogateChoice:
     effective_coordinates: float = math.nan
     prequential: float = math.nan
     prequential_points: int = 0
+    prequential_margin: float = math.nan
 
     @property
     def margin(self) -> float:
         """Positive means the rotated model is kept.
 
         ``log_likelihood_rotated - log_likelihood_ard - penalty``, or ``loo_rotated - loo_ard - LOO_MARGIN`` for
-        ``criterion == "loo"``, or ``prequential - PREQUENTIAL_MARGIN`` for ``criterion == "prequential"`` (the
-        default margin; a selector built with another one compares with that).
+        ``criterion == "loo"``, or ``prequential - prequential_margin`` for ``criterion == "prequential"``.
         """
         if self.criterion == "loo":
             return self.loo_rotated - self.loo_ard - LOO_MARGIN
         if self.criterion == "prequential":
-            return self.prequential - PREQUENTIAL_MARGIN
+            return self.prequential - self.prequential_margin
         return self.log_likelihood_rotated - self.log_likelihood_ard - self.penalty
 
 
@@ -686,7 +687,8 @@ class PrequentialSelector:
     Args:
         window: the number of latest scored points summed (default :data:`PREQUENTIAL_WINDOW`).
         margin: nats the sum must exceed (default :data:`PREQUENTIAL_MARGIN`).
-        min_points: scored points needed before the sum is used (default :data:`PREQUENTIAL_MIN_POINTS`).
+        min_points: scored points needed before the sum is used (default :data:`PREQUENTIAL_MIN_POINTS`; at most
+            ``window``).
         nu, penalty, num_restarts, rotation_prior, input_transform: as for :func:`fit_rotated_or_ard`.
 
     Attributes:
@@ -718,6 +720,8 @@ class PrequentialSelector:
     ) -> None:
         self.window = _check_count("window", window, 1)
         self.min_points = _check_count("min_points", min_points, 1)
+        if self.min_points > self.window:
+            raise ValueError(f"min_points ({min_points}) must not exceed window ({window}): the rule could never apply")
         if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin):
             raise ValueError(f"margin must be a finite number of nats, got {margin!r}")
         self.margin = float(margin)
@@ -765,6 +769,7 @@ class PrequentialSelector:
         recent = self.scores[-self.window :]
         choice.prequential_points = len(recent)
         choice.prequential = float(sum(recent)) if recent else math.nan
+        choice.prequential_margin = self.margin
         if (
             choice.chosen == "ard"
             and rot is not None

@@ -358,3 +358,100 @@ def test_effective_penalty_keeps_ard_on_axis_data():
     assert isinstance(model.covar_module.base_kernel, MaternKernel)
     with pytest.raises(ValueError, match="'effective'"):
         fit_rotated_or_ard(X, Y, penalty="mdl")
+
+
+# -- PrequentialSelector ------------------------------------------------------------------------------------------
+def _explicit_predictive_log_density(model: SingleTaskGP, Xn: torch.Tensor, Yn: torch.Tensor) -> torch.Tensor:
+    """log N(y | mean, var + noise) by the explicit GP formulas, in the data's units (Standardize undone by hand)."""
+    (X,) = model.train_inputs
+    y = model.train_targets  # standardised
+    with torch.no_grad():
+        noise = model.likelihood.noise.item()
+        K = model.covar_module(X).to_dense() + noise * torch.eye(len(X), dtype=X.dtype)
+        Ks = model.covar_module(X, Xn).to_dense()
+        kss = model.covar_module(Xn, diag=True)
+        w = torch.linalg.solve(K, Ks)
+        mu = model.mean_module(Xn) + w.T @ (y - model.mean_module(X))
+        var = kss - (Ks * w).sum(0) + noise
+        tf = model.outcome_transform
+        mean, sd = tf.means.squeeze(), tf.stdvs.squeeze()
+        return torch.distributions.Normal(mu * sd + mean, var.sqrt() * sd).log_prob(Yn.squeeze(-1))
+
+
+def test_prequential_scores_are_the_previous_fits_one_step_ahead_densities():
+    from gpytorch_so3.bo import PrequentialSelector
+
+    X, Y = _data("oblique", n=18)
+    select = PrequentialSelector(num_restarts=1)
+    first = select(X[:14], Y[:14], seed=0)
+    assert first.surrogate_choice_.prequential_points == 0 and math.isnan(first.surrogate_choice_.prequential)
+    ard, rot = select._models
+    expected = _explicit_predictive_log_density(rot, X[14:], Y[14:]) - _explicit_predictive_log_density(
+        ard, X[14:], Y[14:]
+    )
+    second = select(X, Y, seed=1)
+    torch.testing.assert_close(torch.tensor(select.scores, dtype=X.dtype), expected, rtol=1e-6, atol=1e-6)
+    ch = second.surrogate_choice_
+    assert ch.prequential_points == 4 and ch.prequential == pytest.approx(float(expected.sum()), rel=1e-6)
+    # new inputs that do not extend the previous ones: a new run, the scores start afresh
+    third = select(X[4:], Y[4:], seed=2)
+    assert select.scores == [] and third.surrogate_choice_.prequential_points == 0
+
+
+def test_prequential_window_and_margin_decide_only_after_min_points():
+    from gpytorch_so3.bo import PrequentialSelector
+
+    X, Y = _data("axis", n=20)  # the evidence rule keeps ARD on this design at every size used here
+    keen = PrequentialSelector(num_restarts=1, margin=-1e9, min_points=3, window=3)
+    never = PrequentialSelector(num_restarts=1, margin=1e9, min_points=1)
+    for n, seed in ((14, 0), (16, 1), (18, 2), (20, 3)):
+        a, b = keen(X[:n], Y[:n], seed=seed), never(X[:n], Y[:n], seed=seed)
+        ca, cb = a.surrogate_choice_, b.surrogate_choice_
+        assert cb.chosen == "ard" and cb.criterion != "prequential"
+        scored = n - 14
+        assert ca.prequential_points == min(scored, 3)
+        if scored >= 3:  # enough points scored: the (here unbeatable) margin keeps the rotated model
+            assert ca.chosen == "rotated" and ca.criterion == "prequential" and ca.margin > 0
+            assert isinstance(a.covar_module.base_kernel, RotatedAnisotropicKernel)
+            assert ca.prequential == pytest.approx(sum(keen.scores[-3:]))
+        else:
+            assert ca.chosen == "ard"
+    keen.reset()
+    assert keen.scores == [] and keen._models is None
+
+
+def test_prequential_selector_without_a_keep_is_botorchs_ard_fit():
+    # as for fit_rotated_or_ard: when neither criterion keeps the rotation, the model and the random stream are those
+    # of a plain ARD fit, call after call
+    from gpytorch_so3.bo import PrequentialSelector
+
+    X, Y = _data("axis", n=16)
+    select = PrequentialSelector(num_restarts=1, margin=1e9)
+    torch.manual_seed(5)
+    a = [select(X[:n], Y[:n], seed=None).state_dict() for n in (14, 16)]
+    after = torch.rand(3, dtype=torch.float64)
+    torch.manual_seed(5)
+    b = [fit_rotated_or_ard(X[:n], Y[:n], num_restarts=1, seed=None).state_dict() for n in (14, 16)]
+    torch.testing.assert_close(torch.rand(3, dtype=torch.float64), after, rtol=0, atol=0)
+    for sa, sb in zip(a, b, strict=True):
+        for key in sb:
+            torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"window": 0},
+        {"min_points": 0},
+        {"window": 2.5},
+        {"window": 4, "min_points": 5},
+        {"margin": math.nan},
+        {"margin": True},
+        {"penalty": "x"},
+    ],
+)
+def test_prequential_selector_rejects_bad_settings(kwargs):
+    from gpytorch_so3.bo import PrequentialSelector
+
+    with pytest.raises(ValueError, match=next(iter(kwargs)) if "penalty" not in kwargs else "penalty"):
+        PrequentialSelector(**kwargs)
