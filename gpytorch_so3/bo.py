@@ -71,6 +71,7 @@ from gpytorch.priors import Prior
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 from gpytorch_so3.priors import (
@@ -667,12 +668,6 @@ def _predictive_log_density(model: SingleTaskGP, X: Tensor, Y: Tensor) -> Tensor
     return torch.distributions.Normal(mean, var.sqrt()).log_prob(Y.squeeze(-1))
 
 
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 class PrequentialSelector:
     r"""A stateful surrogate for a Bayesian-optimisation loop: ARD or rotated, by evidence or by out-of-sample skill.
 
@@ -725,8 +720,8 @@ class PrequentialSelector:
         rotation_prior: Prior | Default | None = DEFAULT,
         input_transform: InputTransform | None = None,
     ) -> None:
-        self.window = _check_count("window", window, 1)
-        self.min_points = _check_count("min_points", min_points, 1)
+        self.window = check_int("window", window, 1, where="PrequentialSelector: ")
+        self.min_points = check_int("min_points", min_points, 1, where="PrequentialSelector: ")
         if self.min_points > self.window:
             raise ValueError(f"min_points ({min_points}) must not exceed window ({window}): the rule could never apply")
         if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin):

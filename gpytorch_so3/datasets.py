@@ -30,6 +30,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import so3
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.exceptions import deprecated_alias
 
 __all__ = [
@@ -127,14 +128,6 @@ class SyntheticField:
 
 
 # ------------------------------------------------------------------------------------------ validation
-def _check_count(name: str, n: object, minimum: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    if n < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {n}")
-    return int(n)
-
-
 def _check_scalar(name: str, value: object, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -204,8 +197,8 @@ def _make_field(
     dtype: torch.dtype,
     domain: object,
 ) -> SyntheticField:
-    n_train = _check_count("n_train", n_train, 1)
-    n_test = _check_count("n_test", n_test, 0)
+    n_train = check_int("n_train", n_train, 1)
+    n_test = check_int("n_test", n_test, 0)
     if n_train + n_test > MAX_FIELD_POINTS:
         raise ValueError(
             f"n_train + n_test = {n_train + n_test} exceeds MAX_FIELD_POINTS = {MAX_FIELD_POINTS} "
@@ -1302,7 +1295,7 @@ def _grid_cells(
         + _np.arange(0, nx, sx, dtype=_np.int64)
     ).reshape(-1)
     if n_points is not None:
-        n_points = _check_count("n_points", n_points, 1)
+        n_points = check_int("n_points", n_points, 1)
         if n_points > flat.size:
             raise ValueError(f"n_points = {n_points} exceeds the {flat.size} cells left after stride {stride!r}")
         g = torch.Generator().manual_seed(int(seed))

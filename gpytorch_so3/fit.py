@@ -652,38 +652,17 @@ def _best_representative(w0: Tensor, ls0: Tensor, d: int, score) -> tuple[Tensor
     return best_w, best_ls, bool((best_lp > start_lp + 1e-9).any())
 
 
-def _signed_for(R: Tensor, perm: Tensor) -> Tensor:
-    """Signed permutation matrices ``(..., d, d)`` for permutations ``perm`` ``(..., d)``.
-
-    Column ``j`` is ``+-e_{perm[j]}``, with signs making the diagonal of ``R P`` non-negative, and the column with the
-    smallest diagonal entry flipped back if that makes ``det(P) = -1``.
-    """
-    d = R.shape[-1]
-    P = torch.nn.functional.one_hot(perm, d).to(R).mT  # (..., d, d): column j is e_{perm[j]}
-    diag = torch.diagonal(R @ P, dim1=-2, dim2=-1)
-    s = torch.where(diag < 0, -1.0, 1.0).to(R)
-    P = P * s.unsqueeze(-2)
-    neg = torch.linalg.det(P) < 0
-    weakest = (diag.abs()).argmin(-1)
-    flip = torch.where(neg.unsqueeze(-1) & (torch.arange(d, device=R.device) == weakest.unsqueeze(-1)), -1.0, 1.0).to(R)
-    return P * flip.unsqueeze(-2)
-
-
 def _hill_climb_representative(R: Tensor, consider, batch: torch.Size) -> None:
     """Large ``d``: hill climbs over signed permutations, moving to the best neighbour while the density rises.
 
     ``consider`` scores candidates ``(C, *batch, d, d)`` and returns their log densities. Neighbours of ``P``, for
     each pair of columns ``i < j``: the two swaps of ``i`` and ``j`` (one of them negated, so ``det = +1``) and the
     sign flip of both (``3 d (d - 1) / 2`` in all). Climbs start from the current representative and from the
-    assignment maximising ``sum_j |R[j, perm(j)]|`` (with :func:`_signed_for`'s signs), then
+    signed permutation nearest to ``R`` (:func:`gpytorch_so3.sod.nearest_signed_permutation`), then
     :data:`REPRESENTATIVE_CLIMB_KICKS` more from the best so far kicked by five random moves (iterated local search;
     a fixed generator, so reproducible).
     """
-    from scipy.optimize import linear_sum_assignment
-
     d = R.shape[-1]
-    flat = R.reshape(-1, d, d)
-    assigned = torch.stack([torch.as_tensor(linear_sum_assignment(-r.abs().cpu().numpy())[1]) for r in flat])
     eye = torch.eye(d, dtype=R.dtype, device=R.device)
     moves = []  # (3 pairs, d, d) right factors: P -> P G
     for i in range(d):
@@ -715,7 +694,7 @@ def _hill_climb_representative(R: Tensor, consider, batch: torch.Size) -> None:
     gen = torch.Generator().manual_seed(0)  # the kicks are fixed: the same fit gives the same representative
     for k in range(1 + REPRESENTATIVE_CLIMB_KICKS):
         if k == 0:
-            start = _signed_for(R, assigned.reshape(*batch, d).to(R.device))
+            start = sod.nearest_signed_permutation(R)
         else:  # iterated local search: kick the best so far by 5 random moves and climb again
             kick = G[torch.randint(0, G.shape[0], (5,), generator=gen)]
             start = best_P @ kick[0] @ kick[1] @ kick[2] @ kick[3] @ kick[4]

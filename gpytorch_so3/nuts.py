@@ -45,11 +45,11 @@ from linear_operator.utils.errors import NanError, NotPSDError
 from pyro.infer.mcmc import MCMC, NUTS
 from pyro.infer.mcmc.util import initialize_model
 from pyro.ops import integrator
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from gpytorch_so3 import so3, sod
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.fully_bayesian import RotatedFullyBayesianGP, RotatedPyroModel
 
 __all__ = [
@@ -480,29 +480,6 @@ def _run_pool(tasks: list[_ChainTask], num_workers: int, progress: _Progress) ->
 
 
 # -- initial values -------------------------------------------------------------------------------------------
-def _nearest_signed_permutation(R: Tensor) -> Tensor:
-    """A signed permutation ``P`` (``det P = 1``) with large ``trace(R P)``, by an assignment problem (any ``d``).
-
-    ``trace(R P) = sum_j s_j R[j, pi(j)]`` for ``P[pi(j), j] = s_j``: the permutation maximising
-    ``sum_j |R[j, pi(j)]|`` (``scipy.optimize.linear_sum_assignment``) with ``s_j = sign R[j, pi(j)]`` maximises it
-    over all signed permutations; if that ``P`` has ``det = -1``, the sign of the smallest term is flipped (the best
-    ``det = +1`` choice with that permutation). Used for ``d >`` :data:`MAX_ENUMERATED_DIM`, where enumerating is
-    too costly.
-    """
-    d = R.shape[-1]
-    A = R.detach().double().cpu()
-    rows, cols = linear_sum_assignment(-A.abs().numpy())  # rows = j, cols = pi(j)
-    P = torch.zeros(d, d, dtype=torch.float64)
-    vals = A[torch.as_tensor(rows), torch.as_tensor(cols)]
-    signs = torch.where(vals < 0, -1.0, 1.0).to(torch.float64)
-    for j, pj in zip(rows.tolist(), cols.tolist(), strict=True):
-        P[pj, j] = signs[j]
-    if torch.linalg.det(P) < 0:
-        j = int(vals.abs().argmin())
-        P[int(cols[j]), j] *= -1.0
-    return P
-
-
 def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     """The equivalent ``(l P, R P)`` (same metric) closest to the identity (smallest rotation).
 
@@ -513,8 +490,9 @@ def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     interior. In ``d != 3`` dimensions the copy with the largest ``trace(R P)`` (the nearest to the identity in
     Frobenius norm; for ``d = 3`` the same as the smallest angle) is also the one the default shrinkage prior
     (towards the identity) favours, and it keeps the planar angles away from pi, where the logarithm is not unique.
-    ``d <=`` :data:`MAX_ENUMERATED_DIM`: exact by enumeration; above: by :func:`_nearest_signed_permutation`. The
-    initial *metric* is unchanged, so chains still start from Haar-random orientations.
+    ``d <=`` :data:`MAX_ENUMERATED_DIM`: exact by enumeration; above: by
+    :func:`gpytorch_so3.sod.nearest_signed_permutation`. The initial *metric* is unchanged, so chains still start from
+    Haar-random orientations.
     """
     d = R.shape[-1]
     if d == 3:  # the measured SO(3) path, unchanged
@@ -527,7 +505,7 @@ def _interior_representative(ls: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
         cand = R.unsqueeze(0) @ P
         best = P[int(cand.diagonal(dim1=-2, dim2=-1).sum(-1).argmax())]
     else:
-        best = _nearest_signed_permutation(R)
+        best = sod.nearest_signed_permutation(R)
     return (ls.unsqueeze(0) @ best.abs()).squeeze(0), R @ best
 
 
@@ -562,13 +540,6 @@ def _initial_values(pm: RotatedPyroModel, generator: torch.Generator, identity: 
     if "noise" in pm.sample_sites:
         values["noise"] = (0.1 * vy).to(**tk)
     return values
-
-
-def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"fit_nuts: {name} must be an int {bound}, got {value!r}")
-    return value
 
 
 # -- the public entry point -----------------------------------------------------------------------------------
@@ -683,14 +654,14 @@ def fit_nuts(
         raise TypeError(
             f"fit_nuts expects an SO3FullyBayesianGP or a RotatedFullyBayesianGP, got {type(model).__name__}"
         )
-    _check_int("num_samples", num_samples, 1)
-    _check_int("warmup_steps", warmup_steps, 0)
-    _check_int("num_chains", num_chains, 1)
-    _check_int("thinning", thinning, 1)
-    _check_int("max_tree_depth", max_tree_depth, 1)
-    _check_int("seed", seed, 0, 2**63 - 1)
+    check_int("num_samples", num_samples, 1, where="fit_nuts: ")
+    check_int("warmup_steps", warmup_steps, 0, where="fit_nuts: ")
+    check_int("num_chains", num_chains, 1, where="fit_nuts: ")
+    check_int("thinning", thinning, 1, where="fit_nuts: ")
+    check_int("max_tree_depth", max_tree_depth, 1, where="fit_nuts: ")
+    check_int("seed", seed, 0, 2**63 - 1, where="fit_nuts: ")
     if num_workers is not None:
-        _check_int("num_workers", num_workers, 1)
+        check_int("num_workers", num_workers, 1, where="fit_nuts: ")
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"fit_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     if not (init_strategy in ("auto", "haar", "identity", "prior") or callable(init_strategy)):

@@ -76,6 +76,7 @@ from multipledispatch.dispatcher import MDNotImplementedError
 from torch import Size, Tensor
 
 from gpytorch_so3 import functional as F
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.kernels import Anisotropic3DKernel
 
 __all__ = ["WhiteningTransform", "gen_anisotropic_features", "register_pathwise", "regular_grid", "simulate"]
@@ -302,12 +303,6 @@ def _unsupported(kernel: Kernel) -> Kernel | None:
     if isinstance(kernel, ScaleKernel):
         return _unsupported(kernel.base_kernel)
     return None if GenKernelFeatures.dispatch(type(kernel)) is not None else kernel
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"simulate: {name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_X(X: object) -> Tensor:
@@ -550,8 +545,8 @@ def simulate(
         True
     """
     register_pathwise()
-    num_samples = _check_int("num_samples", num_samples, 1)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    num_samples = check_int("num_samples", num_samples, 1, where="simulate: ")
+    chunk_size = check_int("chunk_size", chunk_size, 1, where="simulate: ")
     if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 2 or num_features % 2:
         raise ValueError(f"simulate: num_features must be an even int >= 2, got {num_features!r}")
     X = _check_X(X)

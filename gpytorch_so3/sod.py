@@ -48,6 +48,7 @@ __all__ = [
     "exp_map",
     "hat",
     "log_map",
+    "nearest_signed_permutation",
     "num_coordinates",
     "random_rotation",
     "signed_permutations",
@@ -438,3 +439,40 @@ def signed_permutations(dim: int, *, dtype: torch.dtype | None = None, device=No
     """
     P = _signed_permutations_cpu(_check_dim(dim))
     return P.to(dtype=torch.get_default_dtype() if dtype is None else dtype, device=device)
+
+
+def nearest_signed_permutation(R: Tensor) -> Tensor:
+    r"""A signed permutation ``P`` (``det P = +1``) with large ``trace(R P)``, in any dimension; ``(..., d, d)``.
+
+    ``trace(R P) = sum_j s_j R[j, pi(j)]`` for ``P[pi(j), j] = s_j``. The permutation maximising
+    ``sum_j |R[j, pi(j)]|`` (an assignment problem, ``scipy.optimize.linear_sum_assignment``, ``O(d^3)``) with signs
+    ``s_j = sign R[j, pi(j)]`` maximises the trace over *all* signed permutations; when that ``P`` has ``det = -1``,
+    the sign of the term of smallest magnitude is flipped (the best ``det = +1`` choice with that permutation; a
+    different permutation can occasionally do better, which only enumerating :func:`signed_permutations` settles).
+    ``R P`` is then the representative of ``R``'s frame nearest to the identity in Frobenius norm: the start the
+    package uses when ``2^(d-1) d!`` matrices are too many to enumerate.
+
+    Args:
+        R: rotation matrices ``(..., d, d)`` (any square matrices work; only ``|R|`` and signs are used).
+
+    Returns:
+        ``P`` with ``R``'s dtype and device: column ``j`` is ``+-e_{pi(j)}``.
+
+    Example:
+        >>> R = exp_map(torch.tensor([0.1, 0.2, 0.3, 0.1, 0.2, 0.3], dtype=torch.float64), 4)
+        >>> P = signed_permutations(4, dtype=torch.float64)[5]
+        >>> bool(torch.equal(nearest_signed_permutation(R @ P.mT), P))  # undoes a frame permutation
+        True
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    d = _check_square("R", R)
+    flat = R.detach().reshape(-1, d, d).to("cpu", torch.float64)
+    perm = torch.stack([torch.as_tensor(linear_sum_assignment(-r.abs().numpy())[1]) for r in flat])
+    P = torch.nn.functional.one_hot(perm, d).to(torch.float64).mT  # column j is e_{perm[j]}
+    diag = torch.diagonal(flat @ P, dim1=-2, dim2=-1)
+    P = P * torch.where(diag < 0, -1.0, 1.0).to(torch.float64).unsqueeze(-2)
+    neg = torch.linalg.det(P) < 0
+    weakest = diag.abs().argmin(-1)
+    flip = torch.where(neg.unsqueeze(-1) & (torch.arange(d) == weakest.unsqueeze(-1)), -1.0, 1.0).to(torch.float64)
+    return (P * flip.unsqueeze(-2)).reshape(R.shape).to(R)

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: dict[str, int] = {
     # 0: no package imports at all
     "exceptions": 0,
+    "_validation": 0,  # argument checks shared by every layer (no package imports)
     "so3": 0,
     "sod": 0,  # SO(d) maths: torch and so3 only
     # 10: parameter-free covariance maths

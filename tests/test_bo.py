@@ -439,19 +439,19 @@ def test_prequential_selector_without_a_keep_is_botorchs_ard_fit():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs, exc",
     [
-        {"window": 0},
-        {"min_points": 0},
-        {"window": 2.5},
-        {"window": 4, "min_points": 5},
-        {"margin": math.nan},
-        {"margin": True},
-        {"penalty": "x"},
+        ({"window": 0}, ValueError),
+        ({"min_points": 0}, ValueError),
+        ({"window": 2.5}, TypeError),
+        ({"window": 4, "min_points": 5}, ValueError),
+        ({"margin": math.nan}, ValueError),
+        ({"margin": True}, ValueError),
+        ({"penalty": "x"}, ValueError),
     ],
 )
-def test_prequential_selector_rejects_bad_settings(kwargs):
+def test_prequential_selector_rejects_bad_settings(kwargs, exc):
     from gpytorch_so3.bo import PrequentialSelector
 
-    with pytest.raises(ValueError, match=next(iter(kwargs)) if "penalty" not in kwargs else "penalty"):
+    with pytest.raises(exc, match=next(iter(kwargs)) if "penalty" not in kwargs else "penalty"):
         PrequentialSelector(**kwargs)

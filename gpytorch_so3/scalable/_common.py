@@ -10,13 +10,13 @@ import warnings
 from dataclasses import dataclass
 
 import gpytorch
-import numpy as np
 import torch
 import torch.distributed as dist
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.kernels import SO3AnisotropicKernel
 from gpytorch_so3.priors import (
@@ -29,17 +29,6 @@ from gpytorch_so3.priors import (
 __all__ = ["DistInfo", "Progress", "build_kernel", "kmeans", "whitening_matrix"]
 
 KERNELS = ("so3", "ard")
-
-
-def check_int(name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
-    """Validate a positive integer option (``bool`` is rejected)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_budget(epochs: object, max_seconds: object) -> tuple[int | None, float | None]:

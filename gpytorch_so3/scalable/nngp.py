@@ -30,6 +30,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.functional import check_nu
 from gpytorch_so3.scalable import _common as C
 from gpytorch_so3.scalable._data import DataSource, Standardization, as_arrays, working_dtype
@@ -71,8 +72,8 @@ def ordered_neighbours(z: np.ndarray | Tensor, m: int, *, block: int = 2048) -> 
     z = z.detach().cpu().double().numpy() if torch.is_tensor(z) else np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
         raise ValueError(f"z must have shape (N, d), got {z.shape}")
-    m = C.check_int("m", m, 1)
-    block = C.check_int("block", block, 1)
+    m = check_int("m", m, 1)
+    block = check_int("block", block, 1)
     n = z.shape[0]
     out = np.full((n, m), -1, dtype=np.int64)
     trees: dict[tuple[int, int], cKDTree] = {}
@@ -171,8 +172,8 @@ class NearestNeighbourGP(torch.nn.Module):
             raise ValueError(f"neighbours must be one of {NEIGHBOURS}, got {neighbours!r}")
         if not (isinstance(refresh_tol, int | float) and refresh_tol >= 0):
             raise ValueError(f"refresh_tol must be a non-negative number, got {refresh_tol!r}")
-        self.m = C.check_int("num_neighbours", num_neighbours, 1)
-        self.m_pred = C.check_int("num_neighbours_predict", num_neighbours_predict or 2 * self.m, 1)
+        self.m = check_int("num_neighbours", num_neighbours, 1)
+        self.m_pred = check_int("num_neighbours_predict", num_neighbours_predict or 2 * self.m, 1)
         if order is not None:
             X, y = X[order], y[order]
         self.register_buffer("train_X", X)
@@ -359,11 +360,11 @@ def fit_nngp(
         (torch.Size([50]), True)
     """
     check_nu(nu)
-    C.check_int("num_neighbours", num_neighbours, 1)
-    C.check_int("batch_size", batch_size, 1)
-    C.check_int("seed", seed, 0)
-    C.check_int("init_size", init_size, 2)
-    C.check_int("init_restarts", init_restarts, 1)
+    check_int("num_neighbours", num_neighbours, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
+    check_int("init_size", init_size, 2)
+    check_int("init_restarts", init_restarts, 1)
     epochs, max_seconds = C.check_budget(epochs, max_seconds)
     if kernel not in C.KERNELS:
         raise ValueError(f"kernel must be one of {C.KERNELS}, got {kernel!r}")

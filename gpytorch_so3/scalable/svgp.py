@@ -35,6 +35,7 @@ from gpytorch.variational import (
 )
 from torch import Tensor
 
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.functional import check_nu
 from gpytorch_so3.scalable import _common as C
 from gpytorch_so3.scalable._data import (
@@ -181,7 +182,7 @@ def _as_input_tensor(X: object, name: str = "X") -> Tensor:
 
 def check_chunk_size(chunk_size: object) -> int:
     """Validate a prediction chunk size (positive int)."""
-    return C.check_int("chunk_size", chunk_size, 1)
+    return check_int("chunk_size", chunk_size, 1)
 
 
 @dataclass
@@ -246,11 +247,11 @@ class SVGPResult:
 
 def _validate_common(nu, num_inducing, batch_size, epochs, max_seconds, seed, init_size, init_restarts, kernel):
     check_nu(nu)
-    C.check_int("num_inducing", num_inducing, 1)
-    C.check_int("batch_size", batch_size, 1)
-    C.check_int("seed", seed, 0)
-    C.check_int("init_size", init_size, 2)
-    C.check_int("init_restarts", init_restarts, 1)
+    check_int("num_inducing", num_inducing, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
+    check_int("init_size", init_size, 2)
+    check_int("init_restarts", init_restarts, 1)
     if kernel not in C.KERNELS:
         raise ValueError(f"kernel must be one of {C.KERNELS}, got {kernel!r}")
     return C.check_budget(epochs, max_seconds)

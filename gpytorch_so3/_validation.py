@@ -1,0 +1,45 @@
+"""Argument checks shared by the whole package (no package imports: every layer may use them)."""
+
+from __future__ import annotations
+
+import numbers
+
+__all__ = ["check_int"]
+
+
+def check_int(
+    name: str,
+    value: object,
+    minimum: int,
+    maximum: int | None = None,
+    *,
+    allow_none: bool = False,
+    where: str = "",
+) -> int | None:
+    """``value`` as a Python ``int`` in ``[minimum, maximum]``; ``TypeError``/``ValueError`` naming it otherwise.
+
+    Any integral number is accepted (``numpy.int64`` too) and returned as ``int``; ``bool`` is rejected (it is an
+    ``int`` to Python, but never a count). A value of the wrong type raises ``TypeError``, one out of range
+    ``ValueError``; both messages read ``"{where}{name} must be an int >= {minimum}, got ..."`` (or ``in [minimum,
+    maximum]``), so a caller's error names its own argument (``where`` prefixes the function, e.g. ``"fit_nuts: "``).
+
+    Example:
+        >>> check_int("num_samples", 8, 1)
+        8
+        >>> check_int("window", 0, 1, where="PrequentialSelector: ")
+        Traceback (most recent call last):
+            ...
+        ValueError: PrequentialSelector: window must be an int >= 1, got 0
+        >>> check_int("seed", 2.5, 0)
+        Traceback (most recent call last):
+            ...
+        TypeError: seed must be an int >= 0, got float 2.5
+    """
+    if value is None and allow_none:
+        return None
+    bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}{name} must be an int {bound}, got {type(value).__name__} {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{where}{name} must be an int {bound}, got {value!r}")
+    return int(value)
