@@ -682,6 +682,13 @@ class PrequentialSelector:
     bump in ``benchmarks/results/bo_trajectory_gains.json``: the rotated fit predicts better from 30 points on 8/10
     ARD-guided trajectories while its evidence gain is still below BIC's charge).
 
+    The score decides only when the evidence rule charges for the coordinates (``penalty`` ``"bic"``,
+    ``"effective"`` or a number; ``"auto"`` beyond :data:`AUTO_LOO_MAX_COORDINATES` coordinates, i.e. ``d >= 4``).
+    Under ``"loo"`` (``"auto"`` in ``d <= 3``) the rule already compares out-of-sample predictive densities, so a
+    second predictive criterion adds false keeps and no skill: measured in ``benchmarks/results/bo_prequential23.md``
+    (d = 2, 3, 10 seeds), the rotated bumps' 408 kept iterations all came from the leave-one-out rule, while the score
+    alone kept the rotation for 9 iterations of an axis-aligned 3-D run. There the scores are still recorded.
+
     While neither criterion keeps the rotation the model returned is BoTorch's ARD fit with the caller's random
     stream, as for :func:`fit_rotated_or_ard`. The state is the last call's data and models: a call whose inputs do
     not extend the previous ones (a new run) starts afresh; :meth:`reset` does so explicitly.
@@ -774,6 +781,7 @@ class PrequentialSelector:
         choice.prequential_margin = self.margin
         if (
             choice.chosen == "ard"
+            and _resolve_penalty(self.penalty, train_X.shape[-1]) != "loo"  # "loo" is out-of-sample already
             and rot is not None
             and choice.failure is None
             and len(recent) >= self.min_points

@@ -402,8 +402,9 @@ def test_prequential_window_and_margin_decide_only_after_min_points():
     from gpytorch_so3.bo import PrequentialSelector
 
     X, Y = _data("axis", n=20)  # the evidence rule keeps ARD on this design at every size used here
-    keen = PrequentialSelector(num_restarts=1, margin=-1e9, min_points=3, window=3)
-    never = PrequentialSelector(num_restarts=1, margin=1e9, min_points=1)
+    # penalty="bic": a charge-based evidence rule, where the score decides (under "loo" it only records, see below)
+    keen = PrequentialSelector(num_restarts=1, margin=-1e9, min_points=3, window=3, penalty="bic")
+    never = PrequentialSelector(num_restarts=1, margin=1e9, min_points=1, penalty="bic")
     for n, seed in ((14, 0), (16, 1), (18, 2), (20, 3)):
         a, b = keen(X[:n], Y[:n], seed=seed), never(X[:n], Y[:n], seed=seed)
         ca, cb = a.surrogate_choice_, b.surrogate_choice_
@@ -418,6 +419,23 @@ def test_prequential_window_and_margin_decide_only_after_min_points():
             assert ca.chosen == "ard"
     keen.reset()
     assert keen.scores == [] and keen._models is None
+
+
+@pytest.mark.parametrize("penalty", ["auto", "loo"])
+def test_prequential_score_does_not_decide_under_the_loo_rule(penalty):
+    """d = 2 with "auto" resolves to "loo", already an out-of-sample rule: an unbeatable margin still records the
+    scores but every choice is the leave-one-out rule's (the same as fit_rotated_or_ard's, fit for fit)."""
+    from gpytorch_so3.bo import PrequentialSelector
+
+    X, Y = _data("axis", n=20)
+    keen = PrequentialSelector(num_restarts=1, margin=-1e9, min_points=1, window=3, penalty=penalty)
+    for n, seed in ((14, 0), (17, 1), (20, 2)):
+        ch = keen(X[:n], Y[:n], seed=seed).surrogate_choice_
+        ref = fit_rotated_or_ard(X[:n], Y[:n], num_restarts=1, seed=seed, penalty=penalty).surrogate_choice_
+        assert ch.criterion != "prequential" and ch.chosen == ref.chosen == "ard"
+        assert ch.margin == pytest.approx(ref.margin)
+        assert ch.prequential_points == min(n - 14, 3)
+    assert len(keen.scores) == 6
 
 
 def test_prequential_selector_without_a_keep_is_botorchs_ard_fit():
