@@ -686,8 +686,8 @@ class PrequentialSelector:
     ``"effective"`` or a number; ``"auto"`` beyond :data:`AUTO_LOO_MAX_COORDINATES` coordinates, i.e. ``d >= 4``).
     Under ``"loo"`` (``"auto"`` in ``d <= 3``) the rule already compares out-of-sample predictive densities, so a
     second predictive criterion adds false keeps and no skill: measured in ``benchmarks/results/bo_prequential23.md``
-    (d = 2, 3, 10 seeds), the rotated bumps' 408 kept iterations all came from the leave-one-out rule, while the score
-    alone kept the rotation for 9 iterations of an axis-aligned 3-D run. There the scores are still recorded.
+    (d = 2 and 3, 10 seeds each), the rotated bumps' 408 kept iterations all came from the leave-one-out rule, while
+    the score alone kept the rotation for 9 iterations of an axis-aligned 3-D run. There the scores are still recorded.
 
     While neither criterion keeps the rotation the model returned is BoTorch's ARD fit with the caller's random
     stream, as for :func:`fit_rotated_or_ard`. The state is the last call's data and models: a call whose inputs do
