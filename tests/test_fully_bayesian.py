@@ -552,13 +552,14 @@ def test_input_validation():
     for bad in (
         {"num_samples": 0},
         {"thinning": 0},
-        {"num_chains": 1.5},
         {"target_accept_prob": 1.0},
         {"init_strategy": "nope"},
         {"dtype": torch.int64},
     ):
         with pytest.raises(ValueError):
             fit_nuts(model, **{**TINY, **bad})
+    with pytest.raises(TypeError, match="fit_nuts: num_chains must be an int"):  # a non-integer count
+        fit_nuts(model, **{**TINY, "num_chains": 1.5})
     with pytest.raises(ValueError, match="nu"):
         SO3FullyBayesianGP(X, Y, nu=2.0)
     with pytest.raises(ValueError, match="event_shape"):
