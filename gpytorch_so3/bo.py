@@ -68,9 +68,9 @@ from botorch.models.transforms.input import InputTransform
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import Prior
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from gpytorch_so3 import sod
 from gpytorch_so3._validation import check_int
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
@@ -562,14 +562,11 @@ def _better_ard(
 def _aligned_lengthscales(kernel: RotatedAnisotropicKernel) -> Tensor:
     """``1 x d`` ARD length-scales: principal length-scale ``i`` on the axis matched to principal direction ``i``.
 
-    The matching maximises ``sum_i |R[j(i), i]|`` over permutations (Hungarian algorithm).
+    The matching maximises ``sum_i |R[j(i), i]|`` over permutations: that of
+    :func:`gpytorch_so3.sod.nearest_signed_permutation` (whose signs do not matter here).
     """
-    R = kernel.rotation_matrix.detach().abs().cpu().double().numpy()
-    ls = kernel.lengthscale.detach()[0]
-    rows, cols = linear_sum_assignment(-R)  # rows: axes j, cols: principal directions i
-    out = torch.empty_like(ls)
-    out[torch.as_tensor(rows)] = ls[torch.as_tensor(cols)]
-    return out.unsqueeze(0)
+    P = sod.nearest_signed_permutation(kernel.rotation_matrix.detach())
+    return kernel.lengthscale.detach() @ P.abs()  # column j: the length-scale of the direction matched to axis j
 
 
 def _map_objective(model: SingleTaskGP) -> float:
