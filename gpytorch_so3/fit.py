@@ -40,6 +40,7 @@ from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
 
 from gpytorch_so3 import sod
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.botorch_utils import check_input_scaling
 from gpytorch_so3.exceptions import RestartFailedWarning
 from gpytorch_so3.kernels.full_spd_kernel import FullSPDKernel
@@ -741,20 +742,28 @@ def _check_seed(seed: object) -> int | None:
 
 def _check_halving(halving: object) -> tuple[tuple[int | None, int, float], ...]:
     try:
-        rounds = tuple((p, int(it), float(keep)) for p, it, keep in halving)  # type: ignore[union-attr]
+        rounds = tuple((p, it, float(keep)) for p, it, keep in halving)  # type: ignore[union-attr]
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"fit_map: halving must be a sequence of (max_points, max_iterations, keep), got {halving!r}"
         ) from e
     if not rounds:
         raise ValueError("fit_map: halving needs at least one round")
+    checked = []
     for p, it, keep in rounds:
-        if (p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1)) or it < 1 or not 0 < keep <= 1:
-            raise ValueError(
-                "fit_map: each halving round is (max_points: int >= 1 or None, max_iterations >= 1, keep in (0, 1]), "
-                f"got {(p, it, keep)!r}"
-            )
-    return rounds
+        bad = ValueError(
+            "fit_map: each halving round is (max_points: int >= 1 or None, max_iterations >= 1, keep in (0, 1]), "
+            f"got {(p, it, keep)!r}"
+        )
+        try:  # a non-integer count is a TypeError naming it; a count out of range keeps the round's message
+            p = check_int("halving max_points", p, 1, allow_none=True, where="fit_map: ")
+            it = check_int("halving max_iterations", it, 1, where="fit_map: ")
+        except ValueError:
+            raise bad from None
+        if not 0 < keep <= 1:
+            raise bad
+        checked.append((p, it, keep))
+    return tuple(checked)
 
 
 class _Unbatchable(Exception):
@@ -1485,7 +1494,8 @@ def fit_map(
         that ran).
 
     Raises:
-        TypeError: ``model`` is not an ``ExactGP`` or model list, or ``seed`` is not an int.
+        TypeError: ``model`` is not an ``ExactGP`` or model list, or ``num_restarts``, ``seed`` or a count of
+            ``halving`` is not an int (numpy integers are accepted).
         ValueError: no SO(3)/full-SPD kernel in the model, ``num_restarts < 1``, ``seed`` out of range, bad
             ``strategy``/``halving``, or training inputs with NaN/inf or zero spread.
         ModelFittingError: every start failed.
@@ -1505,8 +1515,7 @@ def fit_map(
         >>> model.covar_module.base_kernel.rotation_matrix.shape  # the fitted orientation
         torch.Size([3, 3])
     """
-    if isinstance(num_restarts, bool) or not isinstance(num_restarts, int) or num_restarts < 1:
-        raise ValueError(f"num_restarts must be a positive int, got {num_restarts!r}")
+    num_restarts = check_int("num_restarts", num_restarts, 1, where="fit_map: ")
     seed = _check_seed(seed)
     if strategy not in ("batched", "sequential"):
         raise ValueError(f"fit_map: strategy must be 'batched' or 'sequential', got {strategy!r}")

@@ -178,8 +178,11 @@ def test_bad_arguments():
     ard = SingleTaskGP(X, Y, covar_module=ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=3)))
     with pytest.raises(ValueError, match="no SO3AnisotropicKernel"):
         fit_map(ard)
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="num_restarts"):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="fit_map: num_restarts"):
+            fit_map(_model(X, Y), num_restarts=bad)
+    for bad in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="fit_map: num_restarts"):
             fit_map(_model(X, Y), num_restarts=bad)
 
 

@@ -377,8 +377,11 @@ def test_bad_strategy_and_halving():
     X, Y = _toy(n=10)
     with pytest.raises(ValueError, match="strategy"):
         fit_map(_model(X, Y), strategy="parallel")
-    for bad in (((128, 0, 0.5),), ((128, 5, 0.0),), ((128, 5, 1.5),), ((1.5, 5, 0.5),)):
+    for bad in (((128, 0, 0.5),), ((128, 5, 0.0),), ((128, 5, 1.5),), ((0, 5, 0.5),)):
         with pytest.raises(ValueError, match="halving"):
+            fit_map(_model(X, Y), halving=bad)
+    for bad in (((1.5, 5, 0.5),), ((128, 2.5, 0.5),), ((True, 5, 0.5),)):  # counts must be ints
+        with pytest.raises(TypeError, match="halving max_"):
             fit_map(_model(X, Y), halving=bad)
     with pytest.raises(TypeError, match="halving"):
         fit_map(_model(X, Y), halving=(128, 5, 0.5))
