@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gpytorch_so3._validation import check_int
+
 __all__ = [
     "OILSANDS_COLUMNS",
     "OILSANDS_SHA256",
@@ -219,8 +221,7 @@ def hole_folds(hole_ids: Tensor, n_folds: int = 5, *, seed: int = 0) -> Tensor:
     if hole_ids.dim() != 1:
         raise ValueError(f"hole_ids must be 1-D, got shape {tuple(hole_ids.shape)}")
     holes, inverse = torch.unique(hole_ids, return_inverse=True)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 2 <= n_folds <= holes.numel():
-        raise ValueError(f"n_folds must be an int in [2, {holes.numel()}] (number of holes), got {n_folds!r}")
+    n_folds = check_int("n_folds", n_folds, 2, holes.numel())  # at most one fold per hole
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(holes.numel(), generator=g)
     fold_of_hole = torch.empty(holes.numel(), dtype=torch.int64)

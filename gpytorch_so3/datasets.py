@@ -425,6 +425,7 @@ def oilsands_map(
         an :class:`Oilsands2D` with one row per kept hole, ``axis_names = ("East", "North")``.
 
     Raises:
+        TypeError: ``min_samples`` is not an int (numpy integers are accepted).
         ValueError: bad ``elevation_range`` or ``min_samples``, or no hole left.
 
     Example:
@@ -434,8 +435,7 @@ def oilsands_map(
         >>> len(oilsands_map(elevation_range=(200.0, 230.0)))  # holes with >= 3 samples in the slab
         274
     """
-    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
-        raise ValueError(f"min_samples must be an int >= 1, got {min_samples!r}")
+    min_samples = check_int("min_samples", min_samples, 1)
     data = load_oilsands(target=target, dtype=torch.float64)
     keep = torch.ones(len(data), dtype=torch.bool)
     if elevation_range is not None:
@@ -1274,14 +1274,21 @@ def _parse_vti(raw: bytes, origin: str, array: str | None) -> tuple[_np.ndarray,
 
 
 def _check_stride(stride: object) -> tuple[int, int, int]:
-    s = (stride, stride, stride) if isinstance(stride, numbers.Integral) and not isinstance(stride, bool) else stride
-    try:
-        s = tuple(s)  # type: ignore[arg-type]
-    except TypeError:
-        s = ()
-    if len(s) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in s):
-        raise ValueError(f"stride must be a positive int or three positive ints, got {stride!r}")
-    return int(s[0]), int(s[1]), int(s[2])
+    message = f"stride must be a positive int or three positive ints, got {stride!r}"
+    if isinstance(stride, numbers.Integral) and not isinstance(stride, bool):
+        s: tuple = (stride, stride, stride)
+    else:
+        try:
+            s = tuple(stride)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(message) from None
+    if len(s) != 3:
+        raise ValueError(message)
+    try:  # a non-integer is a TypeError (check_int's message), one below 1 keeps the message above
+        sx, sy, sz = (check_int("stride", v, 1) for v in s)
+    except ValueError:
+        raise ValueError(message) from None
+    return sx, sy, sz
 
 
 def _grid_cells(
@@ -1349,6 +1356,7 @@ def load_vti(
         a :class:`GridCells`.
 
     Raises:
+        TypeError: ``stride`` or ``n_points`` is not an int (numpy integers are accepted).
         ValueError: not a supported ImageData file, no such array, malformed or truncated data, bad ``stride`` or
             ``n_points`` (more than the cells left), non-floating dtype.
         FileNotFoundError: ``path`` does not exist.
@@ -1406,6 +1414,7 @@ def load_channels(
     Raises:
         FileNotFoundError: the file is in none of the places searched.
         OSError: ``verify`` and the checksum differs.
+        TypeError: ``stride`` or ``n_points`` is not an int (numpy integers are accepted).
         ValueError: malformed file, bad ``stride``/``n_points``, non-floating dtype.
 
     Example:

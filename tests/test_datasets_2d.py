@@ -60,6 +60,12 @@ def test_map_bad_input(kwargs, match):
         oilsands_map(**kwargs)
 
 
+@pytest.mark.parametrize("min_samples", [1.5, True, "3"])
+def test_map_non_integer_min_samples(min_samples):
+    with pytest.raises(TypeError, match="min_samples must be an int"):
+        oilsands_map(min_samples=min_samples)
+
+
 def test_section_geometry(raw):
     c, y, h = raw
     s = oilsands_section(azimuth=0.0, half_width=200.0)  # a North-South line through the collars' centroid

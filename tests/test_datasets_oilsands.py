@@ -143,5 +143,7 @@ def test_hole_folds():
         hole_folds(data.hole_ids, 1)
     with pytest.raises(ValueError, match="n_folds"):
         hole_folds(torch.tensor([1, 1, 2]), 3)
+    with pytest.raises(TypeError, match="n_folds"):
+        hole_folds(data.hole_ids, 2.0)
     with pytest.raises(ValueError, match="1-D"):
         hole_folds(data.hole_ids.reshape(2, -1), 5)

@@ -547,6 +547,17 @@ def test_vti_bad_input(tmp_path, text, kwargs, match):
         load_vti(p, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, match", [({"stride": 1.5}, "stride"), ({"stride": (1, 2.0, 1)}, "stride"), ({"n_points": 1.0}, "n_points")]
+)
+def test_vti_non_integer_counts(tmp_path, kwargs, match):
+    p = tmp_path / "t.vti"
+    p.write_text(_vti_text(_PIECE.format(_ASCII)))
+    with pytest.raises(TypeError, match=match):
+        load_vti(p, **kwargs)
+    assert load_vti(p, stride=(np.int64(1), 1, 1), n_points=np.int64(1)).coordinates.shape == (1, 3)
+
+
 def test_vti_corrupt_binary(tmp_path):
     arrays = {"a": np.arange(24, dtype=np.int64)}
     p = tmp_path / "t.vti"
