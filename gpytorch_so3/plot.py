@@ -27,6 +27,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import so3
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.large import predict_in_chunks
 
 __all__ = [
@@ -211,7 +212,7 @@ def plot_ellipsoid(
 
     Raises:
         ValueError: ``ax`` is not 3-D, a batched kernel, bad shapes or ``resolution < 4``.
-        TypeError: ``kernel`` or ``truth`` of an unsupported type.
+        TypeError: ``kernel`` or ``truth`` of an unsupported type, or ``resolution`` not an int.
 
     Example:
         >>> import matplotlib; matplotlib.use("Agg")
@@ -219,8 +220,7 @@ def plot_ellipsoid(
         >>> len(ax.lines), len(ax.collections)
         (3, 1)
     """
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:
-        raise ValueError(f"resolution must be an int >= 4, got {resolution!r}")
+    resolution = check_int("resolution", resolution, 4)
     colors = _axis_colors(colors)
     ls, R = _principal(kernel, "kernel")
     truth_lr = None if truth is None else _principal(truth, "truth")
@@ -520,8 +520,7 @@ def plot_lengthscale_posterior(
         >>> len(ax.patches), len(ax.lines)
         (3, 6)
     """
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    bins = check_int("bins", bins, 1)
     colors = _axis_colors(colors)
     L = _lengthscale_samples(samples).log().numpy()
     truth_ls = None
@@ -846,6 +845,7 @@ def plot_field_slice(
         ``(fig, axes)`` with ``axes`` a numpy array (mean, sd[, truth]).
 
     Raises:
+        TypeError: ``resolution`` or ``chunk`` is not an int (numpy integers are accepted).
         ValueError: bad bounds/resolution, wrong number of axes, a multi-output model.
 
     Example:
@@ -859,10 +859,8 @@ def plot_field_slice(
     b = _numpy(bounds, "bounds")
     if b.shape != (2, 2) or not np.isfinite(b).all() or not (b[:, 0] < b[:, 1]).all():
         raise ValueError(f"bounds must be ((x_min, x_max), (y_min, y_max)) with min < max, got {bounds!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"resolution must be an int >= 2, got {resolution!r}")
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    resolution = check_int("resolution", resolution, 2)
+    chunk = check_int("chunk", chunk, 1)
     z = float(z)
     npanels = 3 if truth_fn is not None else 2
     if axes is not None:

@@ -218,6 +218,8 @@ def test_plot_ellipsoid_errors():
         P.plot_ellipsoid((torch.tensor([0.1, -1.0, 1.0]), torch.eye(3)))
     with pytest.raises(ValueError, match="resolution"):
         P.plot_ellipsoid(_kernel(), resolution=2)
+    with pytest.raises(TypeError, match="resolution"):
+        P.plot_ellipsoid(_kernel(), resolution=10.0)
 
 
 # --------------------------------------------------------------------------------------------- stereonet
@@ -290,6 +292,10 @@ def test_plot_lengthscale_posterior_options_and_errors():
         P.plot_lengthscale_posterior(-samples)
     with pytest.raises(ValueError, match="3 positive"):
         P.plot_lengthscale_posterior(samples, truth=[1.0, 2.0, -1.0])
+    with pytest.raises(ValueError, match="bins"):
+        P.plot_lengthscale_posterior(samples, bins=0)
+    with pytest.raises(TypeError, match="bins"):
+        P.plot_lengthscale_posterior(samples, bins=10.0)
 
 
 # --------------------------------------------------------------------------------------------- traces
@@ -460,6 +466,10 @@ def test_plot_field_slice_errors():
         P.plot_field_slice(model, bounds=((1.0, 0.0), (0.0, 1.0)))
     with pytest.raises(ValueError, match="resolution"):
         P.plot_field_slice(model, resolution=1)
+    with pytest.raises(TypeError, match="resolution"):
+        P.plot_field_slice(model, resolution=2.5)
+    with pytest.raises(TypeError, match="chunk"):
+        P.plot_field_slice(model, chunk=True)
     _fig, axes = plt.subplots(1, 2)
     with pytest.raises(ValueError, match="3 axes"):
         P.plot_field_slice(model, axes=axes, truth_fn=lambda X: X[:, 0])
