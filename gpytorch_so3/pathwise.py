@@ -137,6 +137,14 @@ def _draw_frequencies(nu: float | None, n: int, d: int, dtype: torch.dtype, devi
     return torch.distributions.Gamma(rate, rate).rsample((n, 1)).rsqrt() * normals
 
 
+def _check_num_features(name: str, value: object, what: str = "", *, where: str = "") -> int:
+    """A number of Fourier features: an even int >= 2 (sine and cosine pairs), via :func:`check_int`."""
+    n = check_int(name, value, 2, where=where)
+    if n % 2:
+        raise ValueError(f"{where}{name}{what} must be an even int >= 2, got {n}")
+    return n
+
+
 def gen_anisotropic_features(kernel: Kernel, *, num_inputs: int, num_outputs: int) -> KernelFeatureMap:
     r"""Random Fourier feature map of an anisotropic kernel (the ``GenKernelFeatures`` entry for our kernels).
 
@@ -153,6 +161,7 @@ def gen_anisotropic_features(kernel: Kernel, *, num_inputs: int, num_outputs: in
         a BoTorch ``KernelFeatureMap`` mapping ``... x n x num_inputs`` to ``... x batch_shape x n x F``.
 
     Raises:
+        TypeError: ``num_outputs`` is not an int (numpy integers are accepted).
         ValueError: ``num_outputs`` is odd or not positive.
 
     Example:
@@ -162,8 +171,7 @@ def gen_anisotropic_features(kernel: Kernel, *, num_inputs: int, num_outputs: in
         >>> fmap.weight.shape, fmap(torch.rand(5, 3)).shape
         (torch.Size([2, 32, 3]), torch.Size([2, 5, 64]))
     """
-    if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 2 or num_outputs % 2:
-        raise ValueError(f"num_outputs (the number of Fourier features) must be an even int >= 2, got {num_outputs!r}")
+    num_outputs = _check_num_features("num_outputs", num_outputs, " (the number of Fourier features)")
     A = kernel.whitening_matrix
     d = A.shape[-1]
     input_transform: TensorTransform = WhiteningTransform(kernel)
@@ -523,7 +531,7 @@ def simulate(
 
     Raises:
         TypeError: ``model`` is neither a kernel nor an ``ExactGP``; a kernel without a feature map (the message
-            names it); ``X`` not a floating tensor.
+            names it); ``X`` not a floating tensor; ``num_samples``, ``num_features`` or ``chunk_size`` not an int.
         ValueError: ``X`` not ``N x d`` or non-finite; ``num_samples < 1``; odd ``num_features``; a multi-output or
             batched (non fully Bayesian) model.
 
@@ -547,8 +555,7 @@ def simulate(
     register_pathwise()
     num_samples = check_int("num_samples", num_samples, 1, where="simulate: ")
     chunk_size = check_int("chunk_size", chunk_size, 1, where="simulate: ")
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 2 or num_features % 2:
-        raise ValueError(f"simulate: num_features must be an even int >= 2, got {num_features!r}")
+    num_features = _check_num_features("num_features", num_features, where="simulate: ")
     X = _check_X(X)
 
     if isinstance(model, Kernel):
@@ -645,6 +652,7 @@ def regular_grid(bounds: Tensor, shape: tuple[int, ...] | list[int]) -> Tensor:
         per-point result (e.g. one row of :func:`simulate`) is the grid as an array indexed ``[i, j, k]``.
 
     Raises:
+        TypeError: an entry of ``shape`` is not an int (numpy integers are accepted).
         ValueError: bad ``bounds`` (shape, non-finite, lower > upper) or ``shape``.
 
     Example:
@@ -662,8 +670,13 @@ def regular_grid(bounds: Tensor, shape: tuple[int, ...] | list[int]) -> Tensor:
         )
     d = bounds.shape[1]
     shape = tuple(shape)
-    if len(shape) != d or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
-        raise ValueError(f"regular_grid: shape must be {d} positive ints (one per column of bounds), got {shape!r}")
+    message = f"regular_grid: shape must be {d} positive ints (one per column of bounds), got {shape!r}"
+    if len(shape) != d:
+        raise ValueError(message)
+    try:  # a non-integer entry is a TypeError (check_int's message), one below 1 keeps the message above
+        shape = tuple(check_int("shape entries", n, 1, where="regular_grid: ") for n in shape)
+    except ValueError:
+        raise ValueError(message) from None
     if not bool(torch.isfinite(bounds).all()) or bool((bounds[0] > bounds[1]).any()):
         raise ValueError(f"regular_grid: bounds must be finite with lower <= upper, got {bounds.tolist()}")
     axes = [

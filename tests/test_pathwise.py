@@ -116,6 +116,8 @@ def test_feature_map_shapes_and_batches(batch_shape, seed):
     assert out.shape == (*batch_shape, 5, 32)
     with pytest.raises(ValueError, match="even"):
         gen_anisotropic_features(k.base_kernel, num_inputs=3, num_outputs=7)
+    with pytest.raises(TypeError, match="num_outputs"):
+        gen_anisotropic_features(k.base_kernel, num_inputs=3, num_outputs=8.0)
 
 
 @pytest.mark.parametrize("nu", (None, 1.5, 2.5))
@@ -243,6 +245,8 @@ def test_simulate_bad_input():
         simulate(k, X, 0)
     with pytest.raises(ValueError, match="num_features"):
         simulate(k, X, 2, num_features=33)
+    with pytest.raises(TypeError, match="simulate: num_features"):
+        simulate(k, X, 2, num_features=32.0)
     with pytest.raises(ValueError, match="N x d"):
         simulate(k, X[0], 2)
     with pytest.raises(TypeError, match="floating"):
@@ -538,6 +542,11 @@ def test_regular_grid():
     torch.testing.assert_close(G[:, 2], torch.full((6,), 5.0, dtype=DT))
     with pytest.raises(ValueError, match="positive ints"):
         regular_grid(b, (3, 2))
+    with pytest.raises(ValueError, match="positive ints"):
+        regular_grid(b, (3, 0, 2))
+    with pytest.raises(TypeError, match="shape entries"):
+        regular_grid(b, (3, 2.0, 2))
+    assert torch.equal(regular_grid(b, np.array([3, 2, 1])), G)  # numpy integers are ints
     with pytest.raises(ValueError, match="lower <= upper"):
         regular_grid(b.flip(0), (2, 2, 2))
     with pytest.raises(ValueError, match="2 x d"):
