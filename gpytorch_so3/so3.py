@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from gpytorch_so3._validation import check_int
+
 __all__ = [
     "HORIZONTAL_TOL",
     "angle_between_axes",
@@ -396,10 +398,10 @@ def parse_shape(shape: tuple) -> torch.Size:
     """
     if len(shape) == 1 and isinstance(shape[0], Sequence | torch.Size):
         shape = tuple(shape[0])
-    for s in shape:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise ValueError(f"random_rotation: shape entries must be non-negative ints, got {shape!r}")
-    return torch.Size(shape)
+    try:  # a non-integer entry is a TypeError (check_int's message); numpy integers are accepted
+        return torch.Size(tuple(check_int("shape entries", s, 0, where="random_rotation: ") for s in shape))
+    except ValueError:
+        raise ValueError(f"random_rotation: shape entries must be non-negative ints, got {shape!r}") from None
 
 
 def random_rotation(

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from gpytorch_so3 import so3
+from gpytorch_so3._validation import check_int
 
 __all__ = [
     "canonicalize",
@@ -60,12 +61,12 @@ __all__ = [
 _LOG_SERIES_THRESHOLD = 1e-3
 
 
-def _check_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int >= 2, got {dim!r}")
-    if dim < 2:
-        raise ValueError(f"dim must be >= 2 (SO(1) is trivial), got {dim}")
-    return dim
+def _check_dim(dim: object) -> int:
+    """``dim`` as a Python int >= 2: ``TypeError`` (:func:`check_int`'s) for a non-integer, ``ValueError`` below 2."""
+    try:
+        return check_int("dim", dim, 2)
+    except ValueError:
+        raise ValueError(f"dim must be >= 2 (SO(1) is trivial), got {dim}") from None
 
 
 def num_coordinates(dim: int) -> int:
@@ -85,7 +86,6 @@ def num_coordinates(dim: int) -> int:
     return dim * (dim - 1) // 2
 
 
-@functools.lru_cache(maxsize=64)
 def coordinate_pairs(dim: int) -> tuple[tuple[int, int], ...]:
     """Index pairs ``(j, i)`` of the so(d) coordinates: coordinate ``k`` is ``W[j, i] = -W[i, j]``.
 
@@ -101,7 +101,11 @@ def coordinate_pairs(dim: int) -> tuple[tuple[int, int], ...]:
         >>> coordinate_pairs(4)  # so3's (x, y, z) on axes 0-2, then axis 3 against axes 0, 1, 2
         ((2, 1), (0, 2), (1, 0), (3, 0), (3, 1), (3, 2))
     """
-    dim = _check_dim(dim)
+    return _coordinate_pairs(_check_dim(dim))  # checked before the cache: it would take 3.0 for a cached 3
+
+
+@functools.lru_cache(maxsize=64)
+def _coordinate_pairs(dim: int) -> tuple[tuple[int, int], ...]:
     if dim == 2:
         return ((1, 0),)
     pairs = [(2, 1), (0, 2), (1, 0)]
@@ -127,13 +131,16 @@ def _check_tensor(name: str, t: Tensor) -> None:
         raise TypeError(f"{name} must have a floating dtype, got {t.dtype}")
 
 
-def _check_coords(w: Tensor, dim: int) -> None:
+def _check_coords(w: Tensor, dim: int) -> int:
+    """Check ``w`` against so(``dim``); return ``dim`` as a Python int."""
     _check_tensor("w", w)
-    m = num_coordinates(dim)
+    dim = _check_dim(dim)
+    m = dim * (dim - 1) // 2
     if w.dim() < 1 or w.shape[-1] != m:
         raise ValueError(
             f"w must have shape (..., {m}) for so({dim}) (d (d - 1) / 2 coordinates), got {tuple(w.shape)}"
         )
+    return dim
 
 
 def _check_square(name: str, R: Tensor) -> int:
@@ -162,7 +169,7 @@ def hat(w: Tensor, dim: int) -> Tensor:
         >>> torch.equal(hat(torch.tensor([1.0, 2.0, 3.0]), 3), so3.hat(torch.tensor([1.0, 2.0, 3.0])))
         True
     """
-    _check_coords(w, dim)
+    dim = _check_coords(w, dim)
     E = _basis(dim, w.dtype, w.device)
     return torch.einsum("...k,kij->...ij", w, E)
 
@@ -211,7 +218,7 @@ def exp_map(w: Tensor, dim: int) -> Tensor:
         >>> torch.allclose(R @ R.mT, torch.eye(6, dtype=torch.float64)), round(float(torch.linalg.det(R)), 6)
         (True, 1.0)
     """
-    _check_coords(w, dim)
+    dim = _check_coords(w, dim)
     if dim == 2:
         c, s = torch.cos(w[..., 0]), torch.sin(w[..., 0])
         return torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)

@@ -413,9 +413,13 @@ def test_random_rotation_with_generator_leaves_global_rng(seed):
     assert torch.equal(a, so3.random_rotation(2))
 
 
-@pytest.mark.parametrize("shape", [(-1,), (2.0,), (True,)], ids=["negative", "float", "bool"])
-def test_random_rotation_bad_shape(shape):
-    with pytest.raises(ValueError, match="shape"):
+@pytest.mark.parametrize(
+    "shape, error",
+    [((-1,), ValueError), ((2.0,), TypeError), ((True,), TypeError), (((2, "3"),), TypeError)],
+    ids=["negative", "float", "bool", "str"],
+)
+def test_random_rotation_bad_shape(shape, error):
+    with pytest.raises(error, match="random_rotation: shape"):
         so3.random_rotation(*shape)
 
 

@@ -317,6 +317,27 @@ def test_errors_name_the_problem():
         sod.canonicalize(torch.ones(3), torch.eye(4))
     with pytest.raises(ValueError, match="non-negative ints"):
         sod.random_rotation(3, -1)
+    with pytest.raises(TypeError, match="random_rotation: shape entries must be an int"):
+        sod.random_rotation(3, 2.0)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        sod.random_rotation(3.0)
+    sod.coordinate_pairs(3)  # cached: the check runs before the cache, which would take 3.0 for 3
+    with pytest.raises(TypeError, match="dim must be an int"):
+        sod.coordinate_pairs(3.0)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        sod.hat(torch.zeros(3), 3.0)
+
+
+def test_numpy_integers_are_accepted_as_dims_and_shapes():
+    g = torch.Generator().manual_seed(0)
+    R = sod.random_rotation(np.int64(4), np.int64(2), generator=g, dtype=torch.float64)
+    assert R.shape == (2, 4, 4)
+    assert so3.random_rotation((np.int32(2), 3)).shape == (2, 3, 3, 3)
+    assert sod.num_coordinates(np.int64(4)) == 6 and type(sod.num_coordinates(np.int64(4))) is int
+    assert sod.coordinate_pairs(np.int64(3)) == sod.coordinate_pairs(3)
+    w = torch.zeros(6, dtype=torch.float64)
+    assert torch.equal(sod.exp_map(w, np.int64(4)), torch.eye(4, dtype=torch.float64))
+    assert sod.signed_permutations(np.int64(2)).shape == (4, 2, 2)
 
 
 def test_log_gradcheck_batched_d5():
