@@ -117,11 +117,11 @@ _FACTORISATION_ERRORS = (RuntimeError, ValueError)
 
 
 def _check_dim(dim: object) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int >= 2, got {dim!r}")
-    if dim < 2:
-        raise ValueError(f"dim must be >= 2, got {dim}")
-    return dim
+    """``dim`` as a Python int >= 2: ``TypeError`` (:func:`check_int`'s) for a non-integer, ``ValueError`` below 2."""
+    try:
+        return check_int("dim", dim, 2)
+    except ValueError:
+        raise ValueError(f"dim must be >= 2, got {dim}") from None
 
 
 def _resolve(prior: Prior | Default | None, default) -> Prior | None:
@@ -195,8 +195,7 @@ def ard_covar_module(
         >>> ard_covar_module(3).base_kernel.lengthscale.shape
         torch.Size([1, 3])
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be an int >= 1, got {dim!r}")
+    dim = check_int("dim", dim, 1)
     ls_prior = _resolve(lengthscale_prior, default_lengthscale_prior)
     if nu is None:
         base = RBFKernel(ard_num_dims=dim, lengthscale_prior=ls_prior)

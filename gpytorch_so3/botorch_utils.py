@@ -36,6 +36,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import pathwise  # noqa: F401  (registers the kernels with BoTorch's pathwise samplers)
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, deprecated_alias
 from gpytorch_so3.kernels.base import Anisotropic3DKernel
 from gpytorch_so3.priors import (
@@ -121,6 +122,7 @@ def so3_product_covar_module(
         a :class:`gpytorch.kernels.ScaleKernel` of a :class:`gpytorch.kernels.ProductKernel` (SO(3) factor first).
 
     Raises:
+        TypeError: ``dim`` is not an int (numpy integers are accepted).
         ValueError: ``dim < 3`` or ``spatial_dims`` not three distinct columns in ``range(dim)``.
 
     Example:
@@ -131,8 +133,7 @@ def so3_product_covar_module(
         >>> model.covar_module.base_kernel.kernels[1].lengthscale.shape
         torch.Size([1, 1])
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 3:
-        raise ValueError(f"so3_product_covar_module: dim must be an int >= 3, got {dim!r}")
+    dim = check_int("dim", dim, 3, where="so3_product_covar_module: ")
     try:
         spatial = tuple(int(i) for i in spatial_dims)
     except (TypeError, ValueError) as e:
@@ -252,8 +253,10 @@ class IsotropicNormalize(AffineInputTransform):
         center: float = 0.5,
     ) -> None:
         """Build the transform (see the class docstring for the arguments)."""
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"IsotropicNormalize: d must be a positive int, got {d!r}")
+        try:  # numpy integers are accepted (as a Python int); a non-integer is a TypeError
+            d = check_int("d", d, 1, where="IsotropicNormalize: ")
+        except ValueError:
+            raise ValueError(f"IsotropicNormalize: d must be a positive int, got {d!r}") from None
         if not isinstance(center, int | float) or isinstance(center, bool):
             raise TypeError(f"IsotropicNormalize: center must be a float, got {type(center).__name__}")
         if not min_range > 0:

@@ -60,6 +60,7 @@ from gpytorch_so3 import (
     priors,
     sod,
 )
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, NotFittedError, deprecated_alias
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
@@ -98,7 +99,8 @@ def sample_sites(dim: int) -> dict[str, tuple[int, ...]]:
         >>> sample_sites(3) == SAMPLE_SITES
         True
     """
-    return {"outputscale": (), "noise": (), "mean": (), "lengthscale": (dim,), "rotation": (sod.num_coordinates(dim),)}
+    m = sod.num_coordinates(dim)  # checks dim
+    return {"outputscale": (), "noise": (), "mean": (), "lengthscale": (int(dim),), "rotation": (m,)}
 
 
 #: Concentration and rate of the default prior of the noise variance above ``MIN_INFERRED_NOISE_LEVEL``:
@@ -319,10 +321,10 @@ class RotatedPyroModel:
             TypeError: ``dim`` is not an int, or a prior is not a distribution.
             ValueError: ``dim < 2``, bad ``nu`` or a rotation prior of the wrong event shape.
         """
-        if isinstance(dim, bool) or not isinstance(dim, int):
-            raise TypeError(f"{type(self).__name__}: dim must be an int >= 2, got {dim!r}")
-        if dim < 2:
-            raise ValueError(f"{type(self).__name__}: dim must be >= 2, got {dim}")
+        try:  # numpy integers are accepted (as a Python int); a non-integer is a TypeError
+            dim = check_int("dim", dim, 2, where=f"{type(self).__name__}: ")
+        except ValueError:
+            raise ValueError(f"{type(self).__name__}: dim must be >= 2, got {dim}") from None
         self.dim = dim
         self.nu = F.check_nu(nu)
         given = {

@@ -43,6 +43,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from gpytorch_so3 import so3
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 __all__ = [
@@ -661,12 +662,12 @@ DEFAULT_SHRINKAGE_SLAB_SCALE = 1.0
 DEFAULT_SHRINKAGE_SPIKE_WEIGHT = 0.5
 
 
-def _num_coordinates(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int >= 2, got {dim!r}")
-    if dim < 2:
-        raise ValueError(f"dim must be >= 2, got {dim}")
-    return dim * (dim - 1) // 2
+def _check_dim(dim: object) -> int:
+    """``dim`` as a Python int >= 2: ``TypeError`` (:func:`check_int`'s) for a non-integer, ``ValueError`` below 2."""
+    try:
+        return check_int("dim", dim, 2)
+    except ValueError:
+        raise ValueError(f"dim must be >= 2, got {dim}") from None
 
 
 def _positive_float(owner: str, name: str, value: float) -> float:
@@ -693,8 +694,8 @@ class _LieAlgebraPrior(Prior):
 
     def _setup(self, dim: int, batch_shape: Sequence[int] | torch.Size | None) -> None:
         torch.nn.Module.__init__(self)
-        self._dim = dim
-        m = _num_coordinates(dim)
+        self._dim = dim = _check_dim(dim)
+        m = dim * (dim - 1) // 2
         torch.distributions.Distribution.__init__(
             self, batch_shape=_as_batch_shape(batch_shape), event_shape=torch.Size([m]), validate_args=False
         )

@@ -65,6 +65,8 @@ def test_factories_reject_bad_dim():
         rotated_covar_module(2.0)
     with pytest.raises(ValueError, match="dim"):
         ard_covar_module(0)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        ard_covar_module(2.0)
 
 
 def test_data_log_likelihood_matches_explicit_gaussian():

@@ -185,6 +185,8 @@ def test_transform_bad_input():
         IsotropicNormalize(3, bounds=[[0, 0, 0], [1, 1, 1]])
     with pytest.raises(ValueError, match="positive int"):
         IsotropicNormalize(0)
+    with pytest.raises(TypeError, match="IsotropicNormalize: d must be an int"):
+        IsotropicNormalize(3.0)
 
 
 # ------------------------------------------------------------------------------------------ back to physical units
@@ -523,6 +525,8 @@ def test_four_inputs_so3_times_matern():
         so3_product_covar_module(4, spatial_dims=(0, 1, 4))
     with pytest.raises(ValueError, match="dim must be"):
         so3_product_covar_module(2)
+    with pytest.raises(TypeError, match="so3_product_covar_module: dim must be an int"):
+        so3_product_covar_module(4.0)
 
 
 # ------------------------------------------------------------------------------------------ BO loops

@@ -13,6 +13,7 @@ from gpytorch.kernels import Kernel
 from torch import Tensor
 
 from gpytorch_so3 import functional as F
+from gpytorch_so3._validation import check_int
 
 __all__ = ["Anisotropic3DKernel", "AnisotropicKernel", "validate_inputs"]
 
@@ -135,8 +136,7 @@ class AnisotropicKernel(Kernel):
         dim: int = 3,
         **kwargs,
     ) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}")
+        dim = check_int("dim", dim, 1, where=f"{type(self).__name__}: ")
         if active_dims is not None:
             dims = torch.as_tensor(active_dims)
             if dims.dim() != 1 or dims.numel() != dim:
