@@ -77,6 +77,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from gpytorch_so3._validation import check_int
+
 __all__ = ["cg_settings", "predict_in_chunks"]
 
 
@@ -107,6 +109,7 @@ def cg_settings(
         None; the settings hold inside the ``with`` block.
 
     Raises:
+        TypeError: an integer setting that is not an int (numpy integers are accepted).
         ValueError: a tolerance that is not positive or an integer setting out of range.
 
     Example:
@@ -116,14 +119,10 @@ def cg_settings(
     """
     if not (isinstance(cg_tolerance, int | float) and math.isfinite(cg_tolerance) and cg_tolerance > 0):
         raise ValueError(f"cg_tolerance must be a positive number, got {cg_tolerance!r}")
-    for name, value, low in (
-        ("max_cholesky_size", max_cholesky_size, 0),
-        ("max_preconditioner_size", max_preconditioner_size, 0),
-        ("num_trace_samples", num_trace_samples, 1),
-        ("max_cg_iterations", max_cg_iterations, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    max_cholesky_size = check_int("max_cholesky_size", max_cholesky_size, 0)
+    max_preconditioner_size = check_int("max_preconditioner_size", max_preconditioner_size, 0)
+    num_trace_samples = check_int("num_trace_samples", num_trace_samples, 1)
+    max_cg_iterations = check_int("max_cg_iterations", max_cg_iterations, 1)
     with ExitStack() as stack:
         stack.enter_context(gpytorch.settings.fast_computations(True, True, True))
         stack.enter_context(gpytorch.settings.max_cholesky_size(max_cholesky_size))
@@ -184,8 +183,8 @@ def predict_in_chunks(
         for multitask models and BoTorch models (``t`` outputs); ``variance`` is ``None`` if not requested.
 
     Raises:
-        TypeError: ``X`` is not a floating tensor.
-        ValueError: ``X`` has fewer than 2 dimensions or ``chunk_size`` is not a positive int.
+        TypeError: ``X`` is not a floating tensor, or ``chunk_size`` is not an int (numpy integers are accepted).
+        ValueError: ``X`` has fewer than 2 dimensions or ``chunk_size < 1``.
 
     Example:
         >>> import torch, gpytorch
@@ -205,8 +204,7 @@ def predict_in_chunks(
         raise TypeError(f"X must be a floating-point torch.Tensor, got {type(X).__name__}")
     if X.dim() < 2 or X.shape[-2] == 0:
         raise ValueError(f"X must have shape (..., n, d) with n >= 1, got {tuple(X.shape)}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     if iterative is None:
         n_train = _num_train(model)
         iterative = n_train is not None and n_train > gpytorch.settings.max_cholesky_size.value()

@@ -24,6 +24,7 @@ from unittest.mock import MagicMock, patch
 
 import gpytorch
 import linear_operator
+import numpy as np
 import pytest
 import torch
 from linear_operator.operators import CatLinearOperator, KernelLinearOperator
@@ -555,6 +556,8 @@ def test_predict_in_chunks_rejects_bad_input():
     model = _fitted_like_model(n=10)
     with pytest.raises(ValueError, match="chunk_size"):
         predict_in_chunks(model, torch.rand(5, 3, dtype=torch.float64), chunk_size=0)
+    with pytest.raises(TypeError, match="chunk_size"):
+        predict_in_chunks(model, torch.rand(5, 3, dtype=torch.float64), chunk_size=2.0)
     with pytest.raises(ValueError, match="shape"):
         predict_in_chunks(model, torch.rand(3, dtype=torch.float64))
     with pytest.raises(TypeError, match="floating"):
@@ -580,11 +583,16 @@ def test_cg_settings_values_and_validation():
     for bad in (
         {"cg_tolerance": 0.0},
         {"max_preconditioner_size": -1},
-        {"num_trace_samples": 1.5},
         {"max_cholesky_size": -1},
+        {"max_cg_iterations": 0},
     ):
         with pytest.raises(ValueError), cg_settings(**bad):
             pass
+    for bad in ({"num_trace_samples": 1.5}, {"max_cholesky_size": True}, {"max_cg_iterations": "200"}):
+        with pytest.raises(TypeError, match=next(iter(bad))), cg_settings(**bad):
+            pass
+    with cg_settings(max_cg_iterations=np.int64(50)):  # numpy integers are ints
+        assert gpytorch.settings.max_cg_iterations.value() == 50
 
 
 def test_row_partition_as_in_multidevicekernel(mock_lazy_tensor, seed):
