@@ -138,3 +138,11 @@ def test_library_modules_do_not_import_the_cli():
         and p.name != "__main__.py"
     ]
     assert offenders == []
+
+
+def test_fit_model_max_iter_is_an_int(field):
+    X, Y = field.train_X[:20], field.train_Y[:20]
+    with pytest.raises(TypeError, match="fit_model: max_iter"):
+        fit_model("ard", X, Y, max_iter=2.5)
+    with pytest.raises(ValueError, match="fit_model: max_iter"):
+        fit_model("ard", X, Y, max_iter=0)

@@ -3,6 +3,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
@@ -54,6 +55,11 @@ def test_split_fold_holds_out_whole_holes():
         split_fold(folds, 7)
     with pytest.raises(ValueError, match="max_train"):
         split_fold(folds, 0, max_train=0)
+    with pytest.raises(TypeError, match="max_train"):
+        split_fold(folds, 0, max_train=300.0)
+    with pytest.raises(TypeError, match="fold"):
+        split_fold(folds, 1.0)
+    assert torch.equal(split_fold(folds, np.int64(2), max_train=np.int64(300))[0], train)  # numpy integers are ints
 
 
 def test_summarize_and_table():
@@ -111,6 +117,8 @@ def test_demo_tiny_budget():
         assert needle in report
     with pytest.raises(ValueError, match="max_fit"):
         run_oilsands_demo(max_fit=5, quiet=True)
+    with pytest.raises(TypeError, match="max_fit"):
+        run_oilsands_demo(max_fit=50.0, quiet=True)
 
 
 def test_fit_on_a_subset_then_condition_on_all_training_samples():

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from gpytorch_so3 import so3
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.cli._models import MODEL_KINDS, IsotropicScaling, condition_on, evaluate, fit_model
 from gpytorch_so3.cli._report import table
 from gpytorch_so3.datasets import DrillHoleData, hole_folds, load_oilsands
@@ -104,12 +105,12 @@ def split_fold(folds: Tensor, fold: int, *, max_train: int | None = None, seed: 
         >>> len(split_fold(folds, 0, max_train=2)[0])
         2
     """
+    fold = check_int("fold", fold, 0)
+    max_train = check_int("max_train", max_train, 1, allow_none=True)
     test_idx = (folds == fold).nonzero().squeeze(-1)
     pool = (folds != fold).nonzero().squeeze(-1)
     if len(test_idx) == 0:
         raise ValueError(f"fold {fold} is empty")
-    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 1):
-        raise ValueError(f"max_train must be a positive int or None, got {max_train!r}")
     if max_train is None or len(pool) <= max_train:
         return pool, test_idx
     g = torch.Generator().manual_seed(int(seed) + int(fold))
@@ -251,6 +252,7 @@ def oilsands_fold(
         >>> rec["kind"], rec["n_fit"], rec["n_train"], rec["n_test"], rec["n_test_holes"]
         ('ard', 40, 200, 1200, 56)
     """
+    max_fit = check_int("max_fit", max_fit, 1, allow_none=True)
     X_m = data.coordinates.to(torch.float64)
     Y = data.targets.to(torch.float64)
     vertical = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
@@ -375,8 +377,7 @@ def run_oilsands_demo(
     Returns:
         the report text.
     """
-    if max_fit is not None and (isinstance(max_fit, bool) or not isinstance(max_fit, int) or max_fit < 10):
-        raise ValueError(f"max_fit must be an int >= 10 or None, got {max_fit!r}")
+    max_fit = check_int("max_fit", max_fit, 10, allow_none=True)
     if say is None or quiet:
         say = (lambda msg: None) if quiet else print
     data = load_oilsands(target=target)

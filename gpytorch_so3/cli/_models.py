@@ -32,6 +32,7 @@ from gpytorch.priors import LogNormalPrior
 from torch import Tensor
 
 from gpytorch_so3 import so3
+from gpytorch_so3._validation import check_int
 from gpytorch_so3.fit import EXACT_FIT_MAX_POINTS, fit_map
 from gpytorch_so3.kernels import FullSPDKernel, SO3AnisotropicKernel
 from gpytorch_so3.kernels.keops import KeOpsSO3AnisotropicKernel
@@ -235,9 +236,10 @@ def fit_model(
         >>> fm.name, fm.model.training, fm.lengthscale.shape, fm.axes.shape
         ('SO(3)', False, torch.Size([3]), torch.Size([3, 3]))
     """
+    max_iter = check_int("max_iter", max_iter, 1, allow_none=True, where="fit_model: ")
     model = build_model(kind, train_X, train_Y, nu=nu, lengthscale_prior=lengthscale_prior)
     t0 = time.perf_counter()
-    options = None if max_iter is None else {"maxiter": int(max_iter)}
+    options = None if max_iter is None else {"maxiter": max_iter}
     if kind in ("spd", "so3"):
         fit_map(model, num_restarts=num_restarts, seed=seed, optimizer_options=options, progress=progress)
     else:
