@@ -72,7 +72,7 @@ from torch import Tensor
 
 from gpytorch_so3 import sod
 from gpytorch_so3._validation import check_int
-from gpytorch_so3.fit import fit_map
+from gpytorch_so3.fit import MAX_SEED, fit_map
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 from gpytorch_so3.priors import (
     DEFAULT,
@@ -122,6 +122,12 @@ def _check_dim(dim: object) -> int:
         return check_int("dim", dim, 2)
     except ValueError:
         raise ValueError(f"dim must be >= 2, got {dim}") from None
+
+
+def _check_restarts(num_restarts: object, seed: object, where: str) -> tuple[int, int | None]:
+    """``fit_map``'s ``num_restarts`` and ``seed``, checked before the rotated fit, whose errors fall back to ARD."""
+    num_restarts = check_int("num_restarts", num_restarts, 1, where=where)
+    return num_restarts, check_int("seed", seed, 0, MAX_SEED - 1, allow_none=True, where=where)
 
 
 def _resolve(prior: Prior | Default | None, default) -> Prior | None:
@@ -449,8 +455,9 @@ def fit_rotated_or_ard(
         the kept ``SingleTaskGP`` in eval mode, with ``surrogate_choice_`` (:class:`SurrogateChoice`).
 
     Raises:
-        TypeError: non-tensor data.
-        ValueError: bad shapes, non-finite data, fewer than 2 points, bad ``penalty``.
+        TypeError: non-tensor data, or ``num_restarts``/``seed`` not an int (numpy integers are accepted).
+        ValueError: bad shapes, non-finite data, fewer than 2 points, bad ``penalty``, ``num_restarts < 1`` or
+            ``seed`` outside ``[0, 2**63)``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -461,6 +468,7 @@ def fit_rotated_or_ard(
         'ard'
     """
     train_X, train_Y = _check_data(train_X, train_Y)
+    num_restarts, seed = _check_restarts(num_restarts, seed, "fit_rotated_or_ard: ")
     ard, rot, choice = _fit_both(train_X, train_Y, nu, penalty, num_restarts, seed, rotation_prior, input_transform)
     kept = rot if choice.chosen == "rotated" else ard
     kept.surrogate_choice_ = choice
@@ -627,6 +635,7 @@ def rotated_surrogate(
         >>> model.covar_module.base_kernel.rotation_matrix.shape
         torch.Size([3, 3])
     """
+    num_restarts, seed = _check_restarts(num_restarts, seed, "rotated_surrogate: ")
     if select == "evidence":
         return fit_rotated_or_ard(
             train_X,
@@ -731,7 +740,8 @@ class PrequentialSelector:
             raise ValueError(f"margin must be a finite number of nats, got {margin!r}")
         self.margin = float(margin)
         _penalty_per_coordinate(_resolve_penalty(penalty, 2), 2)  # a bad penalty fails here, not at iteration 1
-        self.nu, self.penalty, self.num_restarts = nu, penalty, num_restarts
+        self.num_restarts, _ = _check_restarts(num_restarts, None, "PrequentialSelector: ")
+        self.nu, self.penalty = nu, penalty
         self.rotation_prior, self.input_transform = rotation_prior, input_transform
         self.scores: list[float] = []
         self._X: Tensor | None = None
@@ -752,6 +762,7 @@ class PrequentialSelector:
 
     def __call__(self, train_X: Tensor, train_Y: Tensor, *, seed: int | None = None) -> SingleTaskGP:
         """Score the points added since the last call, fit both models, return the kept one (see the class)."""
+        _, seed = _check_restarts(self.num_restarts, seed, "PrequentialSelector: ")
         train_X, train_Y = _check_data(train_X, train_Y)
         if not self._extends(train_X):
             self.reset()

@@ -464,6 +464,8 @@ def test_prequential_selector_without_a_keep_is_botorchs_ard_fit():
         ({"window": 0}, ValueError),
         ({"min_points": 0}, ValueError),
         ({"window": 2.5}, TypeError),
+        ({"num_restarts": 0}, ValueError),
+        ({"num_restarts": 1.5}, TypeError),
         ({"window": 4, "min_points": 5}, ValueError),
         ({"margin": math.nan}, ValueError),
         ({"margin": True}, ValueError),
@@ -475,3 +477,29 @@ def test_prequential_selector_rejects_bad_settings(kwargs, exc):
 
     with pytest.raises(exc, match=next(iter(kwargs)) if "penalty" not in kwargs else "penalty"):
         PrequentialSelector(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        ({"num_restarts": 0}, ValueError),
+        ({"num_restarts": 2.0}, TypeError),
+        ({"seed": -1}, ValueError),
+        ({"seed": 0.5}, TypeError),
+    ],
+)
+def test_bad_restarts_and_seed_raise_instead_of_falling_back_to_ard(kwargs, exc):
+    """The rotated fit's errors fall back to ARD, so its integer arguments are checked before it runs."""
+    from gpytorch_so3.bo import PrequentialSelector
+
+    X, Y = _data("axis", n=10)
+    name = next(iter(kwargs))
+    with pytest.raises(exc, match=f"fit_rotated_or_ard: {name}"):
+        fit_rotated_or_ard(X, Y, **kwargs)
+    with pytest.raises(exc, match=f"rotated_surrogate: {name}"):
+        rotated_surrogate(X, Y, select="rotated", **kwargs)
+    with pytest.raises(exc, match=f"PrequentialSelector: {name}"):
+        if name == "seed":  # a call's argument
+            PrequentialSelector(num_restarts=1)(X, Y, **kwargs)
+        else:
+            PrequentialSelector(**kwargs)
