@@ -654,14 +654,14 @@ def fit_nuts(
         raise TypeError(
             f"fit_nuts expects an SO3FullyBayesianGP or a RotatedFullyBayesianGP, got {type(model).__name__}"
         )
-    check_int("num_samples", num_samples, 1, where="fit_nuts: ")
-    check_int("warmup_steps", warmup_steps, 0, where="fit_nuts: ")
-    check_int("num_chains", num_chains, 1, where="fit_nuts: ")
-    check_int("thinning", thinning, 1, where="fit_nuts: ")
-    check_int("max_tree_depth", max_tree_depth, 1, where="fit_nuts: ")
-    check_int("seed", seed, 0, 2**63 - 1, where="fit_nuts: ")
-    if num_workers is not None:
-        check_int("num_workers", num_workers, 1, where="fit_nuts: ")
+    # numpy integers are accepted and passed on as Python ints (Pyro and the worker processes see plain ints)
+    num_samples = check_int("num_samples", num_samples, 1, where="fit_nuts: ")
+    warmup_steps = check_int("warmup_steps", warmup_steps, 0, where="fit_nuts: ")
+    num_chains = check_int("num_chains", num_chains, 1, where="fit_nuts: ")
+    thinning = check_int("thinning", thinning, 1, where="fit_nuts: ")
+    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 1, where="fit_nuts: ")
+    seed = check_int("seed", seed, 0, 2**63 - 1, where="fit_nuts: ")
+    num_workers = check_int("num_workers", num_workers, 1, allow_none=True, where="fit_nuts: ")
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"fit_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     if not (init_strategy in ("auto", "haar", "identity", "prior") or callable(init_strategy)):
