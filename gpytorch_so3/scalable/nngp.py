@@ -243,6 +243,7 @@ class NearestNeighbourGP(torch.nn.Module):
 
     def vecchia_log_likelihood(self, batch_size: int = 4096) -> Tensor:
         """The full Vecchia log-likelihood of the standardised targets (sum over all terms)."""
+        batch_size = check_int("batch_size", batch_size, 1, where="vecchia_log_likelihood: ")
         total = 0.0
         for a in range(0, self.num_data, batch_size):
             total = total + self.conditional_log_densities(torch.arange(a, min(a + batch_size, self.num_data))).sum()
@@ -360,11 +361,11 @@ def fit_nngp(
         (torch.Size([50]), True)
     """
     check_nu(nu)
-    check_int("num_neighbours", num_neighbours, 1)
-    check_int("batch_size", batch_size, 1)
-    check_int("seed", seed, 0)
-    check_int("init_size", init_size, 2)
-    check_int("init_restarts", init_restarts, 1)
+    num_neighbours = check_int("num_neighbours", num_neighbours, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
+    init_size = check_int("init_size", init_size, 2)
+    init_restarts = check_int("init_restarts", init_restarts, 1)
     epochs, max_seconds = C.check_budget(epochs, max_seconds)
     if kernel not in C.KERNELS:
         raise ValueError(f"kernel must be one of {C.KERNELS}, got {kernel!r}")

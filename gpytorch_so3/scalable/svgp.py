@@ -246,15 +246,18 @@ class SVGPResult:
 
 
 def _validate_common(nu, num_inducing, batch_size, epochs, max_seconds, seed, init_size, init_restarts, kernel):
+    """``(num_inducing, batch_size, seed, init_size, init_restarts, epochs, max_seconds)``, the ints as Python ints."""
     check_nu(nu)
-    check_int("num_inducing", num_inducing, 1)
-    check_int("batch_size", batch_size, 1)
-    check_int("seed", seed, 0)
-    check_int("init_size", init_size, 2)
-    check_int("init_restarts", init_restarts, 1)
+    ints = (
+        check_int("num_inducing", num_inducing, 1),
+        check_int("batch_size", batch_size, 1),
+        check_int("seed", seed, 0),
+        check_int("init_size", init_size, 2),
+        check_int("init_restarts", init_restarts, 1),
+    )
     if kernel not in C.KERNELS:
         raise ValueError(f"kernel must be one of {C.KERNELS}, got {kernel!r}")
-    return C.check_budget(epochs, max_seconds)
+    return (*ints, *C.check_budget(epochs, max_seconds))
 
 
 def fit_svgp(
@@ -332,7 +335,7 @@ def fit_svgp(
         >>> mean.shape, bool((var > 0).all())
         (torch.Size([50]), True)
     """
-    epochs, max_seconds = _validate_common(
+    num_inducing, batch_size, seed, init_size, init_restarts, epochs, max_seconds = _validate_common(
         nu, num_inducing, batch_size, epochs, max_seconds, seed, init_size, init_restarts, kernel
     )
     if variational not in VARIATIONAL:
