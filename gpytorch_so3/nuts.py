@@ -99,6 +99,7 @@ def initial_lengthscale_factors(dim: int) -> tuple[float, ...]:
         >>> [round(f, 3) for f in initial_lengthscale_factors(5)]
         [0.5, 0.707, 1.0, 1.414, 2.0]
     """
+    dim = check_int("dim", dim, 2, where="initial_lengthscale_factors: ")
     if dim == 3:
         return INITIAL_LENGTHSCALE_FACTORS
     return tuple(0.5 * 4.0 ** (i / (dim - 1)) for i in range(dim))

@@ -20,9 +20,10 @@ from gpytorch_so3 import SO3AnisotropicKernel, bo, botorch_utils, datasets, fit_
 from gpytorch_so3._validation import check_int
 from gpytorch_so3.cli import _demo as _demo_module
 from gpytorch_so3.cli._models import fit_model
-from gpytorch_so3.fully_bayesian import RotatedPyroModel, sample_sites
+from gpytorch_so3.fully_bayesian import RotatedPyroModel, SO3FullyBayesianGP, sample_sites
 from gpytorch_so3.kernels import RotatedAnisotropicKernel
 from gpytorch_so3.kernels.keops import KeOpsRotatedAnisotropicKernel
+from gpytorch_so3.nuts import fit_nuts, initial_lengthscale_factors
 
 
 def test_accepts_integers_of_any_integral_type():
@@ -137,9 +138,6 @@ def _demo(**kwargs):
 
 
 def _nuts(**kwargs):
-    from gpytorch_so3.fully_bayesian import SO3FullyBayesianGP
-    from gpytorch_so3.nuts import fit_nuts
-
     X = _X()
     kwargs = {"num_samples": 4, "warmup_steps": 2, "thinning": 1, "seed": 0, "num_chains": np.int64(1), **kwargs}
     return fit_nuts(SO3FullyBayesianGP(X, _Y(X)), disable_progbar=True, **kwargs)
@@ -300,6 +298,7 @@ ENTRY_POINTS = [
     _case("run_oilsands_demo", lambda v: _demo(max_fit=v), "max_fit", 10, 9),
     _case("fit_model", lambda v: fit_model("ard", _X(), _Y(_X()), max_iter=v), "fit_model: max_iter", 2, 0),
     # fully Bayesian, scalable
+    _case("initial_lengthscale_factors", initial_lengthscale_factors, "initial_lengthscale_factors: dim", 4, 1),
     _case("fit_nuts", lambda v: _nuts(max_tree_depth=v), "fit_nuts: max_tree_depth", 2, 0),
     _case("fit_svgp", lambda v: _scalable("fit_svgp", num_inducing=v), "num_inducing", 4, 0),
     _case("fit_nngp", lambda v: _scalable("fit_nngp", num_neighbours=v), "num_neighbours", 4, 0, lambda gp: gp.m),
