@@ -43,3 +43,22 @@ def check_int(
     if value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"{where}{name} must be an int {bound}, got {value!r}")
     return int(value)
+
+
+def check_dim(dim: object, *, where: str = "", note: str = "") -> int:
+    """A number of rotated dimensions: :func:`check_int` for the type, ``"{where}dim must be >= 2{note}, got ..."``.
+
+    The ``ValueError`` wording below 2 is the one the SO(d) modules have always used (``note`` adds their hint).
+
+    Example:
+        >>> check_dim(3)
+        3
+        >>> check_dim(1, note=" (SO(1) is trivial)")
+        Traceback (most recent call last):
+            ...
+        ValueError: dim must be >= 2 (SO(1) is trivial), got 1
+    """
+    try:
+        return check_int("dim", dim, 2, where=where)
+    except ValueError:
+        raise ValueError(f"{where}dim must be >= 2{note}, got {dim}") from None

@@ -71,7 +71,7 @@ from gpytorch.priors import Prior
 from torch import Tensor
 
 from gpytorch_so3 import sod
-from gpytorch_so3._validation import check_int
+from gpytorch_so3._validation import check_dim, check_int
 from gpytorch_so3.fit import MAX_SEED, fit_map
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 from gpytorch_so3.priors import (
@@ -116,18 +116,13 @@ LOO_MARGIN = 1.0
 _FACTORISATION_ERRORS = (RuntimeError, ValueError)
 
 
-def _check_dim(dim: object) -> int:
-    """``dim`` as a Python int >= 2: ``TypeError`` (:func:`check_int`'s) for a non-integer, ``ValueError`` below 2."""
-    try:
-        return check_int("dim", dim, 2)
-    except ValueError:
-        raise ValueError(f"dim must be >= 2, got {dim}") from None
-
-
 def _check_restarts(num_restarts: object, seed: object, where: str) -> tuple[int, int | None]:
     """``fit_map``'s ``num_restarts`` and ``seed``, checked before the rotated fit, whose errors fall back to ARD."""
-    num_restarts = check_int("num_restarts", num_restarts, 1, where=where)
-    return num_restarts, check_int("seed", seed, 0, MAX_SEED - 1, allow_none=True, where=where)
+    return check_int("num_restarts", num_restarts, 1, where=where), _check_seed(seed, where)
+
+
+def _check_seed(seed: object, where: str) -> int | None:
+    return check_int("seed", seed, 0, MAX_SEED - 1, allow_none=True, where=where)
 
 
 def _resolve(prior: Prior | Default | None, default) -> Prior | None:
@@ -165,7 +160,7 @@ def rotated_covar_module(
         >>> k.base_kernel.rotation.shape, k.base_kernel.lengthscale.shape
         (torch.Size([6]), torch.Size([1, 4]))
     """
-    dim = _check_dim(dim)
+    dim = check_dim(dim)
     ls_prior = _resolve(lengthscale_prior, default_lengthscale_prior)
     base = RotatedAnisotropicKernel(
         dim,
@@ -740,7 +735,7 @@ class PrequentialSelector:
             raise ValueError(f"margin must be a finite number of nats, got {margin!r}")
         self.margin = float(margin)
         _penalty_per_coordinate(_resolve_penalty(penalty, 2), 2)  # a bad penalty fails here, not at iteration 1
-        self.num_restarts, _ = _check_restarts(num_restarts, None, "PrequentialSelector: ")
+        self.num_restarts = check_int("num_restarts", num_restarts, 1, where="PrequentialSelector: ")
         self.nu, self.penalty = nu, penalty
         self.rotation_prior, self.input_transform = rotation_prior, input_transform
         self.scores: list[float] = []
@@ -762,7 +757,7 @@ class PrequentialSelector:
 
     def __call__(self, train_X: Tensor, train_Y: Tensor, *, seed: int | None = None) -> SingleTaskGP:
         """Score the points added since the last call, fit both models, return the kept one (see the class)."""
-        _, seed = _check_restarts(self.num_restarts, seed, "PrequentialSelector: ")
+        seed = _check_seed(seed, "PrequentialSelector: ")
         train_X, train_Y = _check_data(train_X, train_Y)
         if not self._extends(train_X):
             self.reset()

@@ -60,7 +60,7 @@ from gpytorch_so3 import (
     priors,
     sod,
 )
-from gpytorch_so3._validation import check_int
+from gpytorch_so3._validation import check_dim
 from gpytorch_so3.exceptions import NonIsotropicInputScalingWarning, NotFittedError, deprecated_alias
 from gpytorch_so3.kernels.rotated_kernel import RotatedAnisotropicKernel
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
@@ -321,10 +321,7 @@ class RotatedPyroModel:
             TypeError: ``dim`` is not an int, or a prior is not a distribution.
             ValueError: ``dim < 2``, bad ``nu`` or a rotation prior of the wrong event shape.
         """
-        try:  # numpy integers are accepted (as a Python int); a non-integer is a TypeError
-            dim = check_int("dim", dim, 2, where=f"{type(self).__name__}: ")
-        except ValueError:
-            raise ValueError(f"{type(self).__name__}: dim must be >= 2, got {dim}") from None
+        dim = check_dim(dim, where=f"{type(self).__name__}: ")
         self.dim = dim
         self.nu = F.check_nu(nu)
         given = {

@@ -43,7 +43,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from gpytorch_so3 import so3
-from gpytorch_so3._validation import check_int
+from gpytorch_so3._validation import check_dim
 from gpytorch_so3.kernels.so3_kernel import SO3AnisotropicKernel
 
 __all__ = [
@@ -662,14 +662,6 @@ DEFAULT_SHRINKAGE_SLAB_SCALE = 1.0
 DEFAULT_SHRINKAGE_SPIKE_WEIGHT = 0.5
 
 
-def _check_dim(dim: object) -> int:
-    """``dim`` as a Python int >= 2: ``TypeError`` (:func:`check_int`'s) for a non-integer, ``ValueError`` below 2."""
-    try:
-        return check_int("dim", dim, 2)
-    except ValueError:
-        raise ValueError(f"dim must be >= 2, got {dim}") from None
-
-
 def _positive_float(owner: str, name: str, value: float) -> float:
     if torch.is_tensor(value) and value.numel() == 1:
         value = float(value)
@@ -694,7 +686,7 @@ class _LieAlgebraPrior(Prior):
 
     def _setup(self, dim: int, batch_shape: Sequence[int] | torch.Size | None) -> None:
         torch.nn.Module.__init__(self)
-        self._dim = dim = _check_dim(dim)
+        self._dim = dim = check_dim(dim)
         m = dim * (dim - 1) // 2
         torch.distributions.Distribution.__init__(
             self, batch_shape=_as_batch_shape(batch_shape), event_shape=torch.Size([m]), validate_args=False

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from gpytorch_so3 import so3
-from gpytorch_so3._validation import check_int
+from gpytorch_so3._validation import check_dim
 
 __all__ = [
     "canonicalize",
@@ -62,11 +62,7 @@ _LOG_SERIES_THRESHOLD = 1e-3
 
 
 def _check_dim(dim: object) -> int:
-    """``dim`` as a Python int >= 2: ``TypeError`` (:func:`check_int`'s) for a non-integer, ``ValueError`` below 2."""
-    try:
-        return check_int("dim", dim, 2)
-    except ValueError:
-        raise ValueError(f"dim must be >= 2 (SO(1) is trivial), got {dim}") from None
+    return check_dim(dim, note=" (SO(1) is trivial)")
 
 
 def num_coordinates(dim: int) -> int:

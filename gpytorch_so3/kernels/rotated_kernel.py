@@ -9,7 +9,7 @@ from torch import Tensor
 
 from gpytorch_so3 import functional as F
 from gpytorch_so3 import sod
-from gpytorch_so3._validation import check_int
+from gpytorch_so3._validation import check_dim
 from gpytorch_so3.kernels.base import AnisotropicKernel
 
 __all__ = ["RotatedAnisotropicKernel"]
@@ -83,11 +83,7 @@ class RotatedAnisotropicKernel(AnisotropicKernel):
             TypeError: ``dim`` is not an int, or a prior is not a ``gpytorch.priors.Prior``.
             ValueError: ``dim < 2``, bad ``active_dims``, or a prior whose shape does not fit its parameter.
         """
-        owner = type(self).__name__
-        try:  # numpy integers are accepted (as a Python int); a non-integer is a TypeError
-            dim = check_int("dim", dim, 2, where=f"{owner}: ")
-        except ValueError:
-            raise ValueError(f"{owner}: dim must be >= 2 (use gpytorch's RBFKernel for 1-D), got {dim}") from None
+        dim = check_dim(dim, where=f"{type(self).__name__}: ", note=" (use gpytorch's RBFKernel for 1-D)")
         if lengthscale_prior is not None and not isinstance(lengthscale_prior, Prior):
             raise TypeError(
                 f"Expected gpytorch.priors.Prior for lengthscale_prior, got {type(lengthscale_prior).__name__}"
