@@ -465,15 +465,15 @@ def test_prepolish_failure_of_a_candidate_is_isolated(monkeypatch):
     """A candidate whose pre-polish fails numerically is warned about and recorded; the other one is polished."""
     monkeypatch.setattr(fit_module, "PREPOLISH_POINTS", 48)
     X, Y = _thin_layers()
-    real = fit_module._run_round
+    real = fit_module._polish_round
 
-    def run_round(obj, x0, starts, bounds, options, failures, label):
-        if label == "pre-polish" and starts == [0]:
+    def polish_round(obj, x0, start, options, failures, label):
+        if label == "pre-polish" and start == 0:
             failures[0] = "NotPSDError: injected (in pre-polish)"
             return x0, {}
-        return real(obj, x0, starts, bounds, options, failures, label)
+        return real(obj, x0, start, options, failures, label)
 
-    monkeypatch.setattr(fit_module, "_run_round", run_round)
+    monkeypatch.setattr(fit_module, "_polish_round", polish_round)
     opts = {"maxiter": 60}
     with pytest.warns(RestartFailedWarning, match="pre-polish"):
         model = fit_map(
