@@ -137,11 +137,13 @@ BATCH_MAX_ELEMENTS = 1_000_000
 #: The polish (and pre-polish) minimiser in float64 when the objective has no finite bounds (BoTorch's models: the
 #: noise's lower bound is optimised in log coordinates, see :class:`_BatchedObjective`): a trust-region Newton method
 #: whose Hessian comes from forward differences of the exact gradient, all ``P`` perturbed rows in one batched
-#: evaluation (:func:`_newton_polish`). The objective near a MAP optimum is badly conditioned (the README's 6-D
-#: example, n = 200: Hessian eigenvalues from 5e-2 to 1.3e5 in total nats, the length-scales of directions the data
-#: do not vary along against the rotations that tilt the fast axis), and L-BFGS-B crawled: 652 and 1,173 evaluations
-#: for the two polishes, where this method took 17 + 13 Hessians and 38 + 25, 3-4x less time, to a lower loss
-#: (``benchmarks/bench_polish.py``). ``False``: L-BFGS-B (BoTorch's batched port of scipy's), as before 0.9.
+#: evaluation, updated by SR1 between evaluations (:func:`_newton_polish`). Near a MAP optimum the objective is badly
+#: conditioned (the README's 6-D example, n = 200: Hessian eigenvalues from 5e-2 to 1.3e5 in total nats, the
+#: length-scales of directions the data do not vary along against the rotations that tilt the fast axis) and
+#: L-BFGS-B crawled: 652 and 1,173 evaluations for its two polishes (21.5 s), where this method took 23 and 34
+#: (2.8 s) to a lower loss. ``benchmarks/results/bench_polish.json``: whole fits 4.1x (that example) and 3.3x (its
+#: noise-free variant, 0.6 nats lower) faster, 1.35x on a 3-D and 1.27x on a 6-D GP field (the same optimum), equal
+#: in 2-D (the rounds leave nothing to polish). ``False``: L-BFGS-B (BoTorch's batched port of scipy's) as before.
 NEWTON_POLISH = True
 
 #: The Newton polish runs on at most this many points (more: L-BFGS-B). Its Hessian costs about ``P`` gradient
@@ -1594,9 +1596,9 @@ def fit_map(
     training points (nested random subsets drawn from ``seed``), then keeps the best ``ceil(keep * starts)``
     starts; the best start of the last round is polished alone, on all points, to convergence: in float64 on up to
     :data:`NEWTON_MAX_POINTS` points by a trust-region Newton method whose Hessian comes from finite differences of
-    the exact gradient in one batched evaluation (:data:`NEWTON_POLISH`; 3-8x fewer seconds than L-BFGS-B in the
-    polish where the optimum is badly conditioned, ``benchmarks/results/bench_polish.json``), otherwise by L-BFGS-B
-    (BoTorch's batched port of scipy's). Above
+    the exact gradient in one batched evaluation (:data:`NEWTON_POLISH`; the polish took 1.3-7.7x fewer seconds
+    than L-BFGS-B's in ``benchmarks/results/bench_polish.json``, most where the optimum is badly conditioned),
+    otherwise by L-BFGS-B (BoTorch's batched port of scipy's). Above
     :data:`PREPOLISH_POINTS` training points the polish candidates (the round winner, and the data-aligned start
     on thin domains) first run to convergence on a nested random subset of that size, and only the best of them
     there is polished on all points (phase ``"pre-polish"`` in ``fit_map_info_``). If the model cannot be
