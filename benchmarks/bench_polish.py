@@ -22,7 +22,11 @@ Cases (float64, noise as stated, ``Standardize`` outcome):
 * ``field_2d``, ``field_6d``: GP draws of ``benchmarks/sod_recovery.py`` (``make_sod_field``; 2-D n = 200
   length-scales (0.15, 0.6); 6-D n = 600, length-scales 0.2-2.0), seed 0;
 * ``field_3d``: ``gpytorch_so3.datasets.make_rotated_field`` (length-scales (0.15, 0.4, 1.0), noise 0.05), n = 300,
-  seed 0, with ``so3_covar_module``-like defaults (``bo.rotated_covar_module(3)``).
+  seed 0, with ``so3_covar_module``-like defaults (``bo.rotated_covar_module(3)``);
+* ``bo_6d_n20/40/60``: one BO surrogate fit, ``gpytorch_so3.bo.fit_rotated_or_ard(X, Y, seed=0)`` (an ARD and a
+  rotated ``SingleTaskGP``, the rotated one by ``fit_map`` with the BO defaults), on n points of ``U[0, 1]^6`` (seeded
+  by n) of a noise-free oblique bump ``exp(-20 ((x - c) . (1, 1, 0, 0, 0, 0))^2 - |x - c|^2 / 2)``, ``c = 0.5``;
+  reported: its seconds with each polish, over BoTorch's default ``SingleTaskGP`` fit, and which model it chose.
 
 Usage::
 
@@ -61,7 +65,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from sod_recovery import LENGTHSCALES, make_sod_field  # noqa: E402  (a sibling script)
 
-CASES = ("readme_6d", "readme_6d_noise_free", "field_2d", "field_3d", "field_6d")
+CASES = ("readme_6d", "readme_6d_noise_free", "field_2d", "field_3d", "field_6d", "bo_6d_n20", "bo_6d_n40", "bo_6d_n60")
 
 
 def make_case(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -118,7 +122,40 @@ def run_ard(X, Y) -> float:
     return time.perf_counter() - t0
 
 
+def measure_bo(n: int) -> dict:
+    """One ``fit_rotated_or_ard`` call with each polish, against BoTorch's default ``SingleTaskGP`` fit."""
+    from gpytorch_so3.bo import fit_rotated_or_ard
+
+    g = torch.Generator().manual_seed(n)
+    X = torch.rand(n, 6, generator=g, dtype=torch.float64)
+    u = torch.tensor([1.0, 1, 0, 0, 0, 0], dtype=torch.float64)
+    Y = torch.exp(-20 * ((X - 0.5) @ u) ** 2 - 0.5 * ((X - 0.5) ** 2).sum(-1)).unsqueeze(-1)
+    default = SingleTaskGP(X, Y)
+    t0 = time.perf_counter()
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(default.likelihood, default))
+    out = {"case": f"bo_6d_n{n}", "n": n, "dim": 6, "seconds_botorch_default": time.perf_counter() - t0}
+    for method in ("newton", "lbfgsb"):
+        fit_module.NEWTON_POLISH = method == "newton"
+        try:
+            t0 = time.perf_counter()
+            model = fit_rotated_or_ard(X, Y, seed=0)
+            seconds = time.perf_counter() - t0
+        finally:
+            fit_module.NEWTON_POLISH = True
+        choice = model.surrogate_choice_
+        out[method] = {
+            "seconds": seconds,
+            "ratio_over_botorch_default": seconds / out["seconds_botorch_default"],
+            "chosen": choice.chosen,
+            "margin": choice.margin,
+        }
+    out["speedup_newton_over_lbfgsb"] = out["lbfgsb"]["seconds"] / out["newton"]["seconds"]
+    return out
+
+
 def measure(name: str) -> dict:
+    if name.startswith("bo_6d_n"):
+        return measure_bo(int(name.removeprefix("bo_6d_n")))
     X, Y, truth = make_case(name)
     ard = run_ard(X, Y)
     out = {"case": name, "n": X.shape[0], "dim": X.shape[1], "seconds_ard": ard}
