@@ -129,6 +129,29 @@ def recovery_report(field: Any, *, num_restarts: int = 8, seed: int = 0) -> dict
     }
 
 
+def environment(started: float, note: str) -> dict[str, Any]:
+    """The ``environment`` entry of a benchmark's JSON: versions, threads, load, time stamp and wall seconds since
+    ``started`` (a ``time.perf_counter()`` value)."""
+    import os
+    import platform
+
+    import botorch
+    import gpytorch
+
+    return {
+        "torch": torch.__version__,
+        "gpytorch": gpytorch.__version__,
+        "botorch": botorch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "loadavg_1min_at_end": os.getloadavg()[0],
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "wall_seconds": time.perf_counter() - started,
+        "note": note,
+    }
+
+
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     """``(fn(*args, **kwargs), wall seconds)``."""
     t0 = time.perf_counter()

@@ -41,15 +41,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import botorch
-import gpytorch
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
@@ -63,7 +59,8 @@ from gpytorch_so3.datasets import make_rotated_field
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sod_recovery import LENGTHSCALES, make_sod_field  # noqa: E402  (a sibling script)
+from _experiments import environment  # noqa: E402  (sibling modules)
+from sod_recovery import LENGTHSCALES, make_sod_field  # noqa: E402
 
 CASES = ("readme_6d", "readme_6d_noise_free", "field_2d", "field_3d", "field_6d", "bo_6d_n20", "bo_6d_n40", "bo_6d_n60")
 
@@ -185,17 +182,9 @@ def main(argv=None) -> None:
         records.append(rec)
         print(json.dumps(rec), flush=True)
     out = {
-        "environment": {
-            "torch": torch.__version__,
-            "gpytorch": gpytorch.__version__,
-            "botorch": botorch.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-            "loadavg_1min_at_end": os.getloadavg()[0],
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "wall_seconds": time.perf_counter() - t0,
-            "note": "2-core machine, possibly shared: absolute times are noisy, compare the same-run ratios",
-        },
+        "environment": environment(
+            t0, "2-core machine, possibly shared: absolute times are noisy, compare same-run ratios"
+        ),
         "records": records,
     }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

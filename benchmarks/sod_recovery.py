@@ -49,10 +49,7 @@ import copy
 import itertools
 import json
 import math
-import os
-import platform
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -447,17 +444,11 @@ def main(argv=None) -> None:
         else "default_sod_rotation_prior(dim) (ShrinkageRotationPrior)",
         "targets": {"angle_deg_shortest_and_longest": TARGET_ANGLE_DEG, "rmse_ratio_vs_ard": TARGET_RMSE_RATIO},
     }
-    env = {
-        "torch": torch.__version__,
-        "gpytorch": gpytorch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "threads": torch.get_num_threads(),
-        "loadavg_1min_at_end": os.getloadavg()[0],
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "wall_seconds": time.perf_counter() - t_start,
-        "note": "2-core machine shared with other long benchmark runs: absolute times are noisy, compare ratios",
-    }
+    from _experiments import environment  # a sibling module (this script is imported by the tests too)
+
+    env = environment(
+        t_start, "2-core machine shared with other long benchmark runs: absolute times are noisy, compare ratios"
+    )
     out = {"config": config, "environment": env, "records": rows, "summary": summarize(rows)}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out["summary"], indent=1))
