@@ -140,10 +140,10 @@ BATCH_MAX_ELEMENTS = 1_000_000
 #: evaluation, updated by SR1 between evaluations (:func:`_newton_polish`). Near a MAP optimum the objective is badly
 #: conditioned (the README's 6-D example, n = 200: Hessian eigenvalues from 5e-2 to 1.3e5 in total nats, the
 #: length-scales of directions the data do not vary along against the rotations that tilt the fast axis) and
-#: L-BFGS-B crawled: 652 and 1,173 evaluations for its two polishes (21.5 s), where this method took 23 and 34
-#: (2.8 s) to a lower loss. ``benchmarks/results/bench_polish.json``: whole fits 4.1x (that example) and 3.3x (its
-#: noise-free variant, 0.6 nats lower) faster, 1.35x on a 3-D and 1.27x on a 6-D GP field (the same optimum), equal
-#: in 2-D (the rounds leave nothing to polish). ``False``: L-BFGS-B (BoTorch's batched port of scipy's) as before.
+#: L-BFGS-B crawled: 652 and 1,173 evaluations for its two polishes (19.9 s), where this method took 23 and 34
+#: (2.7 s) to a lower loss. ``benchmarks/results/bench_polish.json``: whole fits 4.3x (that example) and 3.8x (its
+#: noise-free variant, 0.6 nats lower) faster, 1.6x on a 3-D and 1.4x on a 6-D GP field and 1.15x in 2-D (the same
+#: optimum), a 6-D BO surrogate fit 3.0-4.7x. ``False``: L-BFGS-B (BoTorch's batched port of scipy's) as before.
 NEWTON_POLISH = True
 
 #: The Newton polish runs on at most this many points (more: L-BFGS-B). Its Hessian costs about ``P`` gradient
@@ -1610,7 +1610,7 @@ def fit_map(
     training points (nested random subsets drawn from ``seed``), then keeps the best ``ceil(keep * starts)``
     starts; the best start of the last round is polished alone, on all points, to convergence: in float64 on up to
     :data:`NEWTON_MAX_POINTS` points by a trust-region Newton method whose Hessian comes from finite differences of
-    the exact gradient in one batched evaluation (:data:`NEWTON_POLISH`; the polish took 1.3-7.7x fewer seconds
+    the exact gradient in one batched evaluation (:data:`NEWTON_POLISH`; the polish took 1.7-7.4x fewer seconds
     than L-BFGS-B's in ``benchmarks/results/bench_polish.json``, most where the optimum is badly conditioned),
     otherwise by L-BFGS-B (BoTorch's batched port of scipy's). Above
     :data:`PREPOLISH_POINTS` training points the polish candidates (the round winner, and the data-aligned start
