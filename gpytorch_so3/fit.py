@@ -1102,10 +1102,14 @@ def _newton_hessian(obj: _BatchedObjective, x: np.ndarray) -> np.ndarray:
     return (H + H.T) / 2
 
 
-def _trust_step(lam: np.ndarray, V: np.ndarray, g: np.ndarray, radius: float) -> np.ndarray:
-    """Minimiser of ``g.s + s.|H|.s / 2`` with ``|s| <= radius`` (``|H| = V |lam| V^T``, floored; by bisection)."""
+def _floored_abs(lam: np.ndarray) -> np.ndarray:
+    """``|lam|`` raised to at least ``1e-12`` of its largest entry (the curvatures of the trust-region model)."""
     top = float(np.abs(lam).max()) if lam.size else 0.0
-    a = np.maximum(np.abs(lam), max(top, 1e-300) * 1e-12)
+    return np.maximum(np.abs(lam), max(top, 1e-300) * 1e-12)
+
+
+def _trust_step(a: np.ndarray, V: np.ndarray, g: np.ndarray, radius: float) -> np.ndarray:
+    """Minimiser of ``g.s + s.A.s / 2`` with ``|s| <= radius``, ``A = V diag(a) V^T`` (``a > 0``; by bisection)."""
     gv = V.T @ g
 
     def step(mu: float) -> np.ndarray:
@@ -1155,7 +1159,7 @@ def _newton_polish(
         return x0.copy(), {}
     f, g = float(f[0]), g[0]
     radius = 1.0
-    H, age = None, 0  # the model Hessian, and the updates since it was last computed
+    H, updated = None, False  # the model Hessian, and whether it was updated since it was last computed
     gains: list[float] = []  # the decrease of each accepted step
     stall = NEWTON_STALL_NATS / obj.num_points
     for _ in range(maxiter):
@@ -1163,13 +1167,13 @@ def _newton_polish(
             break
         if H is None:
             try:
-                H, age = _newton_hessian(obj, x), 0
+                H, updated = _newton_hessian(obj, x), False
             except _FAILURES:  # a perturbed row failed: L-BFGS-B from here
                 return _run_round(obj, x[None], [start], None, options, failures, label)
         lam, V = np.linalg.eigh(H)
-        s = _trust_step(lam, V, g, radius)
-        curv = (V.T @ s) ** 2 @ np.maximum(np.abs(lam), np.abs(lam).max() * 1e-12)
-        predicted = float(g @ s + 0.5 * curv)
+        a = _floored_abs(lam)
+        s = _trust_step(a, V, g, radius)
+        predicted = float(g @ s + 0.5 * (V.T @ s) ** 2 @ a)
         try:
             fn, gn = closure((x + s)[None], [0])
             fn, gn = float(fn[0]), gn[0]
@@ -1179,7 +1183,7 @@ def _newton_polish(
         norm = float(np.linalg.norm(s))
         if not (math.isfinite(fn) and fn < f and ratio > 0.1):
             radius = 0.25 * norm
-            if age > 0:  # an updated model Hessian may be what failed: compute it exactly
+            if updated:  # an updated model Hessian may be what failed: compute it exactly
                 H = None
             if radius < 1e-12 * max(1.0, float(np.linalg.norm(x))):
                 break
@@ -1190,7 +1194,7 @@ def _newton_polish(
         r = (gn - g) - H @ s  # symmetric rank-one update of the model Hessian (skipped when ill-defined)
         if abs(r @ s) > 1e-8 * norm * np.linalg.norm(r):
             H = H + np.outer(r, r) / (r @ s)
-        x, f, g, age = x + s, fn, gn, age + 1
+        x, f, g, updated = x + s, fn, gn, True
         if ratio > 0.75 and norm > 0.8 * radius:
             radius = 2.0 * radius
         elif ratio < 0.25:

@@ -92,11 +92,13 @@ def test_trust_step_against_the_explicit_solution():
     grad = g.standard_normal(5)
     absH = V @ np.diag(np.abs(lam)) @ V.T
     newton = -np.linalg.solve(absH, grad)
-    s = fit_module._trust_step(lam, V, grad, radius=10 * np.linalg.norm(newton))
+    a = fit_module._floored_abs(lam)
+    np.testing.assert_array_equal(a, np.abs(lam))  # no eigenvalue below 1e-12 of the largest here
+    s = fit_module._trust_step(a, V, grad, radius=10 * np.linalg.norm(newton))
     np.testing.assert_allclose(s, newton, rtol=1e-10, atol=1e-12)
 
     radius = 0.1 * np.linalg.norm(newton)
-    s = fit_module._trust_step(lam, V, grad, radius)
+    s = fit_module._trust_step(a, V, grad, radius)
     assert np.linalg.norm(s) == pytest.approx(radius, rel=1e-9)
     assert grad @ s < 0
 
