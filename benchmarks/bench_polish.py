@@ -1,10 +1,10 @@
-"""``fit_map``'s polish: trust-region Newton (the default since 0.9) against L-BFGS-B, and BoTorch's ARD fit.
+"""``fit_map``'s polish: trust-region Newton (the default) against L-BFGS-B (the former one), and BoTorch's ARD fit.
 
 For each case below the same model is fitted three times in one process, alternating, on one thread:
 
 * ``newton``: ``fit_map(model, seed=0)`` as shipped (``gpytorch_so3.fit.NEWTON_POLISH = True``: the polish and
   pre-polish on at most ``NEWTON_MAX_POINTS`` points run :func:`gpytorch_so3.fit._newton_polish`);
-* ``lbfgsb``: the same call with ``NEWTON_POLISH = False`` (BoTorch's batched L-BFGS-B, as before 0.9);
+* ``lbfgsb``: the same call with ``NEWTON_POLISH = False`` (BoTorch's batched L-BFGS-B, the former polish);
 * ``ard``: the same ``SingleTaskGP`` with ``gpytorch_so3.bo.ard_covar_module(d)`` (ARD Matern-2.5, the same
   length-scale and output-scale priors) fitted by BoTorch's ``fit_gpytorch_mll`` (the baseline of the ratios).
 
@@ -39,6 +39,7 @@ writes ``benchmarks/results/bench_polish.json``. Timings come from whatever mach
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -59,7 +60,7 @@ from gpytorch_so3.datasets import make_rotated_field
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _experiments import environment  # noqa: E402  (sibling modules)
+from _experiments import environment, timed  # noqa: E402  (sibling modules)
 from sod_recovery import LENGTHSCALES, make_sod_field  # noqa: E402
 
 CASES = ("readme_6d", "readme_6d_noise_free", "field_2d", "field_3d", "field_6d", "bo_6d_n20", "bo_6d_n40", "bo_6d_n60")
@@ -88,15 +89,21 @@ def angle_deg(u: torch.Tensor, v: torch.Tensor) -> float:
     return math.degrees(math.acos(min(1.0, c)))
 
 
-def run_fit_map(X, Y, newton: bool) -> dict:
+@contextlib.contextmanager
+def polish(newton: bool):
+    """Inside the block ``fit_map`` polishes with Newton (``True``) or L-BFGS-B (``False``)."""
+    before = fit_module.NEWTON_POLISH
     fit_module.NEWTON_POLISH = newton
     try:
-        model = SingleTaskGP(X, Y, covar_module=rotated_covar_module(X.shape[-1]), outcome_transform=Standardize(1))
-        t0 = time.perf_counter()
-        fit_map(model, seed=0)
-        seconds = time.perf_counter() - t0
+        yield
     finally:
-        fit_module.NEWTON_POLISH = True
+        fit_module.NEWTON_POLISH = before
+
+
+def run_fit_map(X, Y, newton: bool) -> dict:
+    model = SingleTaskGP(X, Y, covar_module=rotated_covar_module(X.shape[-1]), outcome_transform=Standardize(1))
+    with polish(newton):
+        _, seconds = timed(fit_map, model, seed=0)
     info = model.fit_map_info_
     n = X.shape[0]
     ls, axes = model.covar_module.base_kernel.canonical()
@@ -112,11 +119,13 @@ def run_fit_map(X, Y, newton: bool) -> dict:
     }
 
 
+def fit_botorch(model: SingleTaskGP) -> float:
+    """Seconds of BoTorch's ``fit_gpytorch_mll`` on ``model``."""
+    return timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(model.likelihood, model))[1]
+
+
 def run_ard(X, Y) -> float:
-    model = SingleTaskGP(X, Y, covar_module=ard_covar_module(X.shape[-1]), outcome_transform=Standardize(1))
-    t0 = time.perf_counter()
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    return time.perf_counter() - t0
+    return fit_botorch(SingleTaskGP(X, Y, covar_module=ard_covar_module(X.shape[-1]), outcome_transform=Standardize(1)))
 
 
 def measure_bo(n: int) -> dict:
@@ -127,18 +136,10 @@ def measure_bo(n: int) -> dict:
     X = torch.rand(n, 6, generator=g, dtype=torch.float64)
     u = torch.tensor([1.0, 1, 0, 0, 0, 0], dtype=torch.float64)
     Y = torch.exp(-20 * ((X - 0.5) @ u) ** 2 - 0.5 * ((X - 0.5) ** 2).sum(-1)).unsqueeze(-1)
-    default = SingleTaskGP(X, Y)
-    t0 = time.perf_counter()
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(default.likelihood, default))
-    out = {"case": f"bo_6d_n{n}", "n": n, "dim": 6, "seconds_botorch_default": time.perf_counter() - t0}
+    out = {"case": f"bo_6d_n{n}", "n": n, "dim": 6, "seconds_botorch_default": fit_botorch(SingleTaskGP(X, Y))}
     for method in ("newton", "lbfgsb"):
-        fit_module.NEWTON_POLISH = method == "newton"
-        try:
-            t0 = time.perf_counter()
-            model = fit_rotated_or_ard(X, Y, seed=0)
-            seconds = time.perf_counter() - t0
-        finally:
-            fit_module.NEWTON_POLISH = True
+        with polish(method == "newton"):
+            model, seconds = timed(fit_rotated_or_ard, X, Y, seed=0)
         choice = model.surrogate_choice_
         out[method] = {
             "seconds": seconds,

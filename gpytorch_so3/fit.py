@@ -1344,14 +1344,15 @@ def _fit_batched(
     def initial(s: int) -> tuple[_BatchedObjective, np.ndarray]:
         """The objective and row a start's polish begins from."""
         nonlocal raw_obj
-        if s in protect and not _newton_applicable(obj):
-            # from its initial state, in the sequential path's coordinates (see THIN_EXTENT_RATIO)
-            if raw_obj is None:
-                raw_obj = _BatchedObjective(model, {nm: params[nm] for nm in names}, bounds_dict, log_coordinates=False)
-            return raw_obj, raw_obj.to_internal(obj.to_raw(x0[[s]]))
-        if s in protect:  # from its initial state (Newton's steps do not depend on L-BFGS-B's coordinates)
+        if s not in protect:
+            return obj, x[[s]]
+        # a protected start begins from its initial state: with L-BFGS-B in the sequential path's coordinates (see
+        # THIN_EXTENT_RATIO), with Newton in the rounds' ones (its steps do not depend on L-BFGS-B's coordinates)
+        if _newton_applicable(obj):
             return obj, x0[[s]]
-        return obj, x[[s]]
+        if raw_obj is None:
+            raw_obj = _BatchedObjective(model, {nm: params[nm] for nm in names}, bounds_dict, log_coordinates=False)
+        return raw_obj, raw_obj.to_internal(obj.to_raw(x0[[s]]))
 
     # polish the best survivor and the protected starts; if all of them fail, go down the ranking
     first = [*kept, *protect]
