@@ -172,6 +172,41 @@ def test_kicked_climbs_reach_the_exhaustive_optimum(monkeypatch):
     assert sum(p < e - 1e-6 for p, e in zip(plain, exhaustive, strict=True)) >= 1
 
 
+def test_no_kicks_at_a_local_optimum_of_both_climbs(monkeypatch):
+    # d = 7 under the shrinkage prior. A representative a previous search returned (w = log exp(w) of a Haar start's
+    # best representative) is a local optimum of both climbs: the search keeps it and scores only the two climbs'
+    # neighbourhoods, no kicked restarts; REPRESENTATIVE_KICK_LOCAL_OPTIMA = True restores the kicks, and finds the
+    # same representative. A Haar start, which the climbs improve, still gets its kicks.
+    d = 7
+    prior = ShrinkageRotationPrior(d)
+    moves = 3 * d * (d - 1) // 2
+    scored = []
+
+    def score(w, ls):
+        scored.append(w.shape[0])
+        return prior.log_prob(w)
+
+    def search(w0):
+        scored.clear()
+        w, _, changed = fit_module._best_representative(w0, torch.ones(1, 1, d, dtype=F64), d, score)
+        return w, changed, sum(scored)
+
+    g = torch.Generator().manual_seed(3)
+    haar = sod.log_map(sod.random_rotation(d, generator=g, dtype=F64)).reshape(1, -1)
+    settled, changed, haar_scored = search(haar)
+    assert changed and haar_scored >= (2 + fit_module.REPRESENTATIVE_CLIMB_KICKS) * moves  # every kicked climb ran
+    w, changed, cost = search(settled)
+    assert not changed
+    torch.testing.assert_close(w, settled, rtol=0, atol=0)
+    with monkeypatch.context() as m:
+        m.setattr(fit_module, "REPRESENTATIVE_CLIMB_KICKS", 0)
+        assert search(settled)[2] == cost  # the two climbs and nothing else
+    monkeypatch.setattr(fit_module, "REPRESENTATIVE_KICK_LOCAL_OPTIMA", True)
+    w_always, changed, always_cost = search(settled)
+    assert not changed and always_cost >= cost + fit_module.REPRESENTATIVE_CLIMB_KICKS * moves
+    torch.testing.assert_close(w_always, settled, rtol=0, atol=0)
+
+
 def test_haar_priors_and_fixed_rotations_are_left_alone():
     k = _kernel(2, HaarAnglePrior())
     w = k.rotation.detach().clone()

@@ -1,0 +1,175 @@
+"""``fit_map`` in d = 7-10: the representative searches with and without kicks at local optima (issue 17).
+
+Above ``REPRESENTATIVE_EXHAUSTIVE_MAX_DIM`` (6) ``fit_map`` moves each fitted rotation to a signed-permutation
+representative of higher prior density by hill climbs (:func:`gpytorch_so3.fit._hill_climb_representative`), then
+kicked restarts. Each case below fits the same model twice in one process, on one thread:
+
+* ``skip``: as shipped (``gpytorch_so3.fit.REPRESENTATIVE_KICK_LOCAL_OPTIMA = False``: no kicks when neither climb
+  improved the current representative);
+* ``always``: ``REPRESENTATIVE_KICK_LOCAL_OPTIMA = True`` (the kicks after every search, the former behaviour);
+
+and ``ard``: the same ``SingleTaskGP`` with ``gpytorch_so3.bo.ard_covar_module(d)`` (the same length-scale and
+output-scale priors) fitted by BoTorch's ``fit_gpytorch_mll``, the baseline of the ratios. Reported: seconds, the
+ratio to ARD, the final objective (total nats; identical representatives give identical fits), and the searches:
+how many, how many moved the rotation, their seconds.
+
+Cases (float64, ``Standardize`` outcome): a BO-shaped design, n points of ``U[0, 1]^d`` (seeded), of an oblique
+bump ``exp(-20 ((x - 0.5) . u)^2 - 2 |x - 0.5|^2) + 0.005 eps`` with ``u`` a random unit vector (same generator):
+``d7_n40``, ``d7_n60``, ``d8_n50``, ``d10_n40``, ``d10_n60``; and ``bo_d10_n40``: one BO surrogate fit,
+``gpytorch_so3.bo.fit_rotated_or_ard(X, Y, seed=0)`` on the ``d10_n40`` design with each setting, against BoTorch's
+default ``SingleTaskGP`` fit.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_representative.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_representative.py --cases d7_n40 --out /tmp/r.json
+
+writes ``benchmarks/results/bench_representative.json``. Timings come from whatever machine runs it: compare the
+ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+import gpytorch_so3.fit as fit_module
+from gpytorch_so3 import fit_map
+from gpytorch_so3.bo import ard_covar_module, rotated_covar_module
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _experiments import environment, timed  # noqa: E402  (sibling module)
+
+CASES = {
+    "d7_n40": (7, 40, 0),
+    "d7_n60": (7, 60, 1),
+    "d8_n50": (8, 50, 2),
+    "d10_n40": (10, 40, 0),
+    "d10_n60": (10, 60, 1),
+    "bo_d10_n40": (10, 40, 0),
+}
+
+
+def make_case(dim: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, Y)`` of a BO-shaped oblique bump in ``dim`` dimensions (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, dim, generator=g, dtype=torch.float64)
+    u = torch.randn(dim, generator=g, dtype=torch.float64)
+    u = u / u.norm()
+    c = X - 0.5
+    Y = torch.exp(-20 * (c @ u) ** 2 - 2 * (c**2).sum(-1)).unsqueeze(-1)
+    return X, Y + 0.005 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+
+
+@contextlib.contextmanager
+def searches(kick_local_optima: bool):
+    """Record ``fit_map``'s representative searches (moved?, seconds) with the given kick setting."""
+    before_flag, before_fn = fit_module.REPRESENTATIVE_KICK_LOCAL_OPTIMA, fit_module._prior_representative
+    log: list[tuple[bool, float]] = []
+
+    def recorded(k):
+        moved, seconds = timed(before_fn, k)
+        log.append((moved, seconds))
+        return moved
+
+    fit_module.REPRESENTATIVE_KICK_LOCAL_OPTIMA = kick_local_optima
+    fit_module._prior_representative = recorded
+    try:
+        yield log
+    finally:
+        fit_module.REPRESENTATIVE_KICK_LOCAL_OPTIMA = before_flag
+        fit_module._prior_representative = before_fn
+
+
+def run_fit_map(X: torch.Tensor, Y: torch.Tensor, kick_local_optima: bool) -> dict:
+    model = SingleTaskGP(X, Y, covar_module=rotated_covar_module(X.shape[-1]), outcome_transform=Standardize(1))
+    with searches(kick_local_optima) as log:
+        _, seconds = timed(fit_map, model, seed=0)
+    return {
+        "seconds": seconds,
+        "loss_nats": model.fit_map_info_.best_loss * X.shape[0],
+        "searches": len(log),
+        "searches_moved": sum(moved for moved, _ in log),
+        "search_seconds": sum(s for _, s in log),
+    }
+
+
+def measure_bo(name: str) -> dict:
+    """One ``fit_rotated_or_ard`` call with each setting, against BoTorch's default ``SingleTaskGP`` fit."""
+    from gpytorch_so3.bo import fit_rotated_or_ard
+
+    dim, n, seed = CASES[name]
+    X, Y = make_case(dim, n, seed)
+    default = SingleTaskGP(X, Y)
+    base = timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(default.likelihood, default))[1]
+    out = {"case": name, "dim": dim, "n": n, "seconds_botorch_default": base}
+    for method, flag in (("skip", False), ("always", True)):
+        with searches(flag) as log:
+            model, seconds = timed(fit_rotated_or_ard, X, Y, seed=0)
+        choice = model.surrogate_choice_
+        out[method] = {
+            "seconds": seconds,
+            "ratio_over_botorch_default": seconds / base,
+            "chosen": choice.chosen,
+            "margin": choice.margin,
+            "searches": len(log),
+            "search_seconds": sum(s for _, s in log),
+        }
+    out["speedup_skip_over_always"] = out["always"]["seconds"] / out["skip"]["seconds"]
+    return out
+
+
+def measure(name: str) -> dict:
+    if name.startswith("bo_"):
+        return measure_bo(name)
+    dim, n, seed = CASES[name]
+    X, Y = make_case(dim, n, seed)
+    model = SingleTaskGP(X, Y, covar_module=ard_covar_module(dim), outcome_transform=Standardize(1))
+    ard = timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(model.likelihood, model))[1]
+    out = {"case": name, "dim": dim, "n": n, "seconds_ard": ard}
+    for method, flag in (("skip", False), ("always", True)):
+        rec = run_fit_map(X, Y, flag)
+        rec["ratio_over_ard"] = rec["seconds"] / ard
+        out[method] = rec
+    out["speedup_skip_over_always"] = out["always"]["seconds"] / out["skip"]["seconds"]
+    out["loss_skip_minus_always_nats"] = out["skip"]["loss_nats"] - out["always"]["loss_nats"]
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    p.add_argument("--out", default=str(HERE / "results" / "bench_representative.json"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    records = []
+    for name in args.cases:
+        rec = measure(name)
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+    out = {
+        "environment": environment(
+            t0, "2-core machine, possibly shared: absolute times are noisy, compare same-run ratios"
+        ),
+        "records": records,
+    }
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
