@@ -15,9 +15,8 @@ how many, how many moved the rotation, their seconds.
 
 Cases (float64, ``Standardize`` outcome): a BO-shaped design, n points of ``U[0, 1]^d`` (seeded), of an oblique
 bump ``exp(-20 ((x - 0.5) . u)^2 - 2 |x - 0.5|^2) + 0.005 eps`` with ``u`` a random unit vector (same generator):
-``d7_n40``, ``d7_n60``, ``d8_n50``, ``d10_n40``, ``d10_n60``; and ``bo_d10_n40``: one BO surrogate fit,
-``gpytorch_so3.bo.fit_rotated_or_ard(X, Y, seed=0)`` on the ``d10_n40`` design with each setting, against BoTorch's
-default ``SingleTaskGP`` fit.
+``d7_n40``, ``d7_n60``, ``d8_n50``, ``d10_n40``, ``d10_n60``. (``gpytorch_so3.bo.fit_rotated_or_ard`` in d >= 4
+fits its rotated model without a rotation prior by default, which no representative moves: its cost is unchanged.)
 
 Usage::
 
@@ -58,7 +57,6 @@ CASES = {
     "d8_n50": (8, 50, 2),
     "d10_n40": (10, 40, 0),
     "d10_n60": (10, 60, 1),
-    "bo_d10_n40": (10, 40, 0),
 }
 
 
@@ -106,34 +104,7 @@ def run_fit_map(X: torch.Tensor, Y: torch.Tensor, kick_local_optima: bool) -> di
     }
 
 
-def measure_bo(name: str) -> dict:
-    """One ``fit_rotated_or_ard`` call with each setting, against BoTorch's default ``SingleTaskGP`` fit."""
-    from gpytorch_so3.bo import fit_rotated_or_ard
-
-    dim, n, seed = CASES[name]
-    X, Y = make_case(dim, n, seed)
-    default = SingleTaskGP(X, Y)
-    base = timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(default.likelihood, default))[1]
-    out = {"case": name, "dim": dim, "n": n, "seconds_botorch_default": base}
-    for method, flag in (("skip", False), ("always", True)):
-        with searches(flag) as log:
-            model, seconds = timed(fit_rotated_or_ard, X, Y, seed=0)
-        choice = model.surrogate_choice_
-        out[method] = {
-            "seconds": seconds,
-            "ratio_over_botorch_default": seconds / base,
-            "chosen": choice.chosen,
-            "margin": choice.margin,
-            "searches": len(log),
-            "search_seconds": sum(s for _, s in log),
-        }
-    out["speedup_skip_over_always"] = out["always"]["seconds"] / out["skip"]["seconds"]
-    return out
-
-
 def measure(name: str) -> dict:
-    if name.startswith("bo_"):
-        return measure_bo(name)
     dim, n, seed = CASES[name]
     X, Y = make_case(dim, n, seed)
     model = SingleTaskGP(X, Y, covar_module=ard_covar_module(dim), outcome_transform=Standardize(1))
