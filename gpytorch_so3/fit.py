@@ -523,17 +523,34 @@ def _initialise(
         R = axes.to(ref).expand(*batch, d, d)
         base = _lengthscale_factors(ALIGNED_LENGTHSCALE_FACTORS, d).to(ref) * extents.to(ref)
     ls = base.expand(*batch, d)
+    # A parameter the user froze (``requires_grad=False``, as for BoTorch's fit_gpytorch_mll) keeps its value. Then the
+    # data-driven starts keep the kernel's current values (BoTorch's start) and the Haar ones draw the free part: a
+    # Haar rotation, or (rotation frozen) the spread factors assigned to the fixed axes in a random order.
+    if isinstance(kernel, RotatedAnisotropicKernel):
+        fit_rotation, fit_lengthscale = kernel.raw_rotation.requires_grad, kernel.raw_lengthscale.requires_grad
+    else:
+        fit_rotation, fit_lengthscale = kernel.cholesky_offdiag.requires_grad, kernel.raw_cholesky_diag.requires_grad
+    if not (fit_rotation and fit_lengthscale):
+        if principal is not None or identity or geometry is not None:
+            return
+        if not fit_rotation:
+            perm = torch.randperm(d, generator=generator)
+            ls = (_lengthscale_factors(INITIAL_LENGTHSCALE_FACTORS, d)[perm].to(ref) * spread.to(ref)).expand(*batch, d)
     with torch.no_grad():
         if isinstance(kernel, RotatedAnisotropicKernel):
-            kernel.lengthscale = _strictly_inside(kernel.raw_lengthscale_constraint, ls.unsqueeze(-2))
-            kernel.rotation = sod.log_map(R)
+            if fit_lengthscale:
+                kernel.lengthscale = _strictly_inside(kernel.raw_lengthscale_constraint, ls.unsqueeze(-2))
+            if fit_rotation:
+                kernel.rotation = sod.log_map(R)
         else:
             # z = x L with L L^T = R diag(l^-2) R^T: L is the Cholesky factor of that metric.
             M = (R / ls.unsqueeze(-2).square()) @ R.transpose(-1, -2)
             L = torch.linalg.cholesky(0.5 * (M + M.transpose(-1, -2)))
             diag = torch.diagonal(L, dim1=-2, dim2=-1)
-            kernel.cholesky_diag = _strictly_inside(kernel.raw_cholesky_diag_constraint, diag)
-            kernel.initialize(cholesky_offdiag=L[..., (1, 2, 2), (0, 0, 1)])
+            if fit_lengthscale:
+                kernel.cholesky_diag = _strictly_inside(kernel.raw_cholesky_diag_constraint, diag)
+            if fit_rotation:
+                kernel.initialize(cholesky_offdiag=L[..., (1, 2, 2), (0, 0, 1)])
 
 
 def _is_thin(principals: list) -> bool:
@@ -566,7 +583,7 @@ def _wrap_rotations(kernels: list) -> bool:
             fitted = k.raw_rotation.requires_grad and k.raw_lengthscale.requires_grad  # not user-fixed
             if prior is not None and not isinstance(prior, HaarRotationPrior | HaarAnglePrior) and fitted:
                 rose |= _prior_representative(k)
-            elif k.dim <= 3:
+            elif k.dim <= 3 and k.raw_rotation.requires_grad:
                 k.rotation = sod.log_map(sod.exp_map(k.rotation, k.dim))
     return rose
 
@@ -890,6 +907,12 @@ class _BatchedObjective:
             self.slots.append((module, attr, shape, offset, shape.numel()))
             offset += shape.numel()
         self.size = offset
+        # parameters the user froze (requires_grad=False): constants, repeated along the starts' batch dimension
+        self.frozen = [
+            (modules[name.rpartition(".")[0]], name.rpartition(".")[2], p.detach())
+            for name, p in self.model.named_parameters()
+            if name not in params
+        ]
         # per-element L-BFGS-B bounds in raw units, then the log coordinates of the lower-bounded-only entries
         raw_bounds = get_per_element_bounds(params, bounds, torch.Size([]))
         raw_bounds = np.full((offset, 2), (-np.inf, np.inf)) if raw_bounds is None else raw_bounds
@@ -906,6 +929,10 @@ class _BatchedObjective:
         ]
         self.inputs = tuple(model.train_inputs)
         self.targets = model.train_targets
+        # known observation noise (BoTorch's train_Yvar): one variance per point, subset with the points
+        lik = self.model.likelihood
+        fixed = isinstance(lik, gpytorch.likelihoods.FixedNoiseGaussianLikelihood)
+        self.fixed_noise = lik.noise_covar.noise.detach().clone() if fixed else None
         self.param = params[self.names[0]]
         self.log_index = torch.as_tensor(np.flatnonzero(self.log_lower), device=self.param.device)
         self.lower_t = torch.as_tensor(self.lower[self.log_lower]).to(self.param)
@@ -930,6 +957,9 @@ class _BatchedObjective:
         else:
             self.model.train_inputs = tuple(t.index_select(-2, index) for t in self.inputs)
             self.model.train_targets = self.targets.index_select(-1, index)
+        if self.fixed_noise is not None:
+            noise = self.fixed_noise if index is None else self.fixed_noise.index_select(-1, index)
+            self.model.likelihood.noise_covar.noise = noise
 
     @property
     def num_points(self) -> int:
@@ -942,6 +972,8 @@ class _BatchedObjective:
             x = x.index_copy(-1, self.log_index, self.lower_t + x.index_select(-1, self.log_index).exp())
         for module, attr, shape, offset, size in self.slots:
             module._parameters[attr] = x[:, offset : offset + size].reshape(B, *shape)
+        for module, attr, value in self.frozen:
+            module._parameters[attr] = value.expand(B, *value.shape)
         for module, batch in self.kernels:
             module._batch_shape = torch.Size([B]) + batch
         for module, batch in self.means:
@@ -1246,6 +1278,8 @@ def _reference_loss(model: gpytorch.models.ExactGP, obj: _BatchedObjective, row:
     ref = copy.deepcopy(model)
     obj.load(ref, row)
     ref.train_inputs, ref.train_targets = obj.model.train_inputs, obj.model.train_targets
+    if obj.fixed_noise is not None:
+        ref.likelihood.noise_covar.noise = obj.model.likelihood.noise_covar.noise
     ref.train()
     mll = ExactMarginalLogLikelihood(ref.likelihood, ref)
     inputs = ref.train_inputs
