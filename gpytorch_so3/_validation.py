@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import torch
+
 __all__ = ["check_int"]
 
 
@@ -62,3 +64,17 @@ def check_dim(dim: object, *, where: str = "", note: str = "") -> int:
         return check_int("dim", dim, 2, where=where)
     except ValueError:
         raise ValueError(f"{where}dim must be >= 2{note}, got {dim}") from None
+
+
+def check_float_dtype(dtype: object, *, where: str = "") -> None:
+    """``TypeError`` unless ``dtype`` is a floating ``torch.dtype`` (``None`` passes: the caller's default).
+
+    Example:
+        >>> check_float_dtype(torch.float32)
+        >>> check_float_dtype(torch.int64, where="random_rotation: ")
+        Traceback (most recent call last):
+            ...
+        TypeError: random_rotation: dtype must be a floating torch.dtype, got torch.int64
+    """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"{where}dtype must be a floating torch.dtype, got {dtype}")

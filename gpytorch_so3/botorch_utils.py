@@ -398,23 +398,24 @@ def _column_divisors(transform: InputTransform | None, d: int, *, strict: bool) 
 def input_scale_factors(
     transform: InputTransform | Tensor | None, dims: Sequence[int] | Tensor | None = None
 ) -> Tensor:
-    """Per-axis divisor ``c`` of an affine input transform on three input columns (``x_n = (x - o) / c``).
+    """Per-axis divisor ``c`` of an affine input transform on a kernel's input columns (``x_n = (x - o) / c``).
 
-    For ``Normalize`` ``c`` is the range of each column, for :class:`IsotropicNormalize` the common scale (three
-    equal entries), for ``InputStandardize`` the standard deviations; a ``ChainedInputTransform`` of affine
+    For ``Normalize`` ``c`` is the range of each column, for :class:`IsotropicNormalize` the common scale (equal
+    entries), for ``InputStandardize`` the standard deviations; a ``ChainedInputTransform`` of affine
     transforms multiplies them (columns a member does not transform count 1), ``reverse=True`` inverts.
 
     Args:
         transform: an affine BoTorch input transform (or a chain of them), ``None`` (identity), or a tensor
-            ``(..., 3)`` of the divisors themselves.
-        dims: the three input columns (default ``(0, 1, 2)``), e.g. the SO(3) kernel's ``active_dims``.
+            ``(..., k)`` of the divisors themselves.
+        dims: the ``k >= 2`` input columns (default ``(0, 1, 2)``), e.g. the rotated kernel's ``active_dims``.
 
     Returns:
-        ``(..., 3)`` float64 tensor (``...``: the transform's batch shape, if any).
+        ``(..., k)`` float64 tensor (``...``: the transform's batch shape, if any).
 
     Raises:
         TypeError: a non-affine transform (its geometry has no per-axis scale).
-        ValueError: ``dims`` not three columns, or a tensor of the wrong shape or with non-positive entries.
+        ValueError: ``dims`` not at least two distinct columns, or a tensor of the wrong shape or with non-positive
+            entries.
 
     Example:
         >>> from botorch.models.transforms import Normalize
@@ -423,14 +424,15 @@ def input_scale_factors(
     """
     if torch.is_tensor(transform):
         c = transform.to(torch.float64)
-        if c.dim() < 1 or c.shape[-1] != 3:
-            raise ValueError(f"scale factors must have shape (..., 3), got {tuple(c.shape)}")
+        k = 3 if dims is None else len(torch.as_tensor(dims).reshape(-1))
+        if c.dim() < 1 or c.shape[-1] != k:
+            raise ValueError(f"scale factors must have shape (..., {k}), got {tuple(c.shape)}")
         if not bool((c > 0).all()) or not bool(torch.isfinite(c).all()):
             raise ValueError("scale factors must be positive and finite")
         return c
     dims_t = torch.as_tensor((0, 1, 2) if dims is None else dims, dtype=torch.long).reshape(-1)
-    if dims_t.numel() != 3 or len(set(dims_t.tolist())) != 3 or bool((dims_t < 0).any()):
-        raise ValueError(f"dims must be three distinct non-negative columns, got {dims!r}")
+    if dims_t.numel() < 2 or len(set(dims_t.tolist())) != dims_t.numel() or bool((dims_t < 0).any()):
+        raise ValueError(f"dims must be at least two distinct non-negative columns, got {dims!r}")
     if transform is not None and not isinstance(transform, InputTransform):
         raise TypeError(f"transform must be a BoTorch InputTransform, a tensor or None, got {type(transform).__name__}")
     ds = [getattr(t, "_d", None) for t in _affine_members(transform)] if transform is not None else []
@@ -448,12 +450,12 @@ def metric_to_physical(
     With ``x_n = (x - o) / c`` columnwise, ``(x_n - x_n')^T M (x_n - x_n') = (x - x')^T S M S (x - x')``.
 
     Args:
-        M: ``(..., 3, 3)`` metric in transformed coordinates (e.g. ``kernel.metric``).
+        M: ``(..., d, d)`` metric in transformed coordinates (e.g. ``kernel.metric``), any ``d >= 2``.
         transform: see :func:`input_scale_factors`.
-        dims: the three input columns of the kernel (default ``(0, 1, 2)``).
+        dims: the ``d`` input columns of the kernel (default ``(0, ..., d - 1)``).
 
     Returns:
-        ``(..., 3, 3)`` metric in physical units (dtype/device of ``M``).
+        ``(..., d, d)`` metric in physical units (dtype/device of ``M``).
 
     Example:
         >>> from botorch.models.transforms import Normalize
@@ -461,8 +463,13 @@ def metric_to_physical(
         >>> metric_to_physical(torch.eye(3), tf).diagonal()
         tensor([0.2500, 0.0625, 1.0000])
     """
-    if not torch.is_tensor(M) or M.dim() < 2 or M.shape[-2:] != (3, 3):
-        raise ValueError(f"M must have shape (..., 3, 3), got {tuple(M.shape) if torch.is_tensor(M) else type(M)}")
+    if not torch.is_tensor(M) or M.dim() < 2 or M.shape[-1] != M.shape[-2] or M.shape[-1] < 2:
+        raise ValueError(f"M must have shape (..., d, d), got {tuple(M.shape) if torch.is_tensor(M) else type(M)}")
+    d = M.shape[-1]
+    if dims is None:
+        dims = tuple(range(d))
+    if len(torch.as_tensor(dims).reshape(-1)) != d:
+        raise ValueError(f"dims must name the metric's {d} input columns, got {dims!r}")
     s = input_scale_factors(transform, dims).to(dtype=M.dtype, device=M.device).reciprocal()
     return s.unsqueeze(-1) * M * s.unsqueeze(-2)
 
@@ -481,14 +488,14 @@ def to_physical_units(
     a non-cubic box both length-scales and directions change.
 
     Args:
-        lengthscale: ``(..., 3)`` principal length-scales in transformed units (``kernel.lengthscale``, shape
-            ``(..., 1, 3)``, is accepted too).
-        R: ``(..., 3, 3)`` rotation; column ``i`` goes with ``lengthscale[..., i]``.
+        lengthscale: ``(..., d)`` principal length-scales in transformed units (``kernel.lengthscale``, shape
+            ``(..., 1, d)``, is accepted too), any ``d >= 2``.
+        R: ``(..., d, d)`` rotation; column ``i`` goes with ``lengthscale[..., i]``.
         transform: see :func:`input_scale_factors`.
-        dims: the three input columns of the kernel (default ``(0, 1, 2)``).
+        dims: the ``d`` input columns of the kernel (default ``(0, ..., d - 1)``).
 
     Returns:
-        ``(lengthscale (..., 3), axes (..., 3, 3))`` in physical units, canonical.
+        ``(lengthscale (..., d), axes (..., d, d))`` in physical units, canonical.
 
     Example:
         >>> tf = IsotropicNormalize(3, bounds=torch.tensor([[0.0, 0, 0], [2.0, 4.0, 1.0]]))
@@ -496,10 +503,11 @@ def to_physical_units(
         >>> ls
         tensor([0.4000, 0.8000, 1.2000])
     """
-    if not torch.is_tensor(R) or R.dim() < 2 or R.shape[-2:] != (3, 3):
-        raise ValueError(f"R must have shape (..., 3, 3), got {tuple(R.shape) if torch.is_tensor(R) else type(R)}")
-    if not torch.is_tensor(lengthscale) or lengthscale.shape[-1:] != (3,):
-        raise ValueError("lengthscale must have shape (..., 3)")
+    if not torch.is_tensor(R) or R.dim() < 2 or R.shape[-1] != R.shape[-2] or R.shape[-1] < 2:
+        raise ValueError(f"R must have shape (..., d, d), got {tuple(R.shape) if torch.is_tensor(R) else type(R)}")
+    d = R.shape[-1]
+    if not torch.is_tensor(lengthscale) or lengthscale.shape[-1:] != (d,):
+        raise ValueError(f"lengthscale must have shape (..., {d}) to match R of shape {tuple(R.shape)}")
     if lengthscale.dim() == R.dim() and lengthscale.shape[-2] == 1:  # gpytorch's (..., 1, 3) layout
         lengthscale = lengthscale.squeeze(-2)
     M = F.metric(lengthscale.to(R), R)
@@ -527,12 +535,12 @@ def _kernel_dims(kernel: Anisotropic3DKernel) -> tuple[int, ...]:
 
 
 def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel: int = 2) -> list[str]:
-    """Warn if an SO(3)/full-SPD kernel sits behind an input transform that scales its three axes differently.
+    """Warn if a rotated/full-SPD kernel sits behind an input transform that scales its axes differently.
 
     Looks at every model (and, for a ``ModelListGP``, every sub-model) with an ``input_transform``, takes the
     per-axis divisors of its affine members (``Normalize``, ``InputStandardize``, :class:`IsotropicNormalize`;
     non-affine members are ignored) on each anisotropic kernel's active columns, and reports the kernels whose
-    three divisors differ by more than a relative ``1e-6``. Such a transform shears space: the fitted
+    divisors differ by more than a relative ``1e-6``. Such a transform shears space: the fitted
     rotation and length-scales then describe the normalised coordinates. Use :class:`IsotropicNormalize`, or
     map the fit back with :func:`to_physical_units`. A model without such a kernel yet (e.g.
     :class:`~gpytorch_so3.SO3FullyBayesianGP`, whose kernel ``fit_nuts`` builds) is checked on the columns it declares
@@ -547,7 +555,7 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
         stacklevel: ``stacklevel`` of the warning (2: the caller of this function).
 
     Returns:
-        one message per offending (model, kernel); empty if the scaling is isotropic on every SO(3) kernel.
+        one message per offending (model, kernel); empty if the scaling is isotropic on every anisotropic kernel.
 
     Example:
         >>> from botorch.models import SingleTaskGP
@@ -576,7 +584,7 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
             if ratio > 1.0 + ISOTROPY_RTOL:
                 per_axis = c.reshape(-1, len(dims))[0].tolist()
                 msg = (
-                    f"{type(m).__name__}: the input transform scales the SO(3) kernel's columns {list(dims)} by "
+                    f"{type(m).__name__}: the input transform scales the anisotropic kernel's columns {list(dims)} by "
                     f"different factors (1 / {[round(v, 6) for v in per_axis]}, ratio {ratio:.3g}); this shears "
                     "space, so the fitted rotation and length-scales describe the normalised coordinates, not the "
                     "physical ones. Use gpytorch_so3.botorch_utils.IsotropicNormalize (one common scale), or map the "
@@ -589,19 +597,19 @@ def check_input_scaling(model: torch.nn.Module, *, warn: bool = True, stacklevel
 
 
 def physical_canonical(model: torch.nn.Module, kernel: Anisotropic3DKernel | None = None) -> tuple[Tensor, Tensor]:
-    """Canonical principal length-scales and directions of a fitted model's SO(3) kernel, in physical units.
+    """Canonical principal length-scales and directions of a fitted model's rotated kernel, in physical units.
 
     Reads the kernel's metric, maps it through the model's ``input_transform`` on the kernel's active columns
     (:func:`metric_to_physical`) and returns :func:`~gpytorch_so3.functional.metric_to_canonical` of the result.
 
     Args:
-        model: a fitted model with one :class:`~gpytorch_so3.SO3AnisotropicKernel` or
-            :class:`~gpytorch_so3.FullSPDKernel` (e.g. a ``SingleTaskGP``, or a fitted ``SO3FullyBayesianGP``:
-            then one row per MCMC sample).
+        model: a fitted model with one :class:`~gpytorch_so3.RotatedAnisotropicKernel` (any ``d``, e.g.
+            :class:`~gpytorch_so3.SO3AnisotropicKernel`) or :class:`~gpytorch_so3.FullSPDKernel` (e.g. a
+            ``SingleTaskGP``, or a fitted ``SO3FullyBayesianGP``: then one row per MCMC sample).
         kernel: the kernel to read if the model has several.
 
     Returns:
-        ``(lengthscale (*batch_shape, 3), axes (*batch_shape, 3, 3))`` in physical units, canonical.
+        ``(lengthscale (*batch_shape, d), axes (*batch_shape, d, d))`` in physical units, canonical.
 
     Raises:
         ValueError: no anisotropic kernel in the model, or several and ``kernel`` not given.
@@ -618,7 +626,8 @@ def physical_canonical(model: torch.nn.Module, kernel: Anisotropic3DKernel | Non
     if kernel is None:
         kernels = _own_kernels(model)
         if len(kernels) != 1:
-            raise ValueError(f"physical_canonical: the model has {len(kernels)} SO(3)/full-SPD kernels; pass `kernel=`")
+            n = len(kernels)
+            raise ValueError(f"physical_canonical: the model has {n} rotated/full-SPD kernels; pass `kernel=`")
         kernel = kernels[0]
     elif not isinstance(kernel, Anisotropic3DKernel):
         raise TypeError(f"kernel must be an SO3AnisotropicKernel or FullSPDKernel, got {type(kernel).__name__}")

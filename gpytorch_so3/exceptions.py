@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "DegenerateInputsWarning",
     "GPyTorchSO3Warning",
     "KeOpsFallbackWarning",
     "NonIsotropicInputScalingWarning",
@@ -78,6 +79,21 @@ class NonIsotropicInputScalingWarning(GPyTorchSO3Warning):
         ...     _ = check_input_scaling(model)
         >>> [w.category.__name__ for w in caught]
         ['NonIsotropicInputScalingWarning']
+    """
+
+
+class DegenerateInputsWarning(GPyTorchSO3Warning):
+    """The training inputs of a rotated kernel do not span all its dimensions (a constant column, points on a plane).
+
+    Along a direction the inputs never vary the data say nothing: the fitted length-scale there is set by its prior
+    (often shorter than the real fast direction's), so read the principal axes only within the span of the inputs.
+    Emitted by :func:`gpytorch_so3.fit_map`.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DegenerateInputsWarning)  # a planar design, on purpose
+        ...     warnings.warn("inputs span 2 of 3 dimensions", DegenerateInputsWarning)
     """
 
 

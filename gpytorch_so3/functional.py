@@ -18,6 +18,7 @@ from torch import Tensor
 
 from gpytorch_so3.exceptions import deprecated_alias
 from gpytorch_so3.so3 import canonicalize
+from gpytorch_so3.sod import canonicalize as _canonicalize_sod
 
 __all__ = [
     "SQRT_CLAMP",
@@ -111,11 +112,11 @@ def metric(lengthscale: Tensor, R: Tensor) -> Tensor:
     """``M = R diag(lengthscale^-2) R^T``.
 
     Args:
-        lengthscale: ``(..., 3)`` principal length-scales.
-        R: ``(..., 3, 3)`` rotations.
+        lengthscale: ``(..., d)`` principal length-scales (``d = 3`` here; any ``d`` works).
+        R: ``(..., d, d)`` rotations.
 
     Returns:
-        ``(..., 3, 3)`` symmetric positive-definite metric.
+        ``(..., d, d)`` symmetric positive-definite metric.
 
     Example:
         >>> from gpytorch_so3.so3 import exp_map
@@ -132,11 +133,12 @@ def metric_to_canonical(M: Tensor) -> tuple[Tensor, Tensor]:
     """Canonical principal length-scales and directions of an SPD metric (inverse of :func:`metric`).
 
     Args:
-        M: ``(..., 3, 3)`` symmetric positive-definite metrics.
+        M: ``(..., d, d)`` symmetric positive-definite metrics (``d = 3`` here; any ``d >= 2`` works).
 
     Returns:
-        ``(lengthscale, R)``: ascending length-scales ``(..., 3)`` (``eigval^-1/2``) and canonical rotations
-        ``(..., 3, 3)`` (see :func:`gpytorch_so3.so3.canonicalize`) with ``M = R diag(l^-2) R^T``.
+        ``(lengthscale, R)``: ascending length-scales ``(..., d)`` (``eigval^-1/2``) and canonical rotations
+        ``(..., d, d)`` (see :func:`gpytorch_so3.so3.canonicalize`, :func:`gpytorch_so3.sod.canonicalize` in
+        ``d`` dimensions) with ``M = R diag(l^-2) R^T``.
 
     Example:
         >>> M = torch.diag(torch.tensor([0.25, 1.0, 0.0625], dtype=torch.float64))
@@ -151,7 +153,8 @@ def metric_to_canonical(M: Tensor) -> tuple[Tensor, Tensor]:
         True
     """
     evals, evecs = torch.linalg.eigh(0.5 * (M + M.transpose(-1, -2)))
-    return canonicalize(evals.clamp_min(torch.finfo(M.dtype).tiny).rsqrt(), evecs)
+    ls = evals.clamp_min(torch.finfo(M.dtype).tiny).rsqrt()
+    return canonicalize(ls, evecs) if M.shape[-1] == 3 else _canonicalize_sod(ls, evecs)
 
 
 metric_to_principal = deprecated_alias(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gpytorch_so3._validation import check_int
+from gpytorch_so3._validation import check_float_dtype, check_int
 
 __all__ = [
     "HORIZONTAL_TOL",
@@ -431,6 +431,7 @@ def random_rotation(
         (torch.Size([5, 3, 3]), True)
     """
     size = parse_shape(shape)
+    check_float_dtype(dtype, where="random_rotation: ")
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")

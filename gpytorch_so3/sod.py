@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from gpytorch_so3 import so3
-from gpytorch_so3._validation import check_dim
+from gpytorch_so3._validation import check_dim, check_float_dtype
 
 __all__ = [
     "canonicalize",
@@ -288,7 +288,40 @@ class _LogMapSOd(torch.autograd.Function):
         return (J @ y).squeeze(-1).unflatten(-1, (dim, dim))
 
 
-def log_map(R: Tensor) -> Tensor:
+def _check_rotation(R: Tensor) -> None:
+    """``ValueError`` unless ``R`` ``(..., d, d)`` holds rotations (the d-dimensional ``so3.check_rotation``).
+
+    Finite, ``R^T R = I`` and ``det R = +1`` within :func:`gpytorch_so3.so3.rotation_tolerance`.
+    """
+    if R.device.type == "meta" or R.numel() == 0:
+        return
+    d = R.shape[-1]
+    tol = so3.rotation_tolerance(R.dtype)
+    with torch.no_grad():
+        Rd = R.detach()
+        finite = torch.isfinite(Rd).flatten(-2).all(-1)
+        eye = torch.eye(d, dtype=R.dtype, device=R.device)
+        orth = (Rd.mT @ Rd - eye).abs().flatten(-2).amax(-1)
+        det = torch.linalg.det(torch.where(finite[..., None, None], Rd, eye))
+        bad = ~finite | ~(orth <= tol) | ~((det - 1.0).abs() <= tol)
+        if not bool(bad.any()):
+            return
+        idx = tuple(int(i) for i in bad.nonzero()[0]) if bad.dim() else ()
+        where = f" at batch index {idx}" if idx else ""
+        batch = f" (shape {tuple(R.shape)})" if R.dim() > 2 else ""
+        if not bool(finite[idx]):
+            problem = "it has non-finite entries"
+        else:
+            dt, o = float(det[idx]), float(orth[idx])
+            kind = " (a reflection)" if dt < 0 else (" (singular)" if abs(dt) <= tol else "")
+            problem = f"det = {dt:.6g}{kind}, max |R^T R - I| = {o:.3g}"
+        raise ValueError(
+            f"R is not a rotation matrix{where}{batch}: {problem}; expected R^T R = I and det R = +1 within "
+            f"{tol:.3g} ({R.dtype}). Pass check=False to skip this test."
+        )
+
+
+def log_map(R: Tensor, *, check: bool = True) -> Tensor:
     r"""so(d) coordinates of a rotation: the principal logarithm, inverse of :func:`exp_map`.
 
     * ``d = 2``: ``theta = atan2(R[1, 0], R[0, 0])`` in ``(-pi, pi]``;
@@ -301,11 +334,19 @@ def log_map(R: Tensor) -> Tensor:
       value is finite but not a logarithm. Gradients: the inverse-function derivative along SO(d) (custom
       backward).
 
+    The input is validated first, as :func:`gpytorch_so3.so3.log_map` does: a reflection (``det = -1``), a scaled,
+    singular, non-orthogonal or non-finite matrix raises ``ValueError`` instead of returning a meaningless vector;
+    ``check=False`` skips the test for rotations known to be exact.
+
     Args:
         R: ``(..., d, d)`` rotation matrices (``d`` is read from the shape).
+        check: validate that ``R`` holds rotations (default True).
 
     Returns:
         ``(..., d (d - 1) / 2)`` coordinates with ``exp_map(log_map(R), d) == R``.
+
+    Raises:
+        ValueError: ``R`` has the wrong shape or, with ``check``, is not a rotation.
 
     Example:
         >>> w = torch.tensor([0.3, -0.2, 0.1, 0.5, 0.0, -0.4], dtype=torch.float64)
@@ -316,10 +357,12 @@ def log_map(R: Tensor) -> Tensor:
         tensor([-2.2832])
     """
     d = _check_square("R", R)
+    if d == 3:
+        return so3.log_map(R, check=check)
+    if check:
+        _check_rotation(R)
     if d == 2:
         return torch.atan2(R[..., 1, 0], R[..., 0, 0]).unsqueeze(-1)
-    if d == 3:
-        return so3.log_map(R)
     return _LogMapSOd.apply(R)
 
 
@@ -355,6 +398,7 @@ def random_rotation(
     """
     dim = _check_dim(dim)
     size = so3.parse_shape(shape)
+    check_float_dtype(dtype, where="random_rotation: ")
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")

@@ -260,6 +260,46 @@ def test_physical_kernel_equals_kernel_on_transformed_inputs(kind, generator):
         torch.testing.assert_close(R_p, R_c)
 
 
+@pytest.mark.parametrize("dim", [2, 4, 5])
+@pytest.mark.parametrize("kind", ["normalize", "isotropic"])
+def test_physical_units_in_any_dimension(dim, kind, generator):
+    # The same independent check in d dimensions, through the model helper too: a RotatedAnisotropicKernel(d) behind
+    # a per-axis Normalize or IsotropicNormalize; k_phys(x, x') with physical_canonical's (l, R) equals the model's
+    # kernel on the transformed inputs, and fit_map's warning no longer names an "SO(3) kernel".
+    from gpytorch_so3 import RotatedAnisotropicKernel, sod
+    from gpytorch_so3.botorch_utils import physical_canonical
+
+    hi = torch.arange(1.0, dim + 1.0, dtype=D64)
+    bounds = torch.stack([torch.zeros(dim, dtype=D64), hi])
+    X = torch.rand(12, dim, generator=generator, dtype=D64) * hi
+    tf = Normalize(dim, bounds=bounds) if kind == "normalize" else IsotropicNormalize(dim, bounds=bounds)
+    k = RotatedAnisotropicKernel(dim, nu=2.5).to(D64)
+    k.lengthscale = 0.1 + torch.rand(1, dim, generator=generator, dtype=D64)
+    k.rotation = sod.log_map(sod.random_rotation(dim, generator=generator, dtype=D64))
+    model = SingleTaskGP(X, torch.randn(12, 1, generator=generator, dtype=D64), covar_module=k, input_transform=tf)
+    ls_p, R_p = physical_canonical(model)
+    ls_t, R_t = to_physical_units(k.lengthscale.detach(), k.rotation_matrix.detach(), tf)
+    torch.testing.assert_close(ls_p, ls_t)
+    torch.testing.assert_close(R_p, R_t)
+    assert bool((ls_p[1:] >= ls_p[:-1]).all())  # canonical: ascending
+    torch.testing.assert_close(R_p.mT @ R_p, torch.eye(dim, dtype=D64))
+    phys = RotatedAnisotropicKernel(dim, nu=2.5).to(D64)
+    phys.lengthscale = ls_p.reshape(1, dim)
+    phys.rotation = sod.log_map(R_p)
+    tf.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(phys(X).to_dense(), k(tf(X)).to_dense(), atol=1e-10, rtol=1e-10)
+    if kind == "isotropic":  # length-scales times the common scale (the largest range), directions unchanged
+        ls_c, R_c = sod.canonicalize(k.lengthscale.detach().reshape(dim) * float(hi.max()), k.rotation_matrix.detach())
+        torch.testing.assert_close(ls_p, ls_c)
+        torch.testing.assert_close(R_p, R_c)
+    else:
+        messages = check_input_scaling(model, warn=False)
+        assert len(messages) == 1 and "anisotropic kernel's columns" in messages[0] and "SO(3)" not in messages[0]
+    with pytest.raises(ValueError, match=f"lengthscale must have shape \\(..., {dim}\\)"):
+        to_physical_units(torch.ones(dim + 1), torch.eye(dim, dtype=D64), tf)
+
+
 def test_scale_factors_chains_indices_and_errors():
     X4 = torch.cat([_box_points(10, 6), torch.rand(10, 1, dtype=D64)], dim=-1)
     chain = ChainedInputTransform(
@@ -279,12 +319,16 @@ def test_scale_factors_chains_indices_and_errors():
     torch.testing.assert_close(input_scale_factors(None), torch.ones(3, dtype=D64))
     with pytest.raises(TypeError, match="cannot map back through a Log10"):
         input_scale_factors(Log10(indices=[0]))
-    with pytest.raises(ValueError, match="three distinct"):
+    with pytest.raises(ValueError, match="at least two distinct"):
         input_scale_factors(None, dims=(0, 0, 1))
+    with pytest.raises(ValueError, match="at least two distinct"):
+        input_scale_factors(None, dims=(0,))
     with pytest.raises(ValueError, match="positive"):
         input_scale_factors(torch.tensor([1.0, 0.0, 1.0]))
-    with pytest.raises(ValueError, match=r"\(\.\.\., 3, 3\)"):
-        metric_to_physical(torch.eye(2), None)
+    with pytest.raises(ValueError, match=r"\(\.\.\., d, d\)"):
+        metric_to_physical(torch.ones(2, 3), None)
+    with pytest.raises(ValueError, match="metric's 2 input columns"):
+        metric_to_physical(torch.eye(2), None, dims=(0, 1, 2))
 
 
 # ------------------------------------------------------------------------------------------ the shear warning
@@ -401,7 +445,7 @@ def test_singletaskgp_fit_gpytorch_mll_and_fit_map():
     ls_n, R_n = model2.covar_module.base_kernel.canonical()
     torch.testing.assert_close(ls, 4.0 * ls_n.squeeze(0))
     torch.testing.assert_close(axes, R_n.squeeze(0))
-    with pytest.raises(ValueError, match="has 0 SO"):
+    with pytest.raises(ValueError, match="has 0 rotated/full-SPD kernels"):
         physical_canonical(SingleTaskGP(X, Y, input_transform=IsotropicNormalize(3)))
 
 

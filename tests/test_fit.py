@@ -17,7 +17,7 @@ import gpytorch_so3.fit as fit_module
 from benchmarks._experiments import recovery_report
 from gpytorch_so3 import FullSPDKernel, SO3AnisotropicKernel, so3
 from gpytorch_so3.datasets import make_axis_aligned_field, make_rotated_field
-from gpytorch_so3.exceptions import RestartFailedWarning
+from gpytorch_so3.exceptions import DegenerateInputsWarning, RestartFailedWarning
 from gpytorch_so3.fit import fit_map
 from gpytorch_so3.priors import default_lengthscale_prior, default_rotation_prior
 
@@ -347,9 +347,14 @@ def test_planar_inputs_fit():
     X, Y = _toy(n=40)
     X = X.clone()
     X[:, 2] = 0.5
-    model = fit_map(_model(X, Y), num_restarts=2, seed=0, optimizer_options={"maxiter": 200})
+    with pytest.warns(DegenerateInputsWarning, match="span only 2 of its 3 dimensions"):
+        model = fit_map(_model(X, Y), num_restarts=2, seed=0, optimizer_options={"maxiter": 200})
     info = model.fit_map_info_
     assert not info.failures and all(math.isfinite(v) for v in info.losses)
+    with warnings.catch_warnings():  # a full-rank design does not warn, however thin
+        warnings.simplefilter("error", DegenerateInputsWarning)
+        X[:, 2] = 0.5 + 1e-3 * torch.rand(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        fit_map(_model(X, Y), num_restarts=2, seed=0, optimizer_options={"maxiter": 50})
 
 
 def test_data_aligned_start_on_thin_cloud_and_haar_restarts_stay_uniform(monkeypatch):
@@ -465,3 +470,24 @@ def test_model_list_fits_each_sub_model():
     no_so3 = ModelListGP(SingleTaskGP(X, Y[:, :1]))
     with pytest.raises(ValueError, match="no sub-model"):
         fit_map(no_so3)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_targets_raise_a_value_error(bad):
+    """A plain gpytorch ExactGP (no BoTorch input checks) with a non-finite target: a ValueError naming the targets,
+    not "all starts failed: non-finite objective" after every start was tried."""
+
+    class GP(gpytorch.models.ExactGP):
+        def __init__(self, X, y):
+            super().__init__(X, y, gpytorch.likelihoods.GaussianLikelihood())
+            self.mean_module = gpytorch.means.ConstantMean()
+            self.covar_module = ScaleKernel(SO3AnisotropicKernel(nu=2.5))
+
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    X = torch.rand(30, 3, dtype=torch.float64)
+    y = torch.sin(4 * X.sum(-1))
+    y[3] = bad
+    with pytest.raises(ValueError, match="training targets contain NaN or infinite"):
+        fit_map(GP(X, y), num_restarts=2, seed=0)

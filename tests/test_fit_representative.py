@@ -264,8 +264,8 @@ def test_a_candidate_whose_logarithm_is_wrong_is_never_chosen(monkeypatch):
     best = _best_by_enumeration(k, R, ls)
     real = fit_module.sod.log_map
 
-    def corrupt(RP):
-        w = real(RP)
+    def corrupt(RP, **kwargs):
+        w = real(RP, **kwargs)
         if w.dim() > 1 and w.shape[0] > 1:
             w = w.clone()
             w[5] = 0.0  # the highest possible density, but exp(0) = I is not R P[5]

@@ -373,3 +373,29 @@ def test_nearest_signed_permutation_undoes_a_frame_permutation_in_d5():
     assert torch.equal(sod.nearest_signed_permutation(sod.exp_map(w, 5) @ P.mT), P)
     with pytest.raises(ValueError, match="R must have shape"):
         sod.nearest_signed_permutation(torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("d", [2, 4, 5])
+def test_log_map_rejects_matrices_that_are_not_rotations(d):
+    """As so3.log_map does: a reflection, a scaled or a non-finite matrix raises ValueError (it used to return zeros
+    in d = 4, 5 and pi in d = 2: exp_map(log_map(R)) != R, silently); check=False skips the test."""
+    reflection = torch.eye(d, dtype=torch.float64)
+    reflection[0, 0] = -1.0
+    with pytest.raises(ValueError, match="a reflection"):
+        sod.log_map(reflection)
+    R = sod.random_rotation(d, 3, generator=torch.Generator().manual_seed(d), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"at batch index \(1,\).*max \|R\^T R - I\|"):
+        sod.log_map(torch.stack([R[0], 1.01 * R[1], R[2]]))
+    with pytest.raises(ValueError, match="non-finite"):
+        sod.log_map(torch.full((d, d), float("nan")))
+    torch.testing.assert_close(sod.exp_map(sod.log_map(R), d), R)  # rotations pass, float32 too
+    R32 = R.float() @ R.float()
+    torch.testing.assert_close(sod.exp_map(sod.log_map(R32), d), R32, atol=1e-5, rtol=0)
+    sod.log_map(reflection, check=False)  # no error: the caller vouches for its input
+
+
+def test_random_rotation_rejects_integer_dtypes():
+    for f in (lambda: sod.random_rotation(4, dtype=torch.int64), lambda: so3.random_rotation(dtype=torch.int64)):
+        message = r"random_rotation: dtype must be a floating torch\.dtype, got torch\.int64$"
+        with pytest.raises(TypeError, match=message):
+            f()
