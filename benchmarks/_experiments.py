@@ -152,6 +152,31 @@ def environment(started: float, note: str) -> dict[str, Any]:
     }
 
 
+def run_cases(doc: str, cases: Sequence[str], default_out: str, measure, argv: Sequence[str] | None = None) -> None:
+    """A benchmark script's ``main``: ``--cases`` (default all) and ``--out``, one thread, each case's record
+    ``measure(name)`` printed as it comes, then ``{"environment": ..., "records": [...]}`` written to ``--out``."""
+    import argparse
+    import json
+    import warnings
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="*", default=list(cases), choices=list(cases))
+    p.add_argument("--out", default=default_out)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    records = []
+    for name in args.cases:
+        rec = measure(name)
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+    note = "2-core machine, possibly shared: absolute times are noisy, compare same-run ratios"
+    Path(args.out).write_text(json.dumps({"environment": environment(t0, note), "records": records}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     """``(fn(*args, **kwargs), wall seconds)``."""
     t0 = time.perf_counter()

@@ -38,13 +38,9 @@ writes ``benchmarks/results/bench_polish.json``. Timings come from whatever mach
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -60,7 +56,7 @@ from gpytorch_so3.datasets import make_rotated_field
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _experiments import environment, timed  # noqa: E402  (sibling modules)
+from _experiments import run_cases, timed  # noqa: E402  (sibling modules)
 from sod_recovery import LENGTHSCALES, make_sod_field  # noqa: E402
 
 CASES = ("readme_6d", "readme_6d_noise_free", "field_2d", "field_3d", "field_6d", "bo_6d_n20", "bo_6d_n40", "bo_6d_n60")
@@ -170,26 +166,7 @@ def measure(name: str) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
-    p.add_argument("--out", default=str(HERE / "results" / "bench_polish.json"))
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    t0 = time.perf_counter()
-    records = []
-    for name in args.cases:
-        rec = measure(name)
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
-    out = {
-        "environment": environment(
-            t0, "2-core machine, possibly shared: absolute times are noisy, compare same-run ratios"
-        ),
-        "records": records,
-    }
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    run_cases(__doc__, list(CASES), str(HERE / "results" / "bench_polish.json"), measure, argv)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,8 @@ ratios.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -49,7 +45,7 @@ from gpytorch_so3.bo import ard_covar_module, rotated_covar_module
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _experiments import environment, timed  # noqa: E402  (sibling module)
+from _experiments import run_cases, timed  # noqa: E402  (sibling module)
 
 CASES = {
     "d7_n40": (7, 40, 0),
@@ -120,26 +116,7 @@ def measure(name: str) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
-    p.add_argument("--out", default=str(HERE / "results" / "bench_representative.json"))
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    t0 = time.perf_counter()
-    records = []
-    for name in args.cases:
-        rec = measure(name)
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
-    out = {
-        "environment": environment(
-            t0, "2-core machine, possibly shared: absolute times are noisy, compare same-run ratios"
-        ),
-        "records": records,
-    }
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    run_cases(__doc__, list(CASES), str(HERE / "results" / "bench_representative.json"), measure, argv)
 
 
 if __name__ == "__main__":

@@ -295,30 +295,13 @@ def _check_rotation(R: Tensor) -> None:
     """
     if R.device.type == "meta" or R.numel() == 0:
         return
-    d = R.shape[-1]
-    tol = so3.rotation_tolerance(R.dtype)
+    eye = torch.eye(R.shape[-1], dtype=R.dtype, device=R.device)
     with torch.no_grad():
         Rd = R.detach()
         finite = torch.isfinite(Rd).flatten(-2).all(-1)
-        eye = torch.eye(d, dtype=R.dtype, device=R.device)
         orth = (Rd.mT @ Rd - eye).abs().flatten(-2).amax(-1)
         det = torch.linalg.det(torch.where(finite[..., None, None], Rd, eye))
-        bad = ~finite | ~(orth <= tol) | ~((det - 1.0).abs() <= tol)
-        if not bool(bad.any()):
-            return
-        idx = tuple(int(i) for i in bad.nonzero()[0]) if bad.dim() else ()
-        where = f" at batch index {idx}" if idx else ""
-        batch = f" (shape {tuple(R.shape)})" if R.dim() > 2 else ""
-        if not bool(finite[idx]):
-            problem = "it has non-finite entries"
-        else:
-            dt, o = float(det[idx]), float(orth[idx])
-            kind = " (a reflection)" if dt < 0 else (" (singular)" if abs(dt) <= tol else "")
-            problem = f"det = {dt:.6g}{kind}, max |R^T R - I| = {o:.3g}"
-        raise ValueError(
-            f"R is not a rotation matrix{where}{batch}: {problem}; expected R^T R = I and det R = +1 within "
-            f"{tol:.3g} ({R.dtype}). Pass check=False to skip this test."
-        )
+        so3._raise_if_not_rotations("R", R, finite, orth, det, so3.rotation_tolerance(R.dtype))
 
 
 def log_map(R: Tensor, *, check: bool = True) -> Tensor:
