@@ -78,3 +78,28 @@ def check_float_dtype(dtype: object, *, where: str = "") -> None:
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"{where}dtype must be a floating torch.dtype, got {dtype}")
+
+
+def raise_if_not_rotations(
+    name: str, R: torch.Tensor, finite: torch.Tensor, orth: torch.Tensor, det: torch.Tensor, tol: float
+) -> None:
+    """The error of ``so3.check_rotation`` (and of ``sod.log_map`` in any ``d``), naming the first bad matrix.
+
+    ``finite``, ``orth`` (max ``|R^T R - I|``) and ``det`` are per matrix (``R``'s batch shape).
+    """
+    bad = ~finite | ~(orth <= tol) | ~((det - 1.0).abs() <= tol)
+    if not bool(bad.any()):
+        return
+    idx = tuple(int(i) for i in bad.nonzero()[0]) if bad.dim() else ()
+    where = f" at batch index {idx}" if idx else ""
+    batch = f" (shape {tuple(R.shape)})" if R.dim() > 2 else ""
+    if not bool(finite[idx]):
+        problem = "it has non-finite entries"
+    else:
+        d, o = float(det[idx]), float(orth[idx])
+        kind = " (a reflection)" if d < 0 else (" (singular)" if abs(d) <= tol else "")
+        problem = f"det = {d:.6g}{kind}, max |R^T R - I| = {o:.3g}"
+    raise ValueError(
+        f"{name} is not a rotation matrix{where}{batch}: {problem}; expected R^T R = I and det R = +1 within "
+        f"{tol:.3g} ({R.dtype}). Pass check=False to skip this test."
+    )

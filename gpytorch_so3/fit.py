@@ -148,11 +148,11 @@ NEWTON_POLISH = True
 
 #: The Newton polish runs on at most this many points (more: L-BFGS-B). Its Hessian costs ``P + 1`` gradient
 #: evaluations (``P`` hyperparameters: 12 in 3-D, 24 in 6-D; one at a time above ~700 points, so memory stays that of
-#: one evaluation). Measured up to 2,000 points (``benchmarks/bench_newton_points.py``): Newton 1.2-2.3x faster than
-#: L-BFGS-B in 3-D at the same optimum, and in 4-D (one oblique direction) 4-7x faster and 0.05-0.36 nats lower:
-#: L-BFGS-B crawled 800-1,300 evaluations there. The value was 1,024 until that showed a cliff at 1,025 points (a 4-D
-#: fit 42 s at 1,000 points, 253 s at 1,100). Above :data:`PREPOLISH_POINTS` (the same 2,048) the full-data polish
-#: starts from a pre-polished point; that range was not measured.
+#: one evaluation). Measured from 1,100 to 2,000 points (``benchmarks/bench_newton_points.py``): Newton 1.7-1.9x
+#: faster than L-BFGS-B in 3-D at the same optimum, and in 4-D (one oblique direction) 5.4-7.3x faster and 0.04-0.36
+#: nats lower: L-BFGS-B crawled 970-1,630 evaluations there. The value was 1,024 until that showed a cliff at 1,025
+#: points (a 4-D fit 42 s at 1,000 points, 253 s at 1,100). Above :data:`PREPOLISH_POINTS` (the same 2,048) the
+#: full-data polish starts from a pre-polished point; that range was not measured.
 NEWTON_MAX_POINTS = 2048
 
 #: Relative step of the forward differences of :func:`_newton_polish`'s Hessian (times ``max(1, |x_i|)``). Measured on

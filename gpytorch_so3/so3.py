@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gpytorch_so3._validation import check_float_dtype, check_int
+from gpytorch_so3._validation import check_float_dtype, check_int, raise_if_not_rotations
 
 __all__ = [
     "HORIZONTAL_TOL",
@@ -307,30 +307,7 @@ def check_rotation(R: Tensor, name: str = "R", atol: float | None = None) -> Non
         gram = (Rd.unsqueeze(-1) * Rd.unsqueeze(-2)).sum(-3)
         orth = (gram - eye).abs().flatten(-2).amax(-1)
         det = (Rd[..., 0] * torch.linalg.cross(Rd[..., 1], Rd[..., 2], dim=-1)).sum(-1)
-        _raise_if_not_rotations(name, R, finite, orth, det, tol)
-
-
-def _raise_if_not_rotations(name: str, R: Tensor, finite: Tensor, orth: Tensor, det: Tensor, tol: float) -> None:
-    """The error of :func:`check_rotation` (and of ``sod.log_map`` in any ``d``), naming the first bad matrix.
-
-    ``finite``, ``orth`` (max ``|R^T R - I|``) and ``det`` are per matrix (``R``'s batch shape).
-    """
-    bad = ~finite | ~(orth <= tol) | ~((det - 1.0).abs() <= tol)
-    if not bool(bad.any()):
-        return
-    idx = tuple(int(i) for i in bad.nonzero()[0]) if bad.dim() else ()
-    where = f" at batch index {idx}" if idx else ""
-    batch = f" (shape {tuple(R.shape)})" if R.dim() > 2 else ""
-    if not bool(finite[idx]):
-        problem = "it has non-finite entries"
-    else:
-        d, o = float(det[idx]), float(orth[idx])
-        kind = " (a reflection)" if d < 0 else (" (singular)" if abs(d) <= tol else "")
-        problem = f"det = {d:.6g}{kind}, max |R^T R - I| = {o:.3g}"
-    raise ValueError(
-        f"{name} is not a rotation matrix{where}{batch}: {problem}; expected R^T R = I and det R = +1 within "
-        f"{tol:.3g} ({R.dtype}). Pass check=False to skip this test."
-    )
+        raise_if_not_rotations(name, R, finite, orth, det, tol)
 
 
 def log_map(R: Tensor, *, check: bool = True) -> Tensor:

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from gpytorch_so3 import so3
-from gpytorch_so3._validation import check_dim, check_float_dtype
+from gpytorch_so3._validation import check_dim, check_float_dtype, raise_if_not_rotations
 
 __all__ = [
     "canonicalize",
@@ -301,7 +301,7 @@ def _check_rotation(R: Tensor) -> None:
         finite = torch.isfinite(Rd).flatten(-2).all(-1)
         orth = (Rd.mT @ Rd - eye).abs().flatten(-2).amax(-1)
         det = torch.linalg.det(torch.where(finite[..., None, None], Rd, eye))
-        so3._raise_if_not_rotations("R", R, finite, orth, det, so3.rotation_tolerance(R.dtype))
+        raise_if_not_rotations("R", R, finite, orth, det, so3.rotation_tolerance(R.dtype))
 
 
 def log_map(R: Tensor, *, check: bool = True) -> Tensor:
