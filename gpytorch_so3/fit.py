@@ -765,8 +765,9 @@ def _hill_climb_representative(R: Tensor, consider, batch: torch.Size) -> None:
                 moves.append(G)
     G = torch.stack(moves).reshape(-1, *[1] * len(batch), d, d)
 
-    def climb(P: Tensor) -> tuple[Tensor, Tensor]:
-        current = consider(P.unsqueeze(0))[0]
+    def climb(P: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(end, its score, the start's score)`` of a steepest-ascent climb from ``P``."""
+        current = start_lp = consider(P.unsqueeze(0))[0]
         for _ in range(d * d):
             cands = P.unsqueeze(0) @ G  # (moves, *batch, d, d)
             lp = consider(cands)
@@ -777,10 +778,9 @@ def _hill_climb_representative(R: Tensor, consider, batch: torch.Size) -> None:
             nxt = cands.gather(0, idx.reshape(1, *batch, 1, 1).expand(1, *batch, d, d))[0]
             P = torch.where(up.reshape(*batch, 1, 1), nxt, P)
             current = torch.where(up, top, current)
-        return P, current
+        return P, current, start_lp
 
-    current = consider(eye.expand(1, *batch, d, d))[0]
-    best_P, best = climb(eye.expand(*batch, d, d))
+    best_P, best, current = climb(eye.expand(*batch, d, d))
     gen = torch.Generator().manual_seed(0)  # the kicks are fixed: the same fit gives the same representative
     for k in range(1 + REPRESENTATIVE_CLIMB_KICKS):
         if k == 0:
@@ -790,7 +790,7 @@ def _hill_climb_representative(R: Tensor, consider, batch: torch.Size) -> None:
         else:  # iterated local search: kick the best so far by 5 random moves and climb again
             kick = G[torch.randint(0, G.shape[0], (5,), generator=gen)]
             start = best_P @ kick[0] @ kick[1] @ kick[2] @ kick[3] @ kick[4]
-        P, lp = climb(start)
+        P, lp, _ = climb(start)
         up = lp > best
         best_P = torch.where(up.reshape(*batch, 1, 1), P, best_P)
         best = torch.where(up, lp, best)
@@ -960,6 +960,7 @@ class _BatchedObjective:
         lik = self.model.likelihood
         fixed = isinstance(lik, gpytorch.likelihoods.FixedNoiseGaussianLikelihood)
         self.fixed_noise = lik.noise_covar.noise.detach().clone() if fixed else None
+        self.points = (self.inputs, self.targets, self.fixed_noise)  # the points in use (:meth:`set_points`)
         self.param = params[self.names[0]]
         self.log_index = torch.as_tensor(np.flatnonzero(self.log_lower), device=self.param.device)
         self.lower_t = torch.as_tensor(self.lower[self.log_lower]).to(self.param)
@@ -980,13 +981,18 @@ class _BatchedObjective:
     def set_points(self, index: Tensor | None) -> None:
         """Use the training points ``index`` (``None``: all) in the following evaluations."""
         if index is None:
-            self.model.train_inputs, self.model.train_targets = self.inputs, self.targets
+            self.points = (self.inputs, self.targets, self.fixed_noise)
         else:
-            self.model.train_inputs = tuple(t.index_select(-2, index) for t in self.inputs)
-            self.model.train_targets = self.targets.index_select(-1, index)
-        if self.fixed_noise is not None:
-            noise = self.fixed_noise if index is None else self.fixed_noise.index_select(-1, index)
-            self.model.likelihood.noise_covar.noise = noise
+            noise = None if self.fixed_noise is None else self.fixed_noise.index_select(-1, index)
+            inputs = tuple(t.index_select(-2, index) for t in self.inputs)
+            self.points = (inputs, self.targets.index_select(-1, index), noise)
+        self.use_points(self.model)
+
+    def use_points(self, model: gpytorch.models.ExactGP) -> None:
+        """Give ``model`` (this objective's or a copy of the user's) the current inputs, targets and known noise."""
+        model.train_inputs, model.train_targets, noise = self.points
+        if noise is not None:
+            model.likelihood.noise_covar.noise = noise
 
     @property
     def num_points(self) -> int:
@@ -1304,9 +1310,7 @@ def _reference_loss(model: gpytorch.models.ExactGP, obj: _BatchedObjective, row:
     """One start's objective through gpytorch's own ``ExactMarginalLogLikelihood`` on ``obj``'s current points."""
     ref = copy.deepcopy(model)
     obj.load(ref, row)
-    ref.train_inputs, ref.train_targets = obj.model.train_inputs, obj.model.train_targets
-    if obj.fixed_noise is not None:
-        ref.likelihood.noise_covar.noise = obj.model.likelihood.noise_covar.noise
+    obj.use_points(ref)
     ref.train()
     mll = ExactMarginalLogLikelihood(ref.likelihood, ref)
     inputs = ref.train_inputs

@@ -121,3 +121,16 @@ def signed_permutations(det: int = 1, dim: int = 3) -> list[np.ndarray]:
             if round(np.linalg.det(P)) == det:
                 out.append(P)
     return out
+
+
+def map_loss(model) -> float:
+    """gpytorch's own type-II MAP objective of a model (negative log marginal likelihood plus priors, per point, as
+    ``fit_map_info_.best_loss``), evaluated in train mode; the model is left in eval mode."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    model.train()
+    with torch.no_grad():
+        val = -mll(model(*model.train_inputs), model.train_targets).sum().item()
+    model.eval()
+    return val

@@ -12,6 +12,7 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms import Standardize
 from gpytorch.kernels import MaternKernel, ScaleKernel
 from linear_operator.utils.errors import NotPSDError
+from reference import map_loss
 
 import gpytorch_so3.fit as fit_module
 from benchmarks._experiments import recovery_report
@@ -42,15 +43,6 @@ def _model(X, Y, kernel=None):
     return SingleTaskGP(X, Y, covar_module=ScaleKernel(kernel), outcome_transform=Standardize(m=Y.shape[-1]))
 
 
-def _loss(model):
-    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
-    model.train()
-    with torch.no_grad():
-        val = -mll(model(*model.train_inputs), model.train_targets).sum().item()
-    model.eval()
-    return val
-
-
 def test_best_restart_kept_and_eval_mode():
     X, Y = _toy()
     model = fit_map(_model(X, Y), num_restarts=3, seed=1)
@@ -68,7 +60,7 @@ def test_best_restart_kept_and_eval_mode():
     # fitted rotations are reported in the principal ball |w| <= pi
     assert float(model.covar_module.base_kernel.rotation.detach().norm()) <= math.pi + 1e-9
     # the restored state is the best start's: recomputing its objective gives the recorded best loss
-    assert _loss(model) == pytest.approx(info.best_loss, rel=1e-8, abs=1e-10)
+    assert map_loss(model) == pytest.approx(info.best_loss, rel=1e-8, abs=1e-10)
 
 
 @pytest.mark.parametrize("strategy", ["batched", "sequential"])
@@ -264,12 +256,12 @@ def test_plain_gpytorch_exactgp():
             return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
     model = GP().double()
-    before = _loss(model)
+    before = map_loss(model)
     fit_map(model, num_restarts=2, seed=0)
     assert not model.training
     info = model.fit_map_info_
     assert all(math.isfinite(v) for v in info.losses) and not info.failures
-    assert _loss(model) == pytest.approx(info.best_loss, rel=1e-10) and info.best_loss < before
+    assert map_loss(model) == pytest.approx(info.best_loss, rel=1e-10) and info.best_loss < before
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
     model.train()
     with gpytorch.settings.max_cholesky_size(10_000):
@@ -460,7 +452,7 @@ def test_model_list_fits_each_sub_model():
     assert not hasattr(ard_a, "fit_map_info_")
     # the ARD sub-model was fitted too: its MLL at the fitted values beats the initial one
     unfitted = SingleTaskGP(X, Y[:, 1:], covar_module=ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=3)))
-    assert _loss(ard_a) < _loss(unfitted)
+    assert map_loss(ard_a) < map_loss(unfitted)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb
         torch.testing.assert_close(va, vb, rtol=0, atol=0)
