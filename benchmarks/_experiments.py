@@ -177,6 +177,25 @@ def run_cases(doc: str, cases: Sequence[str], default_out: str, measure, argv: S
     print(f"wrote {args.out}")
 
 
+def fit_botorch(model) -> float:
+    """Seconds of BoTorch's ``fit_gpytorch_mll`` on ``model`` (fitted in place)."""
+    from botorch.fit import fit_gpytorch_mll
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    return timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(model.likelihood, model))[1]
+
+
+def ard_seconds(X: Tensor, Y: Tensor) -> float:
+    """Seconds of the ARD baseline: BoTorch's fit of ``SingleTaskGP(X, Y)`` with ``bo.ard_covar_module(d)`` (the same
+    length-scale and output-scale priors as the rotated factories) and a ``Standardize`` outcome."""
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+
+    from gpytorch_so3.bo import ard_covar_module
+
+    return fit_botorch(SingleTaskGP(X, Y, covar_module=ard_covar_module(X.shape[-1]), outcome_transform=Standardize(1)))
+
+
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     """``(fn(*args, **kwargs), wall seconds)``."""
     t0 = time.perf_counter()

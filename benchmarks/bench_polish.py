@@ -44,19 +44,17 @@ import sys
 from pathlib import Path
 
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
-from gpytorch.mlls import ExactMarginalLogLikelihood
 
 import gpytorch_so3.fit as fit_module
 from gpytorch_so3 import fit_map
-from gpytorch_so3.bo import ard_covar_module, rotated_covar_module
+from gpytorch_so3.bo import rotated_covar_module
 from gpytorch_so3.datasets import make_rotated_field
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _experiments import run_cases, timed  # noqa: E402  (sibling modules)
+from _experiments import ard_seconds, fit_botorch, run_cases, timed  # noqa: E402  (sibling modules)
 from sod_recovery import LENGTHSCALES, make_sod_field  # noqa: E402
 
 CASES = ("readme_6d", "readme_6d_noise_free", "field_2d", "field_3d", "field_6d", "bo_6d_n20", "bo_6d_n40", "bo_6d_n60")
@@ -115,15 +113,6 @@ def run_fit_map(X, Y, newton: bool) -> dict:
     }
 
 
-def fit_botorch(model: SingleTaskGP) -> float:
-    """Seconds of BoTorch's ``fit_gpytorch_mll`` on ``model``."""
-    return timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(model.likelihood, model))[1]
-
-
-def run_ard(X, Y) -> float:
-    return fit_botorch(SingleTaskGP(X, Y, covar_module=ard_covar_module(X.shape[-1]), outcome_transform=Standardize(1)))
-
-
 def measure_bo(n: int) -> dict:
     """One ``fit_rotated_or_ard`` call with each polish, against BoTorch's default ``SingleTaskGP`` fit."""
     from gpytorch_so3.bo import fit_rotated_or_ard
@@ -151,7 +140,7 @@ def measure(name: str) -> dict:
     if name.startswith("bo_6d_n"):
         return measure_bo(int(name.removeprefix("bo_6d_n")))
     X, Y, truth = make_case(name)
-    ard = run_ard(X, Y)
+    ard = ard_seconds(X, Y)
     out = {"case": name, "n": X.shape[0], "dim": X.shape[1], "seconds_ard": ard}
     for method in ("newton", "lbfgsb"):
         rec = run_fit_map(X, Y, method == "newton")

@@ -34,18 +34,16 @@ import sys
 from pathlib import Path
 
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
-from gpytorch.mlls import ExactMarginalLogLikelihood
 
 import gpytorch_so3.fit as fit_module
 from gpytorch_so3 import fit_map
-from gpytorch_so3.bo import ard_covar_module, rotated_covar_module
+from gpytorch_so3.bo import rotated_covar_module
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _experiments import run_cases, timed  # noqa: E402  (sibling module)
+from _experiments import ard_seconds, run_cases, timed  # noqa: E402  (sibling module)
 
 CASES = {
     "d7_n40": (7, 40, 0),
@@ -103,8 +101,7 @@ def run_fit_map(X: torch.Tensor, Y: torch.Tensor, kick_local_optima: bool) -> di
 def measure(name: str) -> dict:
     dim, n, seed = CASES[name]
     X, Y = make_case(dim, n, seed)
-    model = SingleTaskGP(X, Y, covar_module=ard_covar_module(dim), outcome_transform=Standardize(1))
-    ard = timed(fit_gpytorch_mll, ExactMarginalLogLikelihood(model.likelihood, model))[1]
+    ard = ard_seconds(X, Y)
     out = {"case": name, "dim": dim, "n": n, "seconds_ard": ard}
     for method, flag in (("skip", False), ("always", True)):
         rec = run_fit_map(X, Y, flag)
