@@ -422,17 +422,16 @@ def input_scale_factors(
         >>> input_scale_factors(Normalize(3, bounds=torch.tensor([[0.0, 0, 0], [2.0, 4.0, 1.0]])))
         tensor([2., 4., 1.], dtype=torch.float64)
     """
-    if torch.is_tensor(transform):
-        c = transform.to(torch.float64)
-        k = 3 if dims is None else len(torch.as_tensor(dims).reshape(-1))
-        if c.dim() < 1 or c.shape[-1] != k:
-            raise ValueError(f"scale factors must have shape (..., {k}), got {tuple(c.shape)}")
-        if not bool((c > 0).all()) or not bool(torch.isfinite(c).all()):
-            raise ValueError("scale factors must be positive and finite")
-        return c
     dims_t = torch.as_tensor((0, 1, 2) if dims is None else dims, dtype=torch.long).reshape(-1)
     if dims_t.numel() < 2 or len(set(dims_t.tolist())) != dims_t.numel() or bool((dims_t < 0).any()):
         raise ValueError(f"dims must be at least two distinct non-negative columns, got {dims!r}")
+    if torch.is_tensor(transform):
+        c = transform.to(torch.float64)
+        if c.dim() < 1 or c.shape[-1] != dims_t.numel():
+            raise ValueError(f"scale factors must have shape (..., {dims_t.numel()}), got {tuple(c.shape)}")
+        if not bool((c > 0).all()) or not bool(torch.isfinite(c).all()):
+            raise ValueError("scale factors must be positive and finite")
+        return c
     if transform is not None and not isinstance(transform, InputTransform):
         raise TypeError(f"transform must be a BoTorch InputTransform, a tensor or None, got {type(transform).__name__}")
     ds = [getattr(t, "_d", None) for t in _affine_members(transform)] if transform is not None else []

@@ -240,6 +240,8 @@ class FitMapInfo:
         seconds: wall-clock seconds of the whole fit.
         start_kinds: per start, how it was initialised: ``"aligned"`` (data-aligned), ``"identity"`` (rotation 0),
             ``"gradient"`` (the targets' gradient outer product) or ``"haar"`` (a Haar-random rotation).
+            Data-driven starts that are the same state run once, under the first one's kind: with a frozen
+            parameter they all keep the kernel's current values, so one start precedes the Haar ones.
 
     Example:
         >>> info = FitMapInfo(losses=[0.92, float("nan"), 0.71], best_restart=2, times=[0.1, 0.1, 0.1],
@@ -577,6 +579,26 @@ def _initialise(
                 kernel.cholesky_diag = _strictly_inside(kernel.raw_cholesky_diag_constraint, diag)
             if fit_rotation:
                 kernel.initialize(cholesky_offdiag=L[..., (1, 2, 2), (0, 0, 1)])
+
+
+def _merge_identical_starts(starts: list, kinds: list, protect: list) -> tuple[list, list, list]:
+    """Run identical data-driven starts once, under the first one's kind (a merged start keeps any protection).
+
+    With a frozen parameter every data-driven start keeps the kernel's current values (see :func:`_initialise`), so
+    the data-aligned, identity and gradient starts would be the same state optimised up to three times.
+    """
+    kept = []
+    for r, state in enumerate(starts):
+        if kinds[r] != "haar":
+            twin = next(
+                (q for q in kept if kinds[q] != "haar" and all(torch.equal(starts[q][k], v) for k, v in state.items())),
+                None,
+            )
+            if twin is not None:
+                protect[twin] = protect[twin] or protect[r]
+                continue
+        kept.append(r)
+    return [starts[r] for r in kept], [kinds[r] for r in kept], [protect[r] for r in kept]
 
 
 def _is_thin(principals: list) -> bool:
@@ -1750,7 +1772,7 @@ def fit_map(
     Returns:
         The model, with the kept start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
         :class:`FitMapInfo` (per-start losses, one entry per start in the order of ``start_kinds``: the data-aligned,
-        identity and gradient starts that apply, then the ``num_restarts`` Haar ones; the rounds with their losses,
+        identity and gradient starts that apply (identical ones merged), then the ``num_restarts`` Haar ones; the rounds with their losses,
         which starts were dropped when, which was kept, timings, failures, the path that ran).
 
     Raises:
@@ -1840,14 +1862,9 @@ def fit_map(
     info = FitMapInfo(strategy=strategy)
     kinds = ["aligned"] * num_aligned + ["identity"] * num_identity + ["gradient"] * num_gradient
     kinds += ["haar"] * num_restarts
-    names = {"aligned": "data-aligned start", "identity": "identity (ARD) start", "gradient": "gradient start"}
-    first_haar = len(kinds) - num_restarts
     # starts that survive every halving round and are polished besides the winner (see THIN_EXTENT_RATIO and
     # gradient_start): the data-aligned start on thin domains, the gradient start
-    protected = tuple(
-        r for r, kind in enumerate(kinds) if kind == "gradient" or (kind == "aligned" and _is_thin(principals))
-    )
-    describe = [names.get(kind, f"restart {r + 1 - first_haar}/{num_restarts}") for r, kind in enumerate(kinds)]
+    protect = [kind == "gradient" or (kind == "aligned" and _is_thin(principals)) for kind in kinds]
     chol = gpytorch.settings.max_cholesky_size(n + 1 if exact else gpytorch.settings.max_cholesky_size.value())
     try:
         # Every start's initial state, drawn in order from the seeded generator (the same for both paths).
@@ -1865,6 +1882,11 @@ def fit_map(
                 )
             starts.append(copy.deepcopy(model.state_dict()))
         model.load_state_dict(initial_state)
+        starts, kinds, protect = _merge_identical_starts(starts, kinds, protect)
+        protected = tuple(r for r, p in enumerate(protect) if p)
+        names = {"aligned": "data-aligned start", "identity": "identity (ARD) start", "gradient": "gradient start"}
+        first_haar = len(kinds) - num_restarts
+        describe = [names.get(kind, f"restart {r + 1 - first_haar}/{num_restarts}") for r, kind in enumerate(kinds)]
         mll.train()
         with chol:
             if strategy == "batched":

@@ -62,6 +62,23 @@ def test_frozen_rotation_or_lengthscale_is_kept(dim, frozen, strategy):
     assert info.best_loss <= map_loss(ref) + 1e-6
 
 
+@pytest.mark.parametrize("frozen", ["raw_rotation", "raw_lengthscale"])
+def test_identical_data_driven_starts_run_once(frozen):
+    # In d = 4 the data-aligned, identity and gradient starts are all on by default; with a frozen parameter each of
+    # them keeps the kernel's current values, so they are one state and run once.
+    X, Y = _data(4)
+    covar, k = _rotated(4)
+    getattr(k, frozen).requires_grad_(False)
+    model = SingleTaskGP(X, Y, covar_module=covar)
+    fit_map(model, num_restarts=2, seed=0)
+    info = model.fit_map_info_
+    assert info.start_kinds == ["aligned", "haar", "haar"] and len(info.losses) == 3
+    covar, _ = _rotated(4)  # nothing frozen: three distinct data-driven starts
+    model = SingleTaskGP(X, Y, covar_module=covar)
+    fit_map(model, num_restarts=2, seed=0)
+    assert model.fit_map_info_.start_kinds == ["aligned", "identity", "gradient", "haar", "haar"]
+
+
 def test_frozen_full_spd_diagonal_is_kept():
     X, Y = _data(3)
     k = FullSPDKernel(nu=2.5).to(F64)
