@@ -1772,8 +1772,9 @@ def fit_map(
     Returns:
         The model, with the kept start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
         :class:`FitMapInfo` (per-start losses, one entry per start in the order of ``start_kinds``: the data-aligned,
-        identity and gradient starts that apply (identical ones merged), then the ``num_restarts`` Haar ones; the rounds with their losses,
-        which starts were dropped when, which was kept, timings, failures, the path that ran).
+        identity and gradient starts that apply (identical ones merged), then the ``num_restarts`` Haar ones; the
+        rounds with their losses, which starts were dropped when, which was kept, timings, failures, the path that
+        ran).
 
     Raises:
         TypeError: ``model`` is not an ``ExactGP`` or model list, or ``num_restarts``, ``seed`` or a count of
