@@ -31,6 +31,10 @@ Problems (maximised on the unit cube):
 * ``bump6``/``bump6_axis``: the bump in 6-D, length-scales (0.08, 0.15, 0.6, 0.6, 1, 1) (two short directions),
   a seeded Haar rotation (or the identity), noise sd 0.005, ``f* = 1`` (``f > 0.1`` on 20% of the cube, so the
   12-point initial design sees the bump with probability 0.93);
+* ``branin2``/``branin2_rot``, ``hartmann3``/``hartmann3_rot`` (added after the rule was chosen, as problems it was
+  not tuned on): minus Branin on ``[-5, 10] x [0, 15]`` (noise sd 0.1, ``f* = -0.397887``; rotated by 34 degrees
+  about the centre, two of its three maximisers stay inside) and Hartmann-3 (noise sd 0.05, ``f* = 3.86278``; the
+  first seeded Haar rotation that keeps the maximiser's preimage inside);
 * ``hartmann6``/``hartmann6_rot``: Hartmann-6, and Hartmann-6 composed with a fixed rotation of the cube about its
   centre (chosen so that the maximiser's preimage lies in the cube), noise sd 0.05, ``f* = 3.32237``;
 * ``levy10``/``levy10_rot``: minus Levy-10 on ``[-5, 5]^10`` mapped to the unit cube (optimum at 0.6 in each
@@ -67,6 +71,10 @@ PROBLEMS = (
     "bump2_axis",
     "bump3",
     "bump3_axis",
+    "branin2_rot",
+    "branin2",
+    "hartmann3_rot",
+    "hartmann3",
     "hartmann6_rot",
     "hartmann6",
     "bump6",
@@ -79,6 +87,10 @@ DIMS = {
     "bump2_axis": 2,
     "bump3": 3,
     "bump3_axis": 3,
+    "branin2_rot": 2,
+    "branin2": 2,
+    "hartmann3_rot": 3,
+    "hartmann3": 3,
     "hartmann6_rot": 6,
     "hartmann6": 6,
     "bump6": 6,
@@ -89,6 +101,8 @@ DIMS = {
 CONTROL = {
     "bump2": "bump2_axis",
     "bump3": "bump3_axis",
+    "branin2_rot": "branin2",
+    "hartmann3_rot": "hartmann3",
     "hartmann6_rot": "hartmann6",
     "bump6": "bump6_axis",
     "levy10_rot": "levy10",
@@ -124,8 +138,31 @@ H6_XSTAR = torch.tensor([0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573
 H6_FSTAR = 3.32237
 
 
+H3_A = torch.tensor([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]], dtype=D64)
+H3_P = 1e-4 * torch.tensor([[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]], dtype=D64)
+H3_XSTAR = torch.tensor([0.114614, 0.555649, 0.852547], dtype=D64)
+H3_FSTAR = 3.86278
+#: maximisers of minus Branin on [-5, 10] x [0, 15], mapped to the unit square; f* = -0.397887
+BRANIN_XSTAR = (
+    torch.tensor([[-math.pi, 12.275], [math.pi, 2.275], [3 * math.pi, 2.475]], dtype=D64)
+    + 5.0 * torch.tensor([1.0, 0.0], dtype=D64)
+) / 15.0
+BRANIN_FSTAR = -0.397887
+
+
 def hartmann6(x):
     return (H6_ALPHA * torch.exp(-(H6_A * (x.unsqueeze(-2) - H6_P) ** 2).sum(-1))).sum(-1)
+
+
+def hartmann3(x):
+    return (H6_ALPHA * torch.exp(-(H3_A * (x.unsqueeze(-2) - H3_P) ** 2).sum(-1))).sum(-1)
+
+
+def neg_branin(x):
+    """Minus Branin on ``[-5, 10] x [0, 15]`` with ``x`` in the unit square; maximum -0.397887 at three points."""
+    u, v = -5.0 + 15.0 * x[..., 0], 15.0 * x[..., 1]
+    b, c, t = 5.1 / (4 * math.pi**2), 5.0 / math.pi, 1.0 / (8 * math.pi)
+    return -((v - b * u**2 + c * u - 6.0) ** 2 + 10.0 * (1 - t) * torch.cos(u) + 10.0)
 
 
 def neg_levy(x):
@@ -152,15 +189,21 @@ def _rotated_cube(f, Q):
     return lambda x: f(c + (x - c) @ Q.T)
 
 
-def hartmann6_rotation() -> tuple[torch.Tensor, torch.Tensor]:
-    """``(Q, x)`` of ``hartmann6_rot``: the first seeded Haar rotation whose maximiser preimage ``x`` is in the cube."""
-    c = torch.full((6,), 0.5, dtype=D64)
+def admissible_rotation(xstar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Q, x)``: the first seeded Haar rotation about the cube centre whose maximiser preimage ``x`` is inside."""
+    d = xstar.shape[-1]
+    c = torch.full((d,), 0.5, dtype=D64)
     for s in range(100):
-        Q = _rotation(6, s)
-        pre = c + Q.T @ (H6_XSTAR - c)
+        Q = _rotation(d, s)
+        pre = c + Q.T @ (xstar - c)
         if bool(((pre > 0.02) & (pre < 0.98)).all()):
             return Q, pre
     raise RuntimeError("no admissible rotation")
+
+
+def hartmann6_rotation() -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Q, x)`` of ``hartmann6_rot`` (see :func:`admissible_rotation`)."""
+    return admissible_rotation(H6_XSTAR)
 
 
 def problem(name: str):
@@ -190,6 +233,13 @@ def problem(name: str):
             return torch.exp(-0.5 * ((z @ M) * z).sum(-1))
 
         return f, 1.0, 0.005, d
+    if name.startswith("branin2"):  # rotated by 34 degrees about the centre: two of the three maximisers stay inside
+        f = neg_branin if name == "branin2" else _rotated_cube(neg_branin, _rotation(2, 0, angle=0.6))
+        return f, BRANIN_FSTAR, 0.1, d
+    if name.startswith("hartmann3"):
+        if name == "hartmann3":
+            return hartmann3, H3_FSTAR, 0.05, d
+        return _rotated_cube(hartmann3, admissible_rotation(H3_XSTAR)[0]), H3_FSTAR, 0.05, d
     if name.startswith("hartmann6"):
         if name == "hartmann6":
             return hartmann6, H6_FSTAR, 0.05, d

@@ -45,6 +45,28 @@ def test_bumps_peak_at_their_centre_and_controls_differ_by_the_rotation_only(nam
         assert not torch.allclose(f(X[:8]), g(X[:8]))
 
 
+@pytest.mark.parametrize("name", ["branin2", "branin2_rot", "hartmann3", "hartmann3_rot"])
+def test_branin_and_hartmann3_attain_their_optimum_inside_the_square_or_cube(name):
+    import benchmarks.bench_bo_sod as bench
+
+    f, f_star, _, d = problem(name)
+    c = torch.full((d,), 0.5, dtype=D64)
+    if name.startswith("branin"):  # Branin >= 0.397887 on the whole plane, three minimisers in its box
+        Q = bench._rotation(2, 0, angle=0.6) if name.endswith("_rot") else torch.eye(2, dtype=D64)
+        pre = c + (bench.BRANIN_XSTAR - c) @ Q  # preimages of the three maximisers
+        inside = ((pre > 0) & (pre < 1)).all(-1)
+        assert int(inside.sum()) == (2 if name.endswith("_rot") else 3)
+    else:
+        Q = bench.admissible_rotation(bench.H3_XSTAR)[0] if name.endswith("_rot") else torch.eye(3, dtype=D64)
+        pre = (c + Q.T @ (bench.H3_XSTAR - c)).unsqueeze(0)
+        assert bool(((pre > 0) & (pre < 1)).all())
+    torch.testing.assert_close(f(pre), torch.full(pre.shape[:1], f_star, dtype=D64), rtol=0, atol=1e-5)
+    X = torch.rand(20000, d, generator=torch.Generator().manual_seed(1), dtype=D64)
+    assert float(f(X).max()) <= f_star + 1e-5
+    if name.endswith("_rot"):
+        assert not torch.allclose(f(X[:8]), problem(CONTROL[name])[0](X[:8]))
+
+
 def test_rotated_hartmann6_keeps_the_optimum_inside_the_cube():
     f, f_star, _, d = problem("hartmann6_rot")
     assert d == 6
