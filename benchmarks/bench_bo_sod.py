@@ -430,8 +430,9 @@ def summarize(runs: list[dict]) -> str:
         "Paired by seed (same initial design and noise), final simple regret; one-sided exact sign test (ties "
         "dropped). 'p(better)': P(>= wins | no difference); 'p(worse)': P(>= losses | no difference). Columns "
         "'strict': any difference counts; 'resolved': differences smaller than the objective's observation-noise sd "
-        "(0.005 bumps, 0.05 Hartmann-6, 0.1 Levy) count as ties, since no method's observations resolve them (this "
-        "second reading was added after the first results showed sign flips at regrets of 1e-4 on the 2-D control).",
+        "(0.005 bumps, 0.05 Hartmann-3/6, 0.1 Branin and Levy) count as ties, since no method's observations resolve "
+        "them (this second reading was added after the first results showed sign flips at regrets of 1e-4 on the 2-D "
+        "control).",
         "",
         "| problem | comparison | strict: better / worse / ties | p(better) | p(worse) "
         "| resolved: better / worse / ties | p(better) | p(worse) |",
