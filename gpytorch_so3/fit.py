@@ -554,10 +554,7 @@ def _initialise(
     # A parameter the user froze (``requires_grad=False``, as for BoTorch's fit_gpytorch_mll) keeps its value. Then the
     # data-driven starts keep the kernel's current values (BoTorch's start) and the Haar ones draw the free part: a
     # Haar rotation, or (rotation frozen) the spread factors assigned to the fixed axes in a random order.
-    if isinstance(kernel, RotatedAnisotropicKernel):
-        fit_rotation, fit_lengthscale = kernel.raw_rotation.requires_grad, kernel.raw_lengthscale.requires_grad
-    else:
-        fit_rotation, fit_lengthscale = kernel.cholesky_offdiag.requires_grad, kernel.raw_cholesky_diag.requires_grad
+    fit_rotation, fit_lengthscale = _free_parts(kernel)
     if not (fit_rotation and fit_lengthscale):
         if principal is not None or identity or geometry is not None:
             return
@@ -579,6 +576,13 @@ def _initialise(
                 kernel.cholesky_diag = _strictly_inside(kernel.raw_cholesky_diag_constraint, diag)
             if fit_rotation:
                 kernel.initialize(cholesky_offdiag=L[..., (1, 2, 2), (0, 0, 1)])
+
+
+def _free_parts(kernel: RotatedAnisotropicKernel | FullSPDKernel) -> tuple[bool, bool]:
+    """Whether the rotation and the length-scales are fitted (``False``: frozen, ``requires_grad=False``)."""
+    if isinstance(kernel, RotatedAnisotropicKernel):
+        return kernel.raw_rotation.requires_grad, kernel.raw_lengthscale.requires_grad
+    return kernel.cholesky_offdiag.requires_grad, kernel.raw_cholesky_diag.requires_grad
 
 
 def _merge_identical_starts(starts: list, kinds: list, protect: list) -> tuple[list, list, list]:
@@ -1843,6 +1847,8 @@ def fit_map(
     num_identity = 1 if identity_start else 0
     if gradient_start is None:  # where Haar draws cover SO(d) thinly (d >= 4); see GRADIENT_START_MIN_DIM
         gradient_start = any(_kernel_dim(k) >= GRADIENT_START_MIN_DIM for k in kernels)
+    # a kernel with a frozen part keeps its current values at every data-driven start: no pilot GP for it
+    gradient_start = gradient_start and any(all(_free_parts(k)) for k in kernels)
     principals = [_principal_extents(X, k) for k in kernels] if num_aligned else [None] * len(kernels)
     n = X.shape[-2]
     if exact is None:
