@@ -5,6 +5,8 @@ and with L-BFGS-B above. Each record fits the same model in a fresh process (so 
 with ``setting``:
 
 * ``lbfgsb_above_1024``: ``NEWTON_MAX_POINTS = 1024`` (the value before 2026-12-01: L-BFGS-B above 1,024 points);
+* ``default_2048``: ``NEWTON_MAX_POINTS = 2048`` (the value since 2026-12-01; above 2,048 points the pre-polish on
+  2,048 points is Newton's and the full-data polish L-BFGS-B's);
 * ``newton``: ``NEWTON_MAX_POINTS = 10**6`` (Newton at every size up to the exact-fit limit);
 
 then BoTorch's ``fit_gpytorch_mll`` of the same ``SingleTaskGP`` with ``gpytorch_so3.bo.ard_covar_module(d)`` (the
@@ -38,7 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling module _experiments
 CASES = ("3:1000", "3:1100", "3:1500", "3:2000", "4:1000", "4:1100", "4:1500", "4:2000")
-SETTINGS = {"lbfgsb_above_1024": 1024, "newton": 10**6}
+SETTINGS = {"lbfgsb_above_1024": 1024, "default_2048": 2048, "newton": 10**6}
 
 
 def make_data(d: int, n: int):
@@ -114,6 +116,7 @@ def run_one(d: int, n: int, setting: str) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="*", default=list(CASES), help="d:n pairs")
+    p.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--out", default=str(HERE / "results" / "bench_newton_points.json"))
     p.add_argument("--one", nargs=3, metavar=("D", "N", "SETTING"), help=argparse.SUPPRESS)  # the child process
     args = p.parse_args(argv)
@@ -126,7 +129,7 @@ def main(argv=None) -> None:
     records = []
     for case in args.cases:
         d, n = (int(v) for v in case.split(":"))
-        for setting in SETTINGS:
+        for setting in args.settings:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", str(d), str(n), setting], capture_output=True, text=True, check=True
             )
