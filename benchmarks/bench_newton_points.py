@@ -20,7 +20,7 @@ Cases (float64, ``Standardize`` outcome, ``fit_map(model, seed=0)`` with ``bo.ro
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_newton_points.py                       # all, ~45 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_newton_points.py                       # all, ~2.5 h
     OMP_NUM_THREADS=1 python benchmarks/bench_newton_points.py --cases 4:1100 --out /tmp/n.json
 
 writes ``benchmarks/results/bench_newton_points.json``. Timings come from whatever machine runs it (run-to-run
@@ -39,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling module _experiments
-CASES = ("3:1000", "3:1100", "3:1500", "3:2000", "4:1000", "4:1100", "4:1500", "4:2000")
+CASES = ("3:1000", "3:1100", "3:1500", "3:2000", "4:1000", "4:1100", "4:1500", "4:2000", "3:3000", "4:3000")
 SETTINGS = {"lbfgsb_above_1024": 1024, "default_2048": 2048, "newton": 10**6}
 
 

@@ -151,9 +151,12 @@ NEWTON_POLISH = True
 #: one evaluation). Measured from 1,100 to 2,000 points (``benchmarks/bench_newton_points.py``): Newton 1.7-1.9x
 #: faster than L-BFGS-B in 3-D at the same optimum, and in 4-D (one oblique direction) 5.4-7.3x faster and 0.04-0.36
 #: nats lower: L-BFGS-B crawled 970-1,630 evaluations there. The value was 1,024 until that showed a cliff at 1,025
-#: points (a 4-D fit 42 s at 1,000 points, 253 s at 1,100). Above :data:`PREPOLISH_POINTS` (the same 2,048) the
-#: full-data polish starts from a pre-polished point; that range was not measured.
-NEWTON_MAX_POINTS = 2048
+#: points (a 4-D fit 42 s at 1,000 points, 253 s at 1,100), then 2,048 (= :data:`PREPOLISH_POINTS`). At 3,000 points
+#: (the pre-polish on 2,048 points, then the full-data polish), Newton throughout against L-BFGS-B throughout: 3-D
+#: 84 s against 163 s at the same optimum, 4-D 363 s against 1,792 s (L-BFGS-B crawled 983 evaluations in the
+#: pre-polish) and 0.38 nats lower; peak memory the same (``results/bench_newton_points.json``). Above 3,000 points
+#: (the drill holes' all-sample fits, ~4,600) nothing was measured and L-BFGS-B polishes.
+NEWTON_MAX_POINTS = 3000
 
 #: Relative step of the forward differences of :func:`_newton_polish`'s Hessian (times ``max(1, |x_i|)``). Measured on
 #: the README's 6-D example (n = 200) and its noise-free variant (n = 300): forward differences with 1e-6 or 1e-7 and
