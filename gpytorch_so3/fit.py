@@ -243,8 +243,8 @@ class FitMapInfo:
         seconds: wall-clock seconds of the whole fit.
         start_kinds: per start, how it was initialised: ``"aligned"`` (data-aligned), ``"identity"`` (rotation 0),
             ``"gradient"`` (the targets' gradient outer product) or ``"haar"`` (a Haar-random rotation).
-            Data-driven starts that are the same state run once, under the first one's kind: with a frozen
-            parameter they all keep the kernel's current values, so one start precedes the Haar ones.
+            When every rotated kernel has a frozen parameter, the data-driven starts all keep its current values:
+            that one state runs once, under the first one's kind, before the Haar ones.
 
     Example:
         >>> info = FitMapInfo(losses=[0.92, float("nan"), 0.71], best_restart=2, times=[0.1, 0.1, 0.1],
@@ -586,26 +586,6 @@ def _free_parts(kernel: RotatedAnisotropicKernel | FullSPDKernel) -> tuple[bool,
     if isinstance(kernel, RotatedAnisotropicKernel):
         return kernel.raw_rotation.requires_grad, kernel.raw_lengthscale.requires_grad
     return kernel.cholesky_offdiag.requires_grad, kernel.raw_cholesky_diag.requires_grad
-
-
-def _merge_identical_starts(starts: list, kinds: list, protect: list) -> tuple[list, list, list]:
-    """Run identical data-driven starts once, under the first one's kind (a merged start keeps any protection).
-
-    With a frozen parameter every data-driven start keeps the kernel's current values (see :func:`_initialise`), so
-    the data-aligned, identity and gradient starts would be the same state optimised up to three times.
-    """
-    kept = []
-    for r, state in enumerate(starts):
-        if kinds[r] != "haar":
-            twin = next(
-                (q for q in kept if kinds[q] != "haar" and all(torch.equal(starts[q][k], v) for k, v in state.items())),
-                None,
-            )
-            if twin is not None:
-                protect[twin] = protect[twin] or protect[r]
-                continue
-        kept.append(r)
-    return [starts[r] for r in kept], [kinds[r] for r in kept], [protect[r] for r in kept]
 
 
 def _is_thin(principals: list) -> bool:
@@ -1779,9 +1759,9 @@ def fit_map(
     Returns:
         The model, with the kept start's hyperparameters, in eval mode. ``model.fit_map_info_`` holds a
         :class:`FitMapInfo` (per-start losses, one entry per start in the order of ``start_kinds``: the data-aligned,
-        identity and gradient starts that apply (identical ones merged), then the ``num_restarts`` Haar ones; the
-        rounds with their losses, which starts were dropped when, which was kept, timings, failures, the path that
-        ran).
+        identity and gradient starts that apply (one if every kernel has a frozen part), then the ``num_restarts``
+        Haar ones; the rounds with their losses, which starts were dropped when, which was kept, timings, failures,
+        the path that ran).
 
     Raises:
         TypeError: ``model`` is not an ``ExactGP`` or model list, or ``num_restarts``, ``seed`` or a count of
@@ -1850,8 +1830,10 @@ def fit_map(
     num_identity = 1 if identity_start else 0
     if gradient_start is None:  # where Haar draws cover SO(d) thinly (d >= 4); see GRADIENT_START_MIN_DIM
         gradient_start = any(_kernel_dim(k) >= GRADIENT_START_MIN_DIM for k in kernels)
-    # a kernel with a frozen part keeps its current values at every data-driven start: no pilot GP for it
-    gradient_start = gradient_start and any(all(_free_parts(k)) for k in kernels)
+    # A kernel with a frozen part keeps its current values at every data-driven start (see _initialise). Where no
+    # kernel is wholly free those starts are one state: it runs once and the gradient start's pilot GP is not fitted.
+    any_free = any(all(_free_parts(k)) for k in kernels)
+    gradient_start = gradient_start and any_free
     principals = [_principal_extents(X, k) for k in kernels] if num_aligned else [None] * len(kernels)
     n = X.shape[-2]
     if exact is None:
@@ -1870,11 +1852,16 @@ def fit_map(
     initial_state = copy.deepcopy(model.state_dict())
     modes = [(m, m.training) for m in (*model.modules(), *mll.modules())]
     info = FitMapInfo(strategy=strategy)
-    kinds = ["aligned"] * num_aligned + ["identity"] * num_identity + ["gradient"] * num_gradient
-    kinds += ["haar"] * num_restarts
+    data_driven = ["aligned"] * num_aligned + ["identity"] * num_identity + ["gradient"] * num_gradient
+    kinds = (data_driven if any_free else data_driven[:1]) + ["haar"] * num_restarts
+    names = {"aligned": "data-aligned start", "identity": "identity (ARD) start", "gradient": "gradient start"}
+    first_haar = len(kinds) - num_restarts
     # starts that survive every halving round and are polished besides the winner (see THIN_EXTENT_RATIO and
     # gradient_start): the data-aligned start on thin domains, the gradient start
-    protect = [kind == "gradient" or (kind == "aligned" and _is_thin(principals)) for kind in kinds]
+    protected = tuple(
+        r for r, kind in enumerate(kinds) if kind == "gradient" or (kind == "aligned" and _is_thin(principals))
+    )
+    describe = [names.get(kind, f"restart {r + 1 - first_haar}/{num_restarts}") for r, kind in enumerate(kinds)]
     chol = gpytorch.settings.max_cholesky_size(n + 1 if exact else gpytorch.settings.max_cholesky_size.value())
     try:
         # Every start's initial state, drawn in order from the seeded generator (the same for both paths).
@@ -1892,11 +1879,6 @@ def fit_map(
                 )
             starts.append(copy.deepcopy(model.state_dict()))
         model.load_state_dict(initial_state)
-        starts, kinds, protect = _merge_identical_starts(starts, kinds, protect)
-        protected = tuple(r for r, p in enumerate(protect) if p)
-        names = {"aligned": "data-aligned start", "identity": "identity (ARD) start", "gradient": "gradient start"}
-        first_haar = len(kinds) - num_restarts
-        describe = [names.get(kind, f"restart {r + 1 - first_haar}/{num_restarts}") for r, kind in enumerate(kinds)]
         mll.train()
         with chol:
             if strategy == "batched":
