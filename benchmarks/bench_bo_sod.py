@@ -148,6 +148,8 @@ BRANIN_XSTAR = (
     + 5.0 * torch.tensor([1.0, 0.0], dtype=D64)
 ) / 15.0
 BRANIN_FSTAR = -0.397887
+#: ``branin2_rot``'s rotation about the centre (34 degrees): two of the three maximisers stay inside
+BRANIN_ANGLE = 0.6
 
 
 def hartmann6(x):
@@ -233,8 +235,8 @@ def problem(name: str):
             return torch.exp(-0.5 * ((z @ M) * z).sum(-1))
 
         return f, 1.0, 0.005, d
-    if name.startswith("branin2"):  # rotated by 34 degrees about the centre: two of the three maximisers stay inside
-        f = neg_branin if name == "branin2" else _rotated_cube(neg_branin, _rotation(2, 0, angle=0.6))
+    if name.startswith("branin2"):
+        f = neg_branin if name == "branin2" else _rotated_cube(neg_branin, _rotation(2, 0, angle=BRANIN_ANGLE))
         return f, BRANIN_FSTAR, 0.1, d
     if name.startswith("hartmann3"):
         if name == "hartmann3":

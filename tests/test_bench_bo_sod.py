@@ -52,7 +52,7 @@ def test_branin_and_hartmann3_attain_their_optimum_inside_the_square_or_cube(nam
     f, f_star, _, d = problem(name)
     c = torch.full((d,), 0.5, dtype=D64)
     if name.startswith("branin"):  # Branin >= 0.397887 on the whole plane, three minimisers in its box
-        Q = bench._rotation(2, 0, angle=0.6) if name.endswith("_rot") else torch.eye(2, dtype=D64)
+        Q = bench._rotation(2, 0, angle=bench.BRANIN_ANGLE) if name.endswith("_rot") else torch.eye(2, dtype=D64)
         pre = c + (bench.BRANIN_XSTAR - c) @ Q  # preimages of the three maximisers
         inside = ((pre > 0) & (pre < 1)).all(-1)
         assert int(inside.sum()) == (2 if name.endswith("_rot") else 3)
